@@ -1,0 +1,90 @@
+"""Real rclpy: two nodes in two processes exchange every message type rap_ros relies on."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+from geometry_msgs.msg import PoseStamped, TransformStamped  # noqa: E402
+from nav_msgs.msg import Path  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+from tf2_msgs.msg import TFMessage  # noqa: E402
+
+from rap_ros_msgs.msg import PredictedView  # noqa: E402
+
+
+def sample_messages():
+    image = Image(height=2, width=3, encoding="rgb8", step=9, data=bytes(range(18)))
+    image.header.frame_id = "camera_optical_frame"
+    pose = PoseStamped()
+    pose.header.frame_id = "odom"
+    pose.pose.position.x = 1.5
+    pose.pose.orientation.w = 1.0
+    path = Path(poses=[pose, pose])
+    path.header.frame_id = "odom"
+    transform = TransformStamped(child_frame_id="camera")
+    transform.header.frame_id = "odom"
+    transform.transform.rotation.w = 1.0
+    view = PredictedView(frames=[image], poses=[pose], scores=[31.5])
+    view.header.frame_id = "odom"
+    return {"image": image, "path": path, "tf": TFMessage(transforms=[transform]),
+            "predicted_view": view}
+
+
+@pytest.fixture
+def echo_process():
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    script = os.path.join(os.path.dirname(__file__), "echo_node.py")
+    process = subprocess.Popen([sys.executable, script], env=env, stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "ready"
+    yield process
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=10)
+
+
+def test_messages_cross_processes(echo_process):
+    assert os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
+    rclpy.init()
+    node = rclpy.create_node("smoke_test")
+    try:
+        sent = sample_messages()
+        received = {}
+        publishers = {name: node.create_publisher(type(msg), f"in/{name}", 10)
+                      for name, msg in sent.items()}
+        for name, msg in sent.items():
+            node.create_subscription(type(msg), f"out/{name}",
+                                     lambda m, name=name: received.setdefault(name, m), 10)
+        deadline = time.monotonic() + 20.0
+        while len(received) < len(sent) and time.monotonic() < deadline:
+            for name, publisher in publishers.items():
+                if name not in received:
+                    publisher.publish(sent[name])
+            rclpy.spin_once(node, timeout_sec=0.1)
+        assert set(received) == set(sent)
+        assert bytes(received["image"].data) == bytes(range(18))
+        assert received["image"].encoding == "rgb8"
+        assert received["path"].poses[1].pose.position.x == 1.5
+        assert received["tf"].transforms[0].child_frame_id == "camera"
+        view = received["predicted_view"]
+        assert list(view.scores) == [31.5] and view.frames[0].width == 3
+    finally:
+        node.destroy_node()
+        rclpy.shutdown()
+
+
+def test_tf_message_hash_matches_upstream():
+    """/tf must carry the real tf2_msgs/msg/TFMessage, whichever build provides it here."""
+    import json
+    import pathlib
+
+    from ament_index_python.packages import get_package_share_directory
+    from rosbags.typesys import Stores, get_typestore
+
+    description = pathlib.Path(get_package_share_directory("tf2_msgs"), "msg", "TFMessage.json")
+    hashes = json.loads(description.read_text())["type_hashes"]
+    ours = next(h["hash_string"] for h in hashes if h["type_name"] == "tf2_msgs/msg/TFMessage")
+    upstream = get_typestore(Stores.ROS2_JAZZY).hash_rihs01("tf2_msgs/msg/TFMessage")
+    assert ours == upstream
