@@ -1,0 +1,178 @@
+"""ONNX Runtime backend: the exported codec and denoiser graphs.
+
+A model folder, as written by ``rap-ros export`` (``rap_ros.model.export``), holds
+
+* ``codec_encoder.onnx``: x (B, T, 3, S, S) -> z (B, t, C, s, s)
+* ``codec_decoder.onnx``: z (B, t, C, s, s) -> x (B, T, 3, S, S)
+* ``denoiser.onnx``: (video, raxel, t_video, t_raxel, motion) -> (v_video, v_raxel)
+* ``config.yaml``: the ``ModelConfig`` of the networks
+* ``manifest.json``: what was exported from which weights (informational)
+
+Batch B is a dynamic axis of every graph; see the manifest for the others.
+
+Execution providers are tried in the order TensorRT, CUDA, CPU, keeping those the
+installed onnxruntime offers (``onnxruntime-gpu`` brings the first two).
+
+This module must not import torch: it is the inference path on robots without it.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from rap_ros.backend.base import Backend, ModelFileError, as_float32
+
+ENCODER_FILE = "codec_encoder.onnx"
+DECODER_FILE = "codec_decoder.onnx"
+DENOISER_FILE = "denoiser.onnx"
+CONFIG_FILE = "config.yaml"
+MANIFEST_FILE = "manifest.json"
+MODEL_FILES = (ENCODER_FILE, DECODER_FILE, DENOISER_FILE, CONFIG_FILE)
+
+# Fastest first. CPU is always available in onnxruntime.
+PROVIDER_PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider",
+                       "CPUExecutionProvider")
+
+
+def select_providers(requested=None, available=None):
+    """Execution providers to use, best first.
+
+    requested: provider names in order of preference, or None for
+        ``PROVIDER_PREFERENCE``.
+    available: the providers this onnxruntime offers; None asks
+        ``onnxruntime.get_available_providers()``.
+
+    Returns the requested providers that are available, in the requested order,
+    with CPU appended as the last fallback. Raises ValueError if none of the
+    requested ones is available and CPU was not among them.
+    """
+    if available is None:
+        import onnxruntime
+
+        available = onnxruntime.get_available_providers()
+    requested = list(PROVIDER_PREFERENCE if requested is None else requested)
+    chosen = [p for p in requested if p in available]
+    if not chosen:
+        raise ValueError(f"none of the execution providers {requested} is available "
+                         f"(onnxruntime offers {list(available)})")
+    if "CPUExecutionProvider" not in chosen and "CPUExecutionProvider" in available:
+        chosen.append("CPUExecutionProvider")
+    return chosen
+
+
+def check_model_dir(model_dir):
+    """Raise ModelFileError naming the first missing model file in ``model_dir``."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise ModelFileError(model_dir, "ONNX model folder not found")
+    for name in MODEL_FILES:
+        if not (model_dir / name).is_file():
+            raise ModelFileError(model_dir / name, "ONNX model file missing")
+
+
+def read_manifest(model_dir):
+    """The export manifest of ``model_dir`` as a dict ({} when absent or unreadable)."""
+    try:
+        return json.loads((Path(model_dir) / MANIFEST_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+class OnnxBackend(Backend):
+    """The model's three graphs in ONNX Runtime sessions.
+
+    model_dir: folder written by ``rap-ros export`` (``rap_ros.model.export``).
+    providers: execution providers in order of preference (default: TensorRT, CUDA,
+        CPU, whichever this onnxruntime has).
+    threads: intra-op threads per session (None: ONNX Runtime's default, one per
+        physical core). Inter-op parallelism is off (the graphs are sequential).
+    warmup: run each graph once at load, so the first real call is not slow.
+    spinning: let idle ONNX Runtime threads busy-wait for the next op. Off by default:
+        the process also runs OpenCV (resize, optical flow), numpy and ROS callbacks,
+        which spinning threads slow down (measured on 2 cores: a 1080p resize 7 -> 20 ms,
+        torch-side work up to 10x slower) for no measurable gain in the graphs.
+
+    Raises ModelFileError (naming the file) when a file is missing or not a valid
+    model.
+    """
+
+    def __init__(self, model_dir, providers=None, threads=None, warmup=True, spinning=False):
+        import onnxruntime
+
+        from rap_ros.model.config import load_config
+
+        self.model_dir = Path(model_dir)
+        check_model_dir(self.model_dir)
+        try:
+            self.config = load_config(self.model_dir / CONFIG_FILE)
+        except Exception as error:  # yaml or dataclass errors: a corrupt file
+            raise ModelFileError(self.model_dir / CONFIG_FILE,
+                                 f"unreadable model config ({error})") from error
+        self.manifest = read_manifest(self.model_dir)
+        self.providers = select_providers(providers)
+
+        options = onnxruntime.SessionOptions()
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+        options.inter_op_num_threads = 1
+        if threads:
+            options.intra_op_num_threads = int(threads)
+        options.log_severity_level = 3  # errors only
+        options.add_session_config_entry("session.intra_op.allow_spinning",
+                                         "1" if spinning else "0")
+
+        def session(name):
+            path = self.model_dir / name
+            try:
+                return onnxruntime.InferenceSession(str(path), sess_options=options,
+                                                    providers=self.providers)
+            except Exception as error:
+                raise ModelFileError(path, f"cannot load ONNX graph ({error})") from error
+
+        self._encoder = session(ENCODER_FILE)
+        self._decoder = session(DECODER_FILE)
+        self._denoiser = session(DENOISER_FILE)
+        self._denoiser_inputs = [i.name for i in self._denoiser.get_inputs()]
+        self.name = f"onnxruntime:{self._denoiser.get_providers()[0]}"
+        if warmup:
+            self.warmup()
+
+    def warmup(self, batch=1):
+        """Run every graph once on zeros of the configured window size."""
+        c = self.config
+        T, S, s, C = c.frames, c.image_size, c.latent_size, c.latent_channels
+        t = c.latent_frames
+        self.encode(np.zeros((batch, T, 3, S, S), np.float32))
+        self.decode(np.zeros((batch, t, C, s, s), np.float32), T)
+        self.velocity(np.zeros((batch, t, C, s, s), np.float32),
+                      np.zeros((batch, t, 2 * C, s, s), np.float32),
+                      np.ones((batch, t), np.float32), np.ones((batch, t), np.float32),
+                      np.zeros((batch, t, c.motion_dim, s, s), np.float32))
+
+    def encode(self, x):
+        x = as_float32(x, "x", 5)
+        self.check_frames(x.shape[1])
+        return self._encoder.run(None, {"x": x})[0]
+
+    def decode(self, z, frames):
+        z = as_float32(z, "z", 5)
+        self.check_frames(frames)
+        if self.latent_frames(frames) != z.shape[1]:
+            raise ValueError(f"{frames} frames need {self.latent_frames(frames)} latent "
+                             f"frames, got z of shape {z.shape}")
+        return self._decoder.run(None, {"z": z})[0]
+
+    def velocity(self, video, raxel, t_video, t_raxel, motion):
+        feeds = {
+            "video": as_float32(video, "video", 5),
+            "raxel": as_float32(raxel, "raxel", 5),
+            "t_video": as_float32(t_video, "t_video", 2),
+            "t_raxel": as_float32(t_raxel, "t_raxel", 2),
+            "motion": as_float32(motion, "motion", 5),
+        }
+        # An input the network ignores (motion with config.motion_channels off) is
+        # pruned from the graph at export.
+        feeds = {name: feeds[name] for name in self._denoiser_inputs}
+        v_video, v_raxel = self._denoiser.run(None, feeds)
+        return v_video, v_raxel

@@ -1,0 +1,286 @@
+"""`--live`: play an input over real ROS 2 topics into running nodes and score what they publish.
+
+For each input:
+
+1. ``rap-ros up`` starts in a subprocess (trajectory_estimator; view_predictor only when
+   asked through ``up_args``), its ``image``/``camera_info`` remapped to the topics played here.
+2. Once the node subscribes, the frames are published as ``sensor_msgs/Image`` (rgb8) with
+   their recorded stamps, paced at ``rate`` times the recorded speed (plus ``CameraInfo`` when
+   the input has intrinsics).
+3. ``/tf``, ``path``, ``odometry`` and ``/diagnostics`` are recorded until the node has been
+   quiet for ``settle_s`` after the last frame.
+4. The odometry poses (``T_odom_child``, stamped with the input image stamps) are the estimate;
+   they are scored exactly as offline (``run._score``). Latency = arrival of the odometry
+   message for a frame minus the moment that frame was published (wall clock, seconds); drops =
+   frames published that never got a pose (the node skips frames by ``frame_interval`` and
+   while the model is busy).
+
+Frames: the node's odom frame has its own orientation; the Sim(3) alignment absorbs it, and a
+constant camera-to-child rotation does not change RPE. Every process that starts rclpy here
+calls ``prepare_ros_environment()`` (DDS discovery on localhost unless the user chose otherwise).
+"""
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rap_ros.evaluation import report
+from rap_ros.evaluation.inputs import InputError, InputOptions, open_input
+from rap_ros.evaluation.run import RunOptions, _score, unique_names
+
+LIVE_IMAGE_TOPIC = "/rap_ros_eval/image"
+LIVE_INFO_TOPIC = "/rap_ros_eval/camera_info"
+
+
+@dataclass
+class LiveOptions:
+    """rate: playback speed relative to the recorded stamps. up_args: extra `rap-ros up`
+    arguments (before --ros-args). ready_timeout_s: wait for the node to subscribe.
+    settle_s: quiet time after the last frame before stopping. node_params: extra
+    ``-p trajectory_estimator:NAME:=VALUE`` parameters."""
+
+    rate: float = 1.0
+    up_args: list = field(default_factory=lambda: ["--no-predictor"])
+    ready_timeout_s: float = 120.0
+    settle_s: float = 5.0
+    max_wait_s: float = 120.0
+    node_params: dict = field(default_factory=dict)
+
+
+class _Recorder:
+    """Subscriptions to the node's outputs; thread-safe lists of what arrived when."""
+
+    def __init__(self, node):
+        from diagnostic_msgs.msg import DiagnosticArray
+        from nav_msgs.msg import Odometry, Path
+        from tf2_msgs.msg import TFMessage
+
+        self.lock = threading.Lock()
+        self.odometry = []     # (stamp s, T 4x4, arrival wall s)
+        self.tf = 0
+        self.paths = 0
+        self.last_path = None
+        self.diagnostics = {}  # status name -> {key: value}
+        self.last_output = None
+        node.create_subscription(Odometry, "/odometry", self._on_odometry, 200)
+        node.create_subscription(Path, "/path", self._on_path, 10)
+        node.create_subscription(TFMessage, "/tf", self._on_tf, 200)
+        node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
+
+    def _on_odometry(self, msg):
+        from rap_ros.evaluation.inputs import _pose_msg_to_matrix, stamp_seconds
+
+        now = time.monotonic()
+        with self.lock:
+            self.odometry.append((stamp_seconds(msg.header.stamp),
+                                  _pose_msg_to_matrix(msg.pose.pose), now))
+            self.last_output = now
+
+    def _on_path(self, msg):
+        with self.lock:
+            self.paths += 1
+            self.last_path = msg
+
+    def _on_tf(self, msg):
+        with self.lock:
+            self.tf += len(msg.transforms)
+
+    def _on_diagnostics(self, msg):
+        with self.lock:
+            for status in msg.status:
+                self.diagnostics[status.name] = {kv.key: kv.value for kv in status.values}
+
+
+def _image_msg(frame, stamp):
+    from builtin_interfaces.msg import Time
+    from sensor_msgs.msg import Image
+
+    msg = Image(height=frame.shape[0], width=frame.shape[1], encoding="rgb8",
+                step=frame.shape[1] * 3, data=np.ascontiguousarray(frame).tobytes())
+    ns = int(round(stamp * 1e9))
+    msg.header.stamp = Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+    msg.header.frame_id = "camera_optical_frame"
+    return msg
+
+
+def _info_msg(K, frame, stamp_msg):
+    from sensor_msgs.msg import CameraInfo
+
+    msg = CameraInfo(height=frame.shape[0], width=frame.shape[1], distortion_model="plumb_bob")
+    msg.header.stamp = stamp_msg
+    msg.header.frame_id = "camera_optical_frame"
+    msg.k = [float(v) for v in np.asarray(K).ravel()]
+    msg.d = [0.0] * 5
+    msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    msg.p = [float(v) for v in np.hstack([K, np.zeros((3, 1))]).ravel()]
+    return msg
+
+
+def _start_up(options, live, log_path):
+    command = [sys.executable, "-m", "rap_ros.tools.cli", "up", *live.up_args]
+    if options.backend and "--backend" not in live.up_args:
+        command += ["--backend", options.backend]
+    params = {"frame_interval": 0.0, "qos_reliability": "reliable", **live.node_params}
+    command += ["--ros-args", "-r", f"image:={LIVE_IMAGE_TOPIC}",
+                "-r", f"camera_info:={LIVE_INFO_TOPIC}"]
+    for name, value in params.items():
+        command += ["-p", f"trajectory_estimator:{name}:={value}"]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    with open(log_path, "w") as log:  # the child keeps its own descriptor
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    process.log_path = log_path
+    return command, process
+
+
+def _stop(process):
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=5)
+    try:
+        return pathlib.Path(process.log_path).read_text(errors="replace")[-4000:]
+    except OSError:
+        return ""
+
+
+def evaluate_live_input(path, out_dir, input_options, options, live, name):
+    """Play one input into `rap-ros up` and score the published odometry; returns metrics."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    from rap_ros.ros_env import prepare_ros_environment
+
+    out_dir = pathlib.Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = {"name": name, "input": str(path), "method": "rap (live)", "status": "failed",
+              "error": None, "command": options.command, "rate": live.rate}
+    process = None
+    try:
+        source = open_input(path, input_options)
+        result.update(kind=source.kind, input_info=source.info)
+        if source.groundtruth is None:
+            raise InputError(f"{path}: no ground truth")
+        frames = list(source.frames())
+        if options.max_frames:
+            frames = frames[:options.max_frames]
+        if not frames:
+            raise InputError(f"{path}: no frames")
+        command, process = _start_up(options, live, out_dir / "node.log")
+        result["node_command"] = " ".join(command)
+        prepare_ros_environment()
+        context = rclpy.Context()
+        rclpy.init(context=context)
+        node = rclpy.create_node("rap_ros_evaluate_live", context=context)
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        spinner = threading.Thread(target=executor.spin, daemon=True)
+        try:
+            qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+            from sensor_msgs.msg import CameraInfo, Image
+
+            image_pub = node.create_publisher(Image, LIVE_IMAGE_TOPIC, qos)
+            info_pub = node.create_publisher(CameraInfo, LIVE_INFO_TOPIC, qos)
+            recorder = _Recorder(node)
+            spinner.start()
+            deadline = time.monotonic() + live.ready_timeout_s
+            while image_pub.get_subscription_count() == 0:
+                if process.poll() is not None:
+                    raise RuntimeError(f"`rap-ros up` exited with {process.returncode}: "
+                                       f"{_stop(process)}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"`rap-ros up` did not subscribe to {LIVE_IMAGE_TOPIC} "
+                                       f"within {live.ready_timeout_s} s")
+                time.sleep(0.1)
+            time.sleep(0.5)  # let the node's camera_info subscription match too
+            published = {}
+            stamp0, start = frames[0][0], time.monotonic()
+            for stamp, frame in frames:
+                due = start + (stamp - stamp0) / live.rate
+                delay = due - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                msg = _image_msg(frame, stamp)
+                if source.K is not None:
+                    info_pub.publish(_info_msg(source.K, frame, msg.header.stamp))
+                image_pub.publish(msg)
+                published[round(stamp, 6)] = time.monotonic()
+            play_s = time.monotonic() - start
+            end = time.monotonic() + live.max_wait_s
+            while time.monotonic() < end:
+                with recorder.lock:
+                    last = recorder.last_output or start
+                    done = len({round(s, 6) for s, _, _ in recorder.odometry}) >= len(frames)
+                if done or time.monotonic() - max(last, start + play_s) > live.settle_s:
+                    break
+                time.sleep(0.1)
+        finally:
+            executor.shutdown(timeout_sec=1.0)
+            node.destroy_node()
+            rclpy.try_shutdown(context=context)
+        node_log = _stop(process)
+        process = None
+        with recorder.lock:
+            odometry = list(recorder.odometry)
+            result["live"] = {"published_frames": len(frames), "play_seconds": play_s,
+                              "tf_transforms": recorder.tf, "path_messages": recorder.paths,
+                              "diagnostics": recorder.diagnostics}
+        poses, latencies = {}, []
+        for stamp, T, arrival in odometry:
+            key = round(stamp, 6)
+            poses[key] = T
+            if key in published:
+                latencies.append(arrival - published[key])
+        live_stats = result["live"]
+        live_stats["estimated_frames"] = len(poses)
+        live_stats["dropped_frames"] = len(frames) - len(set(poses) & set(published))
+        live_stats["drop_fraction"] = live_stats["dropped_frames"] / len(frames)
+        if latencies:
+            lat = np.array(latencies)
+            live_stats.update(latency_mean_s=float(lat.mean()), latency_median_s=float(np.median(lat)),
+                              latency_p95_s=float(np.percentile(lat, 95)), latency_max_s=float(lat.max()))
+        result["frames"] = len(poses)
+        result["fps"] = len(poses) / play_s if play_s > 0 else None
+        if not poses:
+            raise RuntimeError(f"the node published no odometry for {len(frames)} frames; "
+                               f"its log ends: {node_log[-1500:]}")
+        stamps = np.array(sorted(poses))
+        c2w = np.array([poses[s] for s in stamps])
+        report.write_tum(out_dir / "estimate_tum.txt", stamps, c2w)
+        _score(result, source, stamps, c2w, input_options, out_dir)
+        result["status"] = "ok"
+    except Exception as error:
+        result["error"] = str(error) if isinstance(error, InputError) else \
+            f"{type(error).__name__}: {error}"
+    finally:
+        if process is not None:
+            result["node_log_tail"] = _stop(process)[-1500:]
+    plots = result.pop("_plots", [])
+    report.write_json(out_dir / "metrics.json", result)
+    report.write_report(out_dir, result, plots)
+    return result
+
+
+def evaluate_live(paths, out_dir, input_options=None, options=None, live=None):
+    """``evaluate_live_input`` for each input in turn (one node at a time); summary if several."""
+    input_options = input_options or InputOptions()
+    options = options or RunOptions(method="rap")
+    live = live or LiveOptions()
+    out_dir = pathlib.Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = [evaluate_live_input(p, out_dir / n, input_options, options, live, n)
+               for p, n in zip(paths, unique_names(paths))]
+    if len(paths) > 1:
+        report.write_summary(out_dir, results, options.command)
+    return results

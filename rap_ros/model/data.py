@@ -1,0 +1,182 @@
+"""Training data: synthetic clips rendered ahead into a cache, then latents encoded ahead.
+
+Rendering on 2 CPU cores is far slower than a training step, so `build_frame_cache` renders
+`n` clips from train seeds once (`synth.dataset.sample_clip`) into uint8 .npy memmaps under the
+run folder (git-ignored `runs/`), resumably (rendering continues where it stopped). After the
+codec is trained, `build_latent_cache` encodes every clip with the frozen codec (video, both
+raxel halves) and computes the motion channels, so a denoiser step only reads arrays.
+
+    cache/frames.npy   uint8   (N, T, S, S, 3)
+    cache/K.npy        float64 (N, 3, 3)
+    cache/c2w.npy      float64 (N, T, 4, 4)  relative to the first camera, unit mean distance
+    cache/meta.json    sizes, seeds, number of clips done
+    latents_<tag>.npz  video (N, t, C, s, s), raxel (N, t, 2C, s, s), motion (N, t, M, s, s)
+"""
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rap_ros.model import preprocess
+
+CACHE_VERSION = 1
+
+
+# Validation clips: held-out seeds (synth.dataset.held_out_seed), from an index far above the
+# ones evaluation tools start at, so reported validation numbers never use training seeds.
+VAL_INDEX_START = 500_000
+
+
+def clip_seed(split: str, index: int) -> int:
+    """Seed of clip `index` of a split: "train" -> dataset.train_seed (seeds < 10**9),
+    "val" -> dataset.held_out_seed(VAL_INDEX_START + index)."""
+    from rap_ros.synth import dataset
+    if split == "train":
+        return int(dataset.train_seed(index))
+    if split == "val":
+        return int(dataset.held_out_seed(VAL_INDEX_START + index))
+    raise ValueError(f"unknown split {split!r}")
+
+
+def _render_one(args):
+    seed, frames, size = args
+    import torch
+    torch.set_num_threads(1)
+    from rap_ros.geometry import relative_to_first
+    from rap_ros.synth.dataset import sample_clip
+    clip = sample_clip(seed, frames, size, size)
+    rel, _ = relative_to_first(clip.c2w)
+    return np.asarray(clip.frames, np.uint8), np.asarray(clip.K, np.float64), rel
+
+
+def build_frame_cache(cache_dir, n: int, frames: int, size: int, workers: int = 2,
+                      split: str = "train", log=print):
+    """Render (or finish rendering) n clips of a split ("train" or "val") into cache_dir.
+    Returns the cache dir."""
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    meta_path = cache_dir / "meta.json"
+    meta = {"version": CACHE_VERSION, "n": n, "frames": frames, "size": size,
+            "split": split, "done": 0}
+    if meta_path.is_file():
+        old = json.loads(meta_path.read_text())
+        if all(old.get(k) == meta[k] for k in ("version", "n", "frames", "size", "split")):
+            meta = old
+        else:
+            log(f"cache {cache_dir} has other sizes ({old}); rebuilding")
+    mode = "r+" if meta["done"] > 0 else "w+"
+    fr = np.lib.format.open_memmap(cache_dir / "frames.npy", mode=mode, dtype=np.uint8,
+                                   shape=(n, frames, size, size, 3))
+    Ks = np.lib.format.open_memmap(cache_dir / "K.npy", mode=mode, dtype=np.float64,
+                                   shape=(n, 3, 3))
+    cs = np.lib.format.open_memmap(cache_dir / "c2w.npy", mode=mode, dtype=np.float64,
+                                   shape=(n, frames, 4, 4))
+    start = meta["done"]
+    if start >= n:
+        return cache_dir
+    log(f"rendering clips {start}..{n - 1} into {cache_dir} with {workers} workers")
+    jobs = [(clip_seed(split, i), frames, size) for i in range(start, n)]
+    t0 = time.time()
+    chunk = 64
+
+    def results():
+        if workers > 1:
+            import multiprocessing as mp
+            with mp.get_context("spawn").Pool(workers) as pool:
+                yield from pool.imap(_render_one, jobs, chunksize=4)
+        else:
+            yield from map(_render_one, jobs)
+
+    for k, (f, K, rel) in enumerate(results()):
+        i = start + k
+        fr[i], Ks[i], cs[i] = f, K, rel
+        if (k + 1) % chunk == 0 or i == n - 1:
+            fr.flush(), Ks.flush(), cs.flush()
+            meta["done"] = i + 1
+            meta_path.write_text(json.dumps(meta))
+            rate = (k + 1) / (time.time() - t0)
+            log(f"  rendered {i + 1}/{n} ({rate:.1f} clips/s)")
+    return cache_dir
+
+
+class FrameCache:
+    """Read access to a rendered cache (memmaps)."""
+
+    def __init__(self, cache_dir):
+        cache_dir = Path(cache_dir)
+        meta_path = cache_dir / "meta.json"
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"frame cache not found: {meta_path}")
+        self.meta = json.loads(meta_path.read_text())
+        if self.meta["done"] < self.meta["n"]:
+            raise RuntimeError(f"frame cache {cache_dir} is incomplete "
+                               f"({self.meta['done']}/{self.meta['n']}); rebuild it")
+        self.frames = np.load(cache_dir / "frames.npy", mmap_mode="r")
+        self.K = np.load(cache_dir / "K.npy")
+        self.c2w = np.load(cache_dir / "c2w.npy")
+
+    def __len__(self):
+        return self.frames.shape[0]
+
+
+def raxels_for(K, rel_c2w, size: int, encoding: str) -> np.ndarray:
+    """Normalised raxels (T, 6, S, S) float32 of one clip."""
+    from rap_ros.geometry import encode_raxels
+    return preprocess.normalize_raxels(encode_raxels(K, rel_c2w, size, size, encoding))
+
+
+def codec_batch(cache: FrameCache, rng: np.random.Generator, n_video: int, n_raxel: int,
+                encoding: str, crop: int = 0):
+    """A codec training batch: (x (n_video + 2 n_raxel, T, 3, c, c) float32, is_raxel bool (B,))
+    of video clips and raxel halves (directions, origins), randomly cropped to `crop` pixels
+    (0 = full frames; the same crop for all frames of a clip)."""
+    size = cache.frames.shape[2]
+    items, kinds = [], []
+    for i in rng.integers(0, len(cache), n_video):
+        items.append(preprocess.images_to_model(cache.frames[i]))
+        kinds.append(False)
+    for i in rng.integers(0, len(cache), n_raxel):
+        r = raxels_for(cache.K[i], cache.c2w[i], size, encoding)
+        items += [r[:, 0:3], r[:, 3:6]]
+        kinds += [True, True]
+    if crop and crop < size:
+        out = []
+        for x in items:
+            y0, x0 = rng.integers(0, size - crop + 1, 2)
+            out.append(x[:, :, y0:y0 + crop, x0:x0 + crop])
+        items = out
+    return np.stack(items).astype(np.float32), np.array(kinds)
+
+
+def build_latent_cache(path, cache: FrameCache, codec, config, batch: int = 32, log=print):
+    """Encode every cached clip with the frozen codec and compute motion channels; save to
+    `path` (.npz). Returns a dict of arrays. Torch is imported here only."""
+    import torch
+    from rap_ros.model.codec import encode_raxels_latent
+    path = Path(path)
+    if path.is_file():
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
+    n, S = len(cache), config.image_size
+    out = {"video": [], "raxel": [], "motion": []}
+    t0 = time.time()
+    codec.eval()
+    with torch.no_grad():
+        for start in range(0, n, batch):
+            idx = range(start, min(n, start + batch))
+            frames = [np.asarray(cache.frames[i]) for i in idx]
+            video = torch.from_numpy(np.stack([preprocess.images_to_model(f) for f in frames]))
+            rax = torch.from_numpy(np.stack([raxels_for(cache.K[i], cache.c2w[i], S,
+                                                        config.raxel_encoding) for i in idx]))
+            out["video"].append(codec.encode(video).numpy())
+            out["raxel"].append(encode_raxels_latent(codec, rax).numpy())
+            out["motion"].append(np.stack([preprocess.motion_channels(f, config) for f in frames]))
+            if (start // batch) % 20 == 0:
+                log(f"  encoded {min(n, start + batch)}/{n} clips ({time.time() - t0:.0f} s)")
+    arrays = {k: np.concatenate(v).astype(np.float32) for k, v in out.items()}
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+    return arrays

@@ -1,0 +1,268 @@
+"""Joint video/camera denoiser: a DiT with Decoupled Self-Cross Attention (DSCA).
+
+Two token streams share one network: video latents (plus motion channels, concatenated before
+the patch embedding) and raxel latents, each with its own patch embedding. A DSCA block does,
+for each modality m in (video, raxel):
+
+    x_m += g1 * SelfAttn_m(mod(LN(x_m)))                          within the modality
+    x_m += g2 * CrossAttn_m(q=mod(LN(x_m)), kv=mod(LN(x_other)))  across (both directions)
+    x_m += g3 * MLP_m(mod(LN(x_m)))
+
+with shift/scale/gate (mod, g) from adaLN-Zero on a per-latent-frame timestep embedding, per
+modality, so clean (t=0) and noised frames sit side by side in one clip. The ablation
+`attention="joint"` replaces self+cross by one self-attention over the concatenated tokens.
+
+    forward(video (B,t,C,s,s), raxel (B,t,2C,s,s), t_video (B,t), t_raxel (B,t), motion (B,t,M,s,s))
+        -> (v_video (B,t,C,s,s), v_raxel (B,t,2C,s,s))
+
+Positions: fixed 2D sin-cos over the patch grid plus a learned embedding per latent frame.
+Initialisation (as DiT): Linear layers Xavier-uniform with zero bias, patch embeddings like a
+Linear, timestep MLP normal(0, 0.02), temporal embedding normal(0, 0.02), and every adaLN
+modulation and final output layer zero, so each block is the identity at init and the
+network starts by predicting zero velocity.
+"""
+import math
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from rap_ros.model.config import ModelConfig
+
+# Motion channels are flow / image size, typically 0.01-0.05; this fixed gain brings them to
+# the order of the latents before the (shared) patch embedding.
+MOTION_GAIN = 10.0
+
+
+def modulate(x, shift, scale):
+    """adaLN: x (B, t*n, d) with per-latent-frame shift, scale (B, t, 1, d), broadcast over the
+    n tokens of each latent frame (frame-major token order)."""
+    B, N, d = x.shape
+    x = x.reshape(B, shift.shape[1], -1, d)                 # (B, t, n, d)
+    return (x * (1 + scale) + shift).reshape(B, N, d)       # (B, t*n, d)
+
+
+def gate(g, x):
+    """adaLN-Zero gate: g (B, t, 1, d) times x (B, t*n, d)."""
+    B, N, d = x.shape
+    return (g * x.reshape(B, g.shape[1], -1, d)).reshape(B, N, d)
+
+
+def sincos_2d(grid: int, dim: int) -> np.ndarray:
+    """Fixed 2D sin-cos position table (grid*grid, dim), as in MAE/DiT."""
+    ys, xs = np.meshgrid(np.arange(grid, dtype=np.float64), np.arange(grid, dtype=np.float64),
+                         indexing="ij")
+    quarter = dim // 4
+    omega = 1.0 / 10000 ** (np.arange(quarter) / max(quarter, 1))
+    out = []
+    for pos in (ys.reshape(-1), xs.reshape(-1)):
+        angles = pos[:, None] * omega[None]
+        out += [np.sin(angles), np.cos(angles)]
+    table = np.concatenate(out, axis=1)
+    return np.pad(table, ((0, 0), (0, dim - table.shape[1]))).astype(np.float32)
+
+
+class TimestepEmbedder(nn.Module):
+    """Flow time per latent frame -> conditioning vector: (B, t) -> (B, t, cond_dim)."""
+
+    def __init__(self, cond_dim: int, freq_dim: int = 64):
+        super().__init__()
+        self.freq_dim = freq_dim
+        self.mlp = nn.Sequential(nn.Linear(freq_dim, cond_dim), nn.SiLU(),
+                                 nn.Linear(cond_dim, cond_dim))
+        half = freq_dim // 2
+        self.register_buffer("freqs", torch.exp(-math.log(10000.0) * torch.arange(half) / half),
+                             persistent=False)
+
+    def forward(self, t):                                   # t: (B, t) in [0, 1]
+        args = (t * 1000.0)[..., None] * self.freqs         # (B, t, freq/2)
+        emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)  # (B, t, freq)
+        return self.mlp(emb)                                # (B, t, cond)
+
+
+class Attention(nn.Module):
+    """Multi-head attention; queries from x, keys/values from y (y = x: self-attention).
+    Written with matmul + softmax so it exports to any ONNX opset."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x, y=None):                           # x: (B, N, d), y: (B, L, d)
+        y = x if y is None else y
+        B, N, d = x.shape
+        L, h = y.shape[1], self.heads
+        q = self.q(x).reshape(B, N, h, d // h).transpose(1, 2)          # (B, h, N, d/h)
+        k, v = self.kv(y).reshape(B, L, 2, h, d // h).permute(2, 0, 3, 1, 4)  # (B, h, L, d/h) x2
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(d // h))     # (B, h, N, L)
+        out = att.softmax(dim=-1) @ v                                   # (B, h, N, d/h)
+        return self.proj(out.transpose(1, 2).reshape(B, N, d))          # (B, N, d)
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, ratio: float):
+        super().__init__()
+        hidden = int(dim * ratio)
+        self.fc1, self.act, self.fc2 = nn.Linear(dim, hidden), nn.GELU(approximate="tanh"), \
+            nn.Linear(hidden, dim)
+
+    def forward(self, x):                                   # x: (B, N, d)
+        return self.fc2(self.act(self.fc1(x)))              # (B, N, d)
+
+
+class ModalityLayers(nn.Module):
+    """The per-modality half of a block: norms, attention(s), MLP and adaLN-Zero."""
+
+    def __init__(self, dim, heads, mlp_ratio, cond_dim, cross: bool):
+        super().__init__()
+        self.n_mod = 9 if cross else 6
+        self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.self_attn = Attention(dim, heads) if cross else None
+        if cross:
+            self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+            self.cross_attn = Attention(dim, heads)
+        self.norm3 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.mlp = Mlp(dim, mlp_ratio)
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(cond_dim, self.n_mod * dim))
+
+    def modulation(self, c):                                # c: (B, t, cond)
+        return [m[:, :, None] for m in self.ada(c).chunk(self.n_mod, dim=-1)]  # (B, t, 1, d) each
+
+
+class DSCABlock(nn.Module):
+    def __init__(self, dim, heads, mlp_ratio, cond_dim, attention="dsca"):
+        super().__init__()
+        self.attention = attention
+        cross = attention == "dsca"
+        self.video = ModalityLayers(dim, heads, mlp_ratio, cond_dim, cross)
+        self.raxel = ModalityLayers(dim, heads, mlp_ratio, cond_dim, cross)
+        self.joint_attn = None if cross else Attention(dim, heads)
+
+    def forward(self, xv, xr, cv, cr, n):   # xv, xr: (B, t*n, d); cv, cr: (B, t, cond)
+        V, R = self.video, self.raxel
+        mv, mr = V.modulation(cv), R.modulation(cr)         # lists of (B, t, 1, d)
+        if self.attention == "dsca":
+            xv = xv + gate(mv[2], V.self_attn(modulate(V.norm1(xv), mv[0], mv[1])))  # (B, Nv, d)
+            xr = xr + gate(mr[2], R.self_attn(modulate(R.norm1(xr), mr[0], mr[1])))  # (B, Nr, d)
+            hv = modulate(V.norm2(xv), mv[3], mv[4])                                  # (B, Nv, d)
+            hr = modulate(R.norm2(xr), mr[3], mr[4])                                  # (B, Nr, d)
+            xv, xr = (xv + gate(mv[5], V.cross_attn(hv, hr)),                         # (B, Nv, d)
+                      xr + gate(mr[5], R.cross_attn(hr, hv)))                         # (B, Nr, d)
+            k = 6
+        else:
+            hv = modulate(V.norm1(xv), mv[0], mv[1])                                  # (B, Nv, d)
+            hr = modulate(R.norm1(xr), mr[0], mr[1])                                  # (B, Nr, d)
+            h = self.joint_attn(torch.cat([hv, hr], dim=1))                           # (B, Nv+Nr, d)
+            xv = xv + gate(mv[2], h[:, :xv.shape[1]])                                 # (B, Nv, d)
+            xr = xr + gate(mr[2], h[:, xv.shape[1]:])                                 # (B, Nr, d)
+            k = 3
+        xv = xv + gate(mv[k + 2], V.mlp(modulate(V.norm3(xv), mv[k], mv[k + 1])))    # (B, Nv, d)
+        xr = xr + gate(mr[k + 2], R.mlp(modulate(R.norm3(xr), mr[k], mr[k + 1])))    # (B, Nr, d)
+        return xv, xr
+
+
+class FinalLayer(nn.Module):
+    """adaLN + linear to patch values: (B, t*n, d) -> (B, t*n, p*p*out)."""
+
+    def __init__(self, dim, cond_dim, patch, out_ch):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(cond_dim, 2 * dim))
+        self.linear = nn.Linear(dim, patch * patch * out_ch)
+
+    def forward(self, x, c, n):                             # x: (B, t*n, d), c: (B, t, cond)
+        shift, scale = [m[:, :, None] for m in self.ada(c).chunk(2, dim=-1)]  # (B, t, 1, d)
+        return self.linear(modulate(self.norm(x), shift, scale))  # (B, t*n, p*p*out)
+
+
+class PatchEmbed(nn.Module):
+    """(B, t, ch, s, s) -> (B, t*n, d), n = (s/p)^2."""
+
+    def __init__(self, in_ch, dim, patch):
+        super().__init__()
+        self.proj = nn.Conv2d(in_ch, dim, patch, stride=patch)
+
+    def forward(self, x):                                   # x: (B, t, ch, s, s)
+        B, t = x.shape[:2]
+        h = self.proj(x.flatten(0, 1))                      # (B*t, d, s/p, s/p)
+        return h.flatten(2).transpose(1, 2).reshape(B, -1, h.shape[1])  # (B, t*n, d)
+
+
+class RaxelDiT(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        C, d, p = config.latent_channels, config.width, config.patch_size
+        self.grid = config.latent_size // p
+        self.n = self.grid * self.grid
+        video_in = C + (config.motion_dim if config.motion_channels else 0)
+        self.video_embed = PatchEmbed(video_in, d, p)
+        self.raxel_embed = PatchEmbed(2 * C, d, p)
+        self.register_buffer("pos_space", torch.from_numpy(sincos_2d(self.grid, d)))  # (n, d)
+        self.pos_time = nn.Parameter(torch.zeros(config.max_latent_frames, d))       # (t_max, d)
+        self.t_embed = TimestepEmbedder(config.cond_dim)
+        self.blocks = nn.ModuleList(
+            DSCABlock(d, config.heads, config.mlp_ratio, config.cond_dim, config.attention)
+            for _ in range(config.depth))
+        self.video_out = FinalLayer(d, config.cond_dim, p, C)
+        self.raxel_out = FinalLayer(d, config.cond_dim, p, 2 * C)
+        self.initialize_weights()
+
+    def initialize_weights(self):
+        def basic(m):
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+        self.apply(basic)
+        for emb in (self.video_embed, self.raxel_embed):
+            w = emb.proj.weight
+            nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+            nn.init.zeros_(emb.proj.bias)
+        nn.init.normal_(self.pos_time, std=0.02)
+        for lin in (self.t_embed.mlp[0], self.t_embed.mlp[2]):
+            nn.init.normal_(lin.weight, std=0.02)
+        for block in self.blocks:
+            for half in (block.video, block.raxel):
+                nn.init.zeros_(half.ada[-1].weight)
+                nn.init.zeros_(half.ada[-1].bias)
+        for final in (self.video_out, self.raxel_out):
+            for lin in (final.ada[-1], final.linear):
+                nn.init.zeros_(lin.weight)
+                nn.init.zeros_(lin.bias)
+
+    def positions(self, t):                                 # -> (1, t*n, d)
+        pos = self.pos_time[:t, None, :] + self.pos_space[None]  # (t, n, d)
+        return pos.reshape(1, t * self.n, -1)
+
+    def unpatchify(self, x, t, ch):                         # x: (B, t*n, p*p*ch)
+        B, g, p = x.shape[0], self.grid, self.config.patch_size
+        x = x.reshape(B, t, g, g, p, p, ch)                 # (B, t, g, g, p, p, ch)
+        x = x.permute(0, 1, 6, 2, 4, 3, 5)                  # (B, t, ch, g, p, g, p)
+        return x.reshape(B, t, ch, g * p, g * p)            # (B, t, ch, s, s)
+
+    def forward(self, video, raxel, t_video, t_raxel, motion=None):
+        # video (B, t, C, s, s); raxel (B, t, 2C, s, s); t_* (B, t); motion (B, t, M, s, s)
+        t, C = video.shape[1], video.shape[2]
+        if self.config.motion_channels:
+            if motion is None:
+                motion = video.new_zeros(video.shape[0], t, self.config.motion_dim,
+                                         *video.shape[3:])
+            video_in = torch.cat([video, motion * MOTION_GAIN], dim=2)  # (B, t, C+M, s, s)
+        else:
+            video_in = video                                # (B, t, C, s, s)
+        pos = self.positions(t)                             # (1, t*n, d)
+        xv = self.video_embed(video_in) + pos               # (B, t*n, d)
+        xr = self.raxel_embed(raxel) + pos                  # (B, t*n, d)
+        cv, cr = self.t_embed(t_video), self.t_embed(t_raxel)  # (B, t, cond) each
+        for block in self.blocks:
+            xv, xr = block(xv, xr, cv, cr, self.n)          # (B, t*n, d) each
+        v_video = self.unpatchify(self.video_out(xv, cv, self.n), t, C)        # (B, t, C, s, s)
+        v_raxel = self.unpatchify(self.raxel_out(xr, cr, self.n), t, 2 * C)    # (B, t, 2C, s, s)
+        return v_video, v_raxel
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,502 @@
+"""Training: stage `codec` (reconstruction), then stage `dit` (flow matching on frozen latents).
+
+One loop per stage, readable top to bottom (nanoGPT style). Works in one CPU process and under
+`torchrun` (DistributedDataParallel over gloo; each rank draws its own data from
+seed + rank + step, so runs are deterministic and resumable without saving RNG state).
+
+Run folder (default runs/<config name>/):
+    cache/              rendered training clips (data.build_frame_cache), val_cache/ held-out seeds
+    codec.pt, dit.pt    resumable checkpoints (model, optimizer, step, elapsed, config)
+    latents_<step>.npz  training set encoded by the frozen codec (step of codec.pt)
+    log.csv, log.txt    one row per logged step; text log
+    rap_small.pt        exported weights {"config", "codec", "dit", "ema"} (weights_only)
+
+Checkpoints are written atomically every `save_every_s` seconds and at the end, and read with
+torch.load(weights_only=True); a missing or corrupt file raises CheckpointError naming it.
+"""
+import csv
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from rap_ros.model import data as data_mod
+from rap_ros.model.codec import CausalVideoCodec, decode_raxels_latent
+from rap_ros.model.config import ModelConfig, RunConfig
+from rap_ros.model.dit import RaxelDiT, count_parameters
+from rap_ros.model.flow import draw_jobs, flow_loss, job_batch_masks, sample
+from rap_ros.model import preprocess
+
+
+class CheckpointError(RuntimeError):
+    def __init__(self, path, message):
+        super().__init__(f"{path}: {message}")
+        self.path = Path(path)
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(path, obj):
+    """Atomic torch.save (write a temp file, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path):
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(path, "checkpoint not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated, not a torch file, pickled code ...
+        raise CheckpointError(path, f"cannot read checkpoint ({error})") from error
+
+
+def export_weights(run_dir, out_path):
+    """Exported weights from a run: {"config", "codec", "dit", "ema"} plus YAML config beside."""
+    run_dir = Path(run_dir)
+    codec_ck, dit_ck = load_checkpoint(run_dir / "codec.pt"), load_checkpoint(run_dir / "dit.pt")
+    config = dit_ck["config"]["model"]
+    out = {"config": config, "codec": codec_ck["model"], "dit": dit_ck["model"],
+           "ema": dit_ck["ema"],
+           "meta": {"codec_step": codec_ck["step"], "dit_step": dit_ck["step"],
+                    "dit_minutes": dit_ck["elapsed"] / 60.0}}
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(out_path, out)
+    from rap_ros.model.config import save_config
+    save_config(ModelConfig.from_dict(config), out_path.with_suffix(".yaml"))
+    return out_path
+
+
+def load_weights(path):
+    """(config, codec, dit) in eval mode from exported weights; the DiT gets the EMA weights."""
+    ck = load_checkpoint(path)
+    if not isinstance(ck, dict) or not {"config", "codec", "dit"} <= set(ck):
+        raise CheckpointError(path, "not a rap_ros weights file (need config, codec, dit)")
+    config = ModelConfig.from_dict(dict(ck["config"]))
+    codec, dit = CausalVideoCodec(config), RaxelDiT(config)
+    codec.load_state_dict(ck["codec"])
+    dit.load_state_dict(ck.get("ema") or ck["dit"])
+    return config, codec.eval(), dit.eval()
+
+
+# ---------------------------------------------------------------- run helpers
+
+
+class Run:
+    """Run folder, distributed context and logging."""
+
+    def __init__(self, run_dir, config: RunConfig, quiet=False):
+        self.dir = Path(run_dir)
+        self.config = config
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("gloo")
+        self.main = self.rank == 0
+        self.quiet = quiet
+        if self.main:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        self.barrier()
+        torch.set_num_threads(max(1, config.train.threads // self.world)
+                              if self.world > 1 else config.train.threads)
+
+    def barrier(self):
+        if self.world > 1:
+            dist.barrier()
+
+    def log(self, msg):
+        if not self.main:
+            return
+        line = f"[{time.strftime('%H:%M:%S')}] {msg}"
+        with open(self.dir / "log.txt", "a") as f:
+            f.write(line + "\n")
+        if not self.quiet:
+            print(line, flush=True)
+
+    def log_row(self, row: dict):
+        if not self.main:
+            return
+        path = self.dir / "log.csv"
+        new = not path.is_file()
+        with open(path, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                w.writeheader()
+            w.writerow(row)
+
+    def stop_agreed(self, stop: bool) -> bool:
+        """Rank 0 decides when to stop (time budget); everyone follows."""
+        if self.world == 1:
+            return stop
+        flag = torch.tensor([1 if stop else 0])
+        dist.broadcast(flag, 0)
+        return bool(flag.item())
+
+    def rng(self, stage: str, step: int):
+        """Data RNGs (numpy, torch) for one step of one rank: deterministic and resumable."""
+        key = [self.config.train.seed, {"codec": 1, "dit": 2}[stage], self.rank, step]
+        seed = int(np.random.SeedSequence(key).generate_state(1)[0])
+        return np.random.default_rng(seed), torch.Generator().manual_seed(seed)
+
+    def progress(self, total_s, initial_s, desc):
+        from tqdm import tqdm
+        return tqdm(total=int(total_s), initial=int(initial_s), unit="s", desc=desc,
+                    disable=not self.main or self.quiet, dynamic_ncols=True, mininterval=5)
+
+
+def lr_at(base, step, warmup, frac):
+    """Linear warm-up over `warmup` steps, flat, then linear decay to 10% over the last 15% of
+    the time budget (frac = elapsed / budget)."""
+    lr = base * min(1.0, (step + 1) / max(1, warmup))
+    if frac > 0.85:
+        lr *= max(0.1, 1.0 - 0.9 * (frac - 0.85) / 0.15)
+    return lr
+
+
+def ensure_caches(run: Run):
+    """Rendered train and validation caches (rank 0 renders, others wait)."""
+    mc, tc = run.config.model, run.config.train
+    if run.main:
+        data_mod.build_frame_cache(run.dir / "cache", tc.train_clips, mc.frames, mc.image_size,
+                                   tc.render_workers, log=run.log)
+        data_mod.build_frame_cache(run.dir / "val_cache", tc.val_clips, mc.frames, mc.image_size,
+                                   tc.render_workers, split="val", log=run.log)
+    run.barrier()
+    return data_mod.FrameCache(run.dir / "cache"), data_mod.FrameCache(run.dir / "val_cache")
+
+
+def _wrap(model, run):
+    if run.world > 1:
+        return torch.nn.parallel.DistributedDataParallel(model)
+    return model
+
+
+# ---------------------------------------------------------------- stage 1: codec
+
+
+def train_codec(run: Run, minutes: float, resume: bool, max_steps: int = 0, crop: int = 32):
+    mc, tc = run.config.model, run.config.train
+    cache, val = ensure_caches(run)
+    torch.manual_seed(tc.seed)
+    codec = CausalVideoCodec(mc)
+    opt = torch.optim.AdamW(codec.parameters(), lr=tc.codec_lr, weight_decay=0.0)
+    step, elapsed = 0, 0.0
+    path = run.dir / "codec.pt"
+    if resume and path.is_file():
+        ck = load_checkpoint(path)
+        codec.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        step, elapsed = ck["step"], ck["elapsed"]
+        if ck.get("done") and elapsed >= minutes * 60.0:
+            run.log(f"codec: {path} is finished (step {step}); skipping the stage")
+            return codec
+        run.log(f"codec: resumed from step {step} ({elapsed / 60:.1f} min)")
+    run.log(f"codec: {count_parameters(codec):,} parameters, world {run.world}")
+    model = _wrap(codec, run)
+    budget = minutes * 60.0
+    n_raxel = max(1, round(tc.codec_batch * tc.codec_raxel_fraction / 2))
+    n_video = max(1, tc.codec_batch - 2 * n_raxel)
+    last_save, t_start, el0 = time.time(), time.time(), elapsed
+    bar = run.progress(budget, elapsed, "codec")
+
+    def save(done=False):
+        if run.main:
+            save_checkpoint(path, {"model": codec.state_dict(), "optimizer": opt.state_dict(),
+                                   "step": step, "elapsed": elapsed, "done": done,
+                                   "config": run.config.to_dict()})
+
+    while True:
+        stop = elapsed >= budget or (max_steps and step >= max_steps)
+        if run.stop_agreed(stop):
+            break
+        rng, _ = run.rng("codec", step)
+        x, is_raxel = data_mod.codec_batch(cache, rng, n_video, n_raxel, mc.raxel_encoding, crop)
+        x = torch.from_numpy(x)                                        # (B, T, 3, c, c)
+        lr = lr_at(tc.codec_lr, step, 50, elapsed / budget)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        recon = model(x)                                               # (B, T, 3, c, c)
+        err = recon - x
+        weight = torch.from_numpy(np.where(is_raxel, 2.0, 1.0)).float().view(-1, 1, 1, 1, 1)
+        loss = ((err.abs() + err ** 2) * weight).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(codec.parameters(), 1.0)
+        opt.step()
+        step += 1
+        now = time.time()
+        elapsed = el0 + (now - t_start)
+        bar.update(int(elapsed) - bar.n)
+        if step % tc.log_every == 0:
+            with torch.no_grad():
+                mse_v = float((err[~torch.from_numpy(is_raxel)] ** 2).mean())
+                mse_r = float((err[torch.from_numpy(is_raxel)] ** 2).mean())
+            run.log_row({"stage": "codec", "step": step, "minutes": round(elapsed / 60, 3),
+                         "loss": round(float(loss.detach()), 6), "mse_video": round(mse_v, 6),
+                         "mse_raxel": round(mse_r, 6), "cosine": "", "lr": f"{lr:.2e}",
+                         "grad_norm": ""})
+            bar.set_postfix(loss=f"{float(loss.detach()):.4f}", step=step)
+        if now - last_save > tc.save_every_s:
+            save()
+            last_save = now
+    bar.close()
+    # latent scale: unit std of the latents of the training mix (video + raxel halves)
+    if run.main:
+        with torch.no_grad():
+            rng = np.random.default_rng(tc.seed + 7)
+            x, _ = data_mod.codec_batch(cache, rng, 8, 4, mc.raxel_encoding, 0)
+            codec.latent_scale.fill_(1.0)
+            std = float(codec.encode(torch.from_numpy(x)).std())
+            codec.latent_scale.fill_(1.0 / max(std, 1e-6))
+        run.log(f"codec: latent std {std:.4f} -> latent_scale {1 / std:.4f}")
+    save(done=True)
+    run.barrier()
+    if run.world > 1:  # everyone takes rank 0's latent scale
+        codec.load_state_dict(load_checkpoint(path)["model"])
+    run.log(f"codec: finished at step {step} ({elapsed / 60:.1f} min)")
+    if run.main:
+        metrics = evaluate_codec(codec, val, mc)
+        run.log("codec eval (held-out): " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+    return codec
+
+
+@torch.no_grad()
+def evaluate_codec(codec, val: data_mod.FrameCache, config: ModelConfig, n: int = 64):
+    """Held-out reconstruction: video PSNR (dB, uint8 images) and the pose error of cameras
+    decoded (known K) from codec-reconstructed raxels."""
+    from rap_ros.geometry import decode_raxels, rotation_angle_deg
+    codec.eval()
+    n = min(n, len(val))
+    S = config.image_size
+    psnrs, rot_err, pos_err = [], [], []
+    for start in range(0, n, 16):
+        idx = list(range(start, min(n, start + 16)))
+        frames = np.stack([np.asarray(val.frames[i]) for i in idx])
+        recon = codec(torch.from_numpy(preprocess.images_to_model(frames))).numpy()
+        rec_u8 = preprocess.model_to_images(recon)
+        mse = ((rec_u8.astype(np.float64) - frames) ** 2).mean(axis=(1, 2, 3, 4))
+        psnrs += list(10 * np.log10(255.0 ** 2 / np.maximum(mse, 1e-10)))
+        rax = np.stack([data_mod.raxels_for(val.K[i], val.c2w[i], S, config.raxel_encoding)
+                        for i in idx])
+        rec = decode_raxels_latent(codec, encode_raxels_latent_t(codec, rax), rax.shape[1])
+        rec = preprocess.denormalize_raxels(rec.numpy())
+        for j, i in enumerate(idx):
+            dec = decode_raxels(rec[j], K=val.K[i], encoding=config.raxel_encoding)
+            rot_err += list(rotation_angle_deg(dec.c2w[:, :3, :3].transpose(0, 2, 1)
+                                               @ val.c2w[i][:, :3, :3]))
+            pos_err += list(np.linalg.norm(dec.c2w[:, :3, 3] - val.c2w[i][:, :3, 3], axis=-1))
+    rot_err = np.asarray(rot_err)
+    return {"video_psnr_db": float(np.mean(psnrs)), "raxel_rot_err_deg_mean": float(rot_err.mean()),
+            "raxel_rot_err_deg_max": float(rot_err.max()),
+            "raxel_pos_err_mean": float(np.mean(pos_err))}
+
+
+def encode_raxels_latent_t(codec, rax: np.ndarray):
+    from rap_ros.model.codec import encode_raxels_latent
+    return encode_raxels_latent(codec, torch.from_numpy(rax))
+
+
+# ---------------------------------------------------------------- stage 2: dit
+
+
+def train_dit(run: Run, minutes: float, resume: bool, max_steps: int = 0):
+    mc, tc = run.config.model, run.config.train
+    cache, val = ensure_caches(run)
+    codec_ck = load_checkpoint(run.dir / "codec.pt")
+    if not codec_ck.get("done"):
+        raise CheckpointError(run.dir / "codec.pt", "codec stage not finished; run --stage codec")
+    codec = CausalVideoCodec(mc)
+    codec.load_state_dict(codec_ck["model"])
+    codec.eval().requires_grad_(False)
+    lat_path = run.dir / f"latents_{codec_ck['step']}.npz"
+    if run.main and not lat_path.is_file():
+        run.log(f"dit: encoding the training set with the frozen codec -> {lat_path}")
+        data_mod.build_latent_cache(lat_path, cache, codec, mc, log=run.log)
+    run.barrier()
+    lat = data_mod.build_latent_cache(lat_path, cache, codec, mc)
+    video_all = torch.from_numpy(lat["video"])                          # (N, t, C, s, s)
+    raxel_all = torch.from_numpy(lat["raxel"])                          # (N, t, 2C, s, s)
+    motion_all = torch.from_numpy(lat["motion"])                        # (N, t, M, s, s)
+    N = video_all.shape[0]
+    run.log(f"dit: latents video std {float(video_all.std()):.3f}, raxel std "
+            f"{float(raxel_all.std()):.3f}, motion abs mean {float(motion_all.abs().mean()):.4f}")
+
+    torch.manual_seed(tc.seed)
+    dit = RaxelDiT(mc)
+    ema = RaxelDiT(mc).requires_grad_(False)
+    ema.load_state_dict(dit.state_dict())
+    opt = torch.optim.AdamW(dit.parameters(), lr=tc.lr, weight_decay=tc.weight_decay,
+                            betas=(0.9, 0.99))
+    step, elapsed = 0, 0.0
+    path = run.dir / "dit.pt"
+    if resume and path.is_file():
+        ck = load_checkpoint(path)
+        dit.load_state_dict(ck["model"])
+        ema.load_state_dict(ck["ema"])
+        opt.load_state_dict(ck["optimizer"])
+        step, elapsed = ck["step"], ck["elapsed"]
+        run.log(f"dit: resumed from step {step} ({elapsed / 60:.1f} min)")
+    run.log(f"dit: {count_parameters(dit):,} parameters (codec {count_parameters(codec):,}), "
+            f"{N} clips, batch {tc.batch} x {run.world} ranks")
+    model = _wrap(dit, run)
+    budget = minutes * 60.0
+    last_save, t_start, el0 = time.time(), time.time(), elapsed
+    bar = run.progress(budget, elapsed, "dit")
+    t_lat = mc.latent_frames
+
+    def save():
+        if run.main:
+            save_checkpoint(path, {"model": dit.state_dict(), "ema": ema.state_dict(),
+                                   "optimizer": opt.state_dict(), "step": step,
+                                   "elapsed": elapsed, "config": run.config.to_dict()})
+
+    while True:
+        stop = elapsed >= budget or (max_steps and step >= max_steps)
+        if run.stop_agreed(stop):
+            break
+        rng, gen = run.rng("dit", step)
+        idx = torch.from_numpy(rng.integers(0, N, tc.batch))
+        video, raxel, motion = video_all[idx], raxel_all[idx], motion_all[idx]
+        _, clean_v, clean_r = draw_jobs(tc.batch, t_lat, tc.job_probs, tc.p_k_known, gen)
+        dirs = None
+        if tc.cosine_weight > 0:
+            k = min(tc.cosine_samples, tc.batch)
+            dirs = torch.from_numpy(np.stack([
+                data_mod.raxels_for(cache.K[i], cache.c2w[i], mc.image_size,
+                                    mc.raxel_encoding)[:, 0:3] for i in idx[:k].tolist()]))
+        lr = lr_at(tc.lr, step, tc.warmup_steps, elapsed / budget)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        loss, stats = flow_loss(model, video, raxel, motion, clean_v, clean_r, codec=codec,
+                                dirs=dirs, cosine_weight=tc.cosine_weight,
+                                cosine_samples=tc.cosine_samples,
+                                raxel_loss_weight=tc.raxel_loss_weight, generator=gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(dit.parameters(), tc.grad_clip)
+        opt.step()
+        with torch.no_grad():
+            decay = min(tc.ema, (1 + step) / (10 + step))
+            for pe, p in zip(ema.parameters(), dit.parameters()):
+                pe.lerp_(p, 1 - decay)
+        step += 1
+        now = time.time()
+        elapsed = el0 + (now - t_start)
+        bar.update(int(elapsed) - bar.n)
+        if step % tc.log_every == 0:
+            run.log_row({"stage": "dit", "step": step, "minutes": round(elapsed / 60, 3),
+                         "loss": round(stats["loss"], 6),
+                         "mse_video": round(stats["mse_video"], 6),
+                         "mse_raxel": round(stats["mse_raxel"], 6),
+                         "cosine": round(stats.get("cosine", float("nan")), 6),
+                         "lr": f"{lr:.2e}", "grad_norm": round(float(gnorm), 4)})
+            bar.set_postfix(loss=f"{stats['loss']:.4f}", step=step)
+        if step % (tc.log_every * 20) == 0:
+            run.log(f"dit: step {step} {elapsed / 60:.1f} min loss {stats['loss']:.4f} "
+                    f"mse_v {stats['mse_video']:.4f} mse_r {stats['mse_raxel']:.4f} "
+                    f"cos {stats.get('cosine', float('nan')):.4f}")
+        if now - last_save > tc.save_every_s:
+            save()
+            last_save = now
+    bar.close()
+    save()
+    run.barrier()
+    run.log(f"dit: finished at step {step} ({elapsed / 60:.1f} min)")
+    if run.main:
+        out = export_weights(run.dir, run.dir / "rap_small.pt")
+        run.log(f"exported weights -> {out}")
+        metrics = evaluate_pose(codec, ema.eval(), val, mc)
+        run.log("pose eval (held-out, video->camera, EMA): "
+                + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+    return dit
+
+
+@torch.no_grad()
+def evaluate_pose(codec, dit, val: data_mod.FrameCache, config: ModelConfig, n: int = 64,
+                  steps: int = 2, method: str = "euler", seed: int = 0):
+    """video -> camera on held-out clips with known K: rotation error (deg) of every frame
+    against the truth and of consecutive relative rotations, vs. the identity baseline."""
+    from rap_ros.geometry import decode_raxels, encode_raxels, rotation_angle_deg
+    from rap_ros.model.codec import encode_raxels_latent
+    n = min(n, len(val))
+    S, t_lat = config.image_size, config.latent_frames
+    gen = torch.Generator().manual_seed(seed)
+    err, rel_err, base, base_rel = [], [], [], []
+    for start in range(0, n, 16):
+        idx = list(range(start, min(n, start + 16)))
+        frames = np.stack([np.asarray(val.frames[i]) for i in idx])
+        video = codec.encode(torch.from_numpy(preprocess.images_to_model(frames)))
+        motion = torch.from_numpy(np.stack([preprocess.motion_channels(f, config) for f in frames]))
+        rax0 = np.stack([preprocess.normalize_raxels(encode_raxels(
+            val.K[i], np.repeat(np.eye(4)[None], config.frames, 0), S, S, config.raxel_encoding))
+            for i in idx])
+        raxel = encode_raxels_latent(codec, torch.from_numpy(rax0))   # frame 0 is exact
+        cv, cr = job_batch_masks("video_to_camera", len(idx), t_lat, k_known=True)
+        _, rx = sample(dit, video, raxel, cv, cr, motion, steps=steps, method=method,
+                       generator=gen)
+        rec = preprocess.denormalize_raxels(decode_raxels_latent(codec, rx, config.frames).numpy())
+        for j, i in enumerate(idx):
+            R_true = val.c2w[i][:, :3, :3]
+            R_pred = decode_raxels(rec[j], K=val.K[i], encoding=config.raxel_encoding).c2w[:, :3, :3]
+            err += list(rotation_angle_deg(R_pred.transpose(0, 2, 1) @ R_true)[1:])
+            base += list(rotation_angle_deg(R_true)[1:])
+            rp = R_pred[:-1].transpose(0, 2, 1) @ R_pred[1:]
+            rt = R_true[:-1].transpose(0, 2, 1) @ R_true[1:]
+            rel_err += list(rotation_angle_deg(rp.transpose(0, 2, 1) @ rt))
+            base_rel += list(rotation_angle_deg(rt))
+    return {"rot_err_deg": float(np.mean(err)), "identity_rot_err_deg": float(np.mean(base)),
+            "rel_rot_err_deg": float(np.mean(rel_err)),
+            "identity_rel_rot_err_deg": float(np.mean(base_rel))}
+
+
+def evaluate_weights(weights, run_config: RunConfig, run_dir, n: int = 64):
+    """Held-out numbers of exported weights (a generator of report lines): codec PSNR and pose
+    error through the codec, then video -> camera rotation errors for a few samplers."""
+    config, codec, dit = load_weights(weights)
+    run_config = RunConfig(config, run_config.train)
+    run_config.train.val_clips = max(run_config.train.val_clips, n)
+    run = Run(run_dir, run_config, quiet=True)
+    data_mod.build_frame_cache(run.dir / "val_cache", run_config.train.val_clips, config.frames,
+                               config.image_size, run_config.train.render_workers, split="val",
+                               log=lambda m: None)
+    val = data_mod.FrameCache(run.dir / "val_cache")
+    m = evaluate_codec(codec, val, config, n)
+    yield "codec: " + ", ".join(f"{k} {v:.4g}" for k, v in m.items())
+    for method, steps in (("euler", 1), ("euler", 2), ("heun", 2), ("euler", 4), ("euler", 8)):
+        t0 = time.time()
+        m = evaluate_pose(codec, dit, val, config, n, steps=steps, method=method)
+        yield (f"video->camera {method} {steps} steps: "
+               + ", ".join(f"{k} {v:.4g}" for k, v in m.items())
+               + f" ({time.time() - t0:.1f} s for {min(n, len(val))} clips)")
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def run_training(config: RunConfig, run_dir, stage="all", resume=False, minutes=None,
+                 codec_minutes=None, max_steps=0, quiet=False):
+    """Run stage "codec", "dit" or "all" (codec, then dit). Returns the Run."""
+    run = Run(run_dir, config, quiet=quiet)
+    run.log(f"start: stage {stage}, resume {resume}, world {run.world}, config "
+            f"{config.to_dict()}")
+    if stage in ("codec", "all"):
+        cm = codec_minutes if codec_minutes is not None else config.train.codec_minutes
+        train_codec(run, cm, resume or stage == "all", max_steps=max_steps)
+    if stage in ("dit", "all"):
+        m = minutes if minutes is not None else config.train.minutes
+        train_dit(run, m, resume, max_steps=max_steps)
+    if run.world > 1 and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+        print(f"rank {run.rank}/{run.world} finished", flush=True)
+    return run

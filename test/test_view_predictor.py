@@ -1,0 +1,165 @@
+"""view_predictor as a real ROS 2 node.
+
+* Unit level: arc-length resampling of plans and their expression relative to the camera.
+* Across processes: `rap-ros up --no-estimator` in a subprocess; an image, camera info and
+  the current pose (odometry topic, as without tf2_ros) go in; a plan gives a PredictedView
+  with the model's frame count, the plan's stamps and poses, and the frames one by one on
+  predicted_image; preview_paths scores 3 candidate paths against a goal image in one call.
+"""
+import math
+import os
+import sys
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+pytest.importorskip("onnxruntime")
+from nav_msgs.msg import Odometry  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
+
+from rap_ros_msgs.msg import PredictedView  # noqa: E402
+from rap_ros_msgs.srv import PreviewPaths  # noqa: E402
+from rap_ros.nodes import conversions as cv  # noqa: E402
+from rap_ros.nodes.view_predictor import plan_cameras, resample_path  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(__file__))
+from test_trajectory_estimator import (Probe, model_spec, node_command,  # noqa: E402,F401
+                                       start_process, stop_process, synthetic_clip)
+
+
+def straight_plan(count, length, start=(0.0, 0.0, 0.0), yaw_end=0.0):
+    """Base poses (count, 4, 4) along +x from ``start``, turning linearly to ``yaw_end``."""
+    poses = np.stack([cv.matrix_from_xyz_rpy(
+        (start[0] + length * f, start[1], start[2]), (0.0, 0.0, yaw_end * f))
+        for f in np.linspace(0.0, 1.0, count)])
+    return poses
+
+
+# ------------------------------------------------------------------ unit level
+
+
+def test_resample_path_by_arc_length():
+    poses = straight_plan(3, 1.0)
+    poses[1, 0, 3] = 0.1  # uneven spacing: 0, 0.1, 1.0
+    out, stamps = resample_path(poses, np.array([0.0, 1.0, 2.0]), 5)
+    np.testing.assert_allclose(out[:, 0, 3], [0.0, 0.25, 0.5, 0.75, 1.0], atol=1e-12)
+    assert stamps[0] == 0.0 and stamps[-1] == 2.0 and np.all(np.diff(stamps) > 0)
+    turn = straight_plan(4, 0.0, yaw_end=math.pi / 2)  # turning in place: spaced by angle
+    out, _ = resample_path(turn, np.zeros(4), 3)
+    yaw = np.arctan2(out[:, 1, 0], out[:, 0, 0])
+    np.testing.assert_allclose(yaw, [0.0, math.pi / 4, math.pi / 2], atol=1e-9)
+    single, _ = resample_path(poses[:1], np.zeros(1), 4)
+    assert single.shape == (4, 4, 4)
+
+
+def test_plan_cameras_relative_to_the_camera():
+    mount = cv.body_to_optical(np.eye(4))
+    plan = straight_plan(20, 2.0, start=(1.0, 0.0, 0.0))
+    T_now = cv.body_to_optical(cv.matrix_from_xyz_rpy((1.0, 0.0, 0.0), (0, 0, 0)))
+    world, stamps, rel = plan_cameras(plan, np.zeros(20), T_now, 100.0, mount, 5, 0.5)
+    np.testing.assert_allclose(rel[0], np.eye(4), atol=1e-12)
+    # Moving forward (+x in odom) is moving along the optical z axis.
+    assert np.all(np.diff(rel[:, 2, 3]) > 0) and np.allclose(rel[:, :2, 3], 0, atol=1e-9)
+    # Normalised: mean distance of the centres from the first is 1.
+    assert np.linalg.norm(rel[1:, :3, 3], axis=1).mean() == pytest.approx(1.0)
+    np.testing.assert_allclose(world[-1][:3, 3], [3.0, 0.0, 0.0], atol=1e-9)
+    # Unstamped plan: timed at 0.5 m/s from the source stamp.
+    np.testing.assert_allclose(stamps, 100.0 + np.linspace(0, 2.0, 5) / 0.5, atol=1e-9)
+
+
+# ------------------------------------------------------------------ across processes
+
+
+@pytest.fixture(scope="module")
+def frames_per_view(model_spec):
+    from rap_ros.backend.shared import get_backend
+
+    return int(get_backend(model_spec[0]).config.frames)
+
+
+def wait_for_subscribers(probe, publishers, timeout=60):
+    assert probe.spin_until(lambda: all(p.get_subscription_count() > 0 for p in publishers),
+                            timeout), "the view predictor never subscribed"
+
+
+def test_plan_to_predicted_view_and_previews(model_spec, frames_per_view):
+    T = frames_per_view
+    process = start_process(node_command("predictor", model_spec[0], "-p", "steps:=2"))
+    rclpy.init()
+    probe = Probe("predictor_probe")
+    try:
+        from nav_msgs.msg import Path
+
+        probe.collect(PredictedView, "predicted_view", 10)
+        probe.collect(Image, "predicted_image", 100)
+        reliable = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+        image_pub = probe.node.create_publisher(Image, "image", reliable)
+        info_pub = probe.node.create_publisher(CameraInfo, "camera_info", reliable)
+        odom_pub = probe.node.create_publisher(Odometry, "odometry", reliable)
+        plan_pub = probe.node.create_publisher(Path, "plan", reliable)
+        wait_for_subscribers(probe, [image_pub, info_pub, odom_pub, plan_pub])
+
+        clip = synthetic_clip(seed=5, frames=T)
+        source_stamp = cv.seconds_to_stamp(200.0)
+        # The robot's base is at (1, 0, 0) in odom; the camera looks along its x axis.
+        odometry = Odometry(child_frame_id="base_link")
+        odometry.header.frame_id = "odom"
+        odometry.header.stamp = source_stamp
+        odometry.pose.pose = cv.matrix_to_pose(cv.matrix_from_xyz_rpy((1, 0, 0), (0, 0, 0)))
+        for _ in range(3):
+            image_pub.publish(cv.array_to_image(clip.frames[0], "rgb8", source_stamp))
+            info_pub.publish(cv.K_to_camera_info(clip.K, 64, 48, source_stamp))
+            odom_pub.publish(odometry)
+            probe.spin_for(0.2)
+
+        plan_poses = straight_plan(30, 3.0, start=(1.0, 0.0, 0.0), yaw_end=0.3)
+        plan_stamps = 200.0 + np.linspace(0.0, 6.0, 30)
+        plan = cv.poses_to_path(plan_poses, plan_stamps, "odom", source_stamp)
+        plan_pub.publish(plan)
+        assert probe.spin_until(lambda: probe.received["predicted_view"], 60), \
+            "no predicted_view"
+        view = probe.received["predicted_view"][0]
+        assert view.header.frame_id == "odom" and view.source_stamp.sec == 200
+        assert len(view.frames) == len(view.poses) == len(view.scores) == T
+        assert all(np.isfinite(view.scores))
+        frame = cv.image_to_rgb8(view.frames[1])
+        assert frame.ndim == 3 and frame.shape[0] == frame.shape[1]
+        seconds = np.array([cv.stamp_to_seconds(p.header.stamp) for p in view.poses])
+        assert seconds[0] == pytest.approx(200.0) and seconds[-1] == pytest.approx(206.0)
+        assert np.all(np.diff(seconds) > 0)
+        poses = np.stack([cv.pose_stamped_to_matrix(p) for p in view.poses])
+        # First: the current camera; last: the plan's end, camera optical axes.
+        np.testing.assert_allclose(poses[0][:3, 3], [1.0, 0.0, 0.0], atol=1e-6)
+        np.testing.assert_allclose(poses[-1][:3, 3], [4.0, 0.0, 0.0], atol=1e-6)
+        np.testing.assert_allclose(poses[0][:3, :3], cv.BODY_FROM_OPTICAL, atol=1e-6)
+        np.testing.assert_allclose(poses[-1][:3, :3],
+                                   cv.body_to_optical(plan_poses[-1])[:3, :3], atol=1e-6)
+        assert probe.spin_until(lambda: len(probe.received["predicted_image"]) >= T, 10)
+        image_stamps = [cv.stamp_to_seconds(m.header.stamp)
+                        for m in probe.received["predicted_image"][:T]]
+        np.testing.assert_allclose(image_stamps, seconds, atol=1e-6)
+
+        # preview_paths: three candidates (straight, left, right) and a goal image.
+        client = probe.node.create_client(PreviewPaths, "preview_paths")
+        request = PreviewPaths.Request()
+        for yaw in (0.0, 0.5, -0.5):
+            request.paths.append(cv.poses_to_path(
+                straight_plan(10, 2.0, start=(1.0, 0.0, 0.0), yaw_end=yaw),
+                np.zeros(10), "odom"))
+        request.goal_image = cv.array_to_image(clip.frames[-1], "rgb8")
+        response = probe.call(client, request, timeout=60)
+        assert response.success, response.message
+        assert len(response.previews) == len(response.consistency) == 3
+        assert len(response.goal_similarity) == 3
+        assert all(-1.0 <= s <= 1.0 for s in response.goal_similarity)
+        assert all(len(p.frames) == T and len(p.poses) == T for p in response.previews)
+        # Without a goal image goal_similarity is empty.
+        response = probe.call(client, PreviewPaths.Request(paths=request.paths[:1]))
+        assert response.success and not response.goal_similarity
+    finally:
+        probe.node.destroy_node()
+        rclpy.try_shutdown()
+        output = stop_process(process)
+    assert "Traceback" not in output, output[-3000:]
