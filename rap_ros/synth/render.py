@@ -290,4 +290,4 @@ def render(scene: Scene, K: np.ndarray, c2w: np.ndarray, height: int, width: int
         colour, surface = _cast_pixels(s, K, rotation, origin, height, width)
         if supersample > 1:
             _supersample_edges(s, K, rotation, origin, colour, surface, supersample)
-    return (colour.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+        return (colour.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
