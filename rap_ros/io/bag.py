@@ -16,7 +16,7 @@ from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 from scipy.spatial.transform import Rotation
 
-from rap_ros.synth.dataset import Clip
+from rap_ros.io.clip import Clip
 
 START_TIME = 1.7e9  # seconds
 STORAGE = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}

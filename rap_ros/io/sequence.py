@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from rap_ros.io.tum import write_tum
-from rap_ros.synth.dataset import Clip
+from rap_ros.io.clip import Clip
 
 POSE_CONVENTION = ("c2w (camera-to-world) 4x4; OpenCV camera axes: x right, y down, "
                    "z forward (looking direction)")

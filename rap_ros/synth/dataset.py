@@ -11,10 +11,9 @@ with seed ``s * STREAM_LENGTH + k``, so distinct streams never share a clip. Hel
 drives use seeds from ``HELD_OUT_SEED_START`` = 10**9 upwards (``held_out_seed``), which no
 training seed reaches.
 """
-from dataclasses import dataclass, field
-
 import numpy as np
 
+from rap_ros.io.clip import Clip  # noqa: F401  (re-exported)
 from rap_ros.synth import scenes, trajectories
 from rap_ros.synth.render import render
 
@@ -23,27 +22,6 @@ MAX_STREAMS = 1000
 TRAIN_SEED_LIMIT = STREAM_LENGTH * MAX_STREAMS  # 10**9
 HELD_OUT_SEED_START = 10**9
 SUPERSAMPLE = 2  # sub-pixel rays per pixel side on geometric edges (see render.render)
-
-
-@dataclass
-class Clip:
-    """A camera sequence with ground truth.
-
-    frames: (T, H, W, 3) uint8 RGB.
-    K:      (3, 3) float64 pinhole intrinsics, pixel centres at integer coordinates.
-    c2w:    (T, 4, 4) float64 camera-to-world poses, OpenCV camera axes, metres.
-    stamps: (T,) float64 seconds.
-    meta:   provenance, e.g. {"scene": "room", "trajectory": "arc", "seed": 7}.
-    """
-
-    frames: np.ndarray
-    K: np.ndarray
-    c2w: np.ndarray
-    stamps: np.ndarray
-    meta: dict = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.frames)
 
 
 def _seed_label(seed):
