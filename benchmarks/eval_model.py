@@ -1,0 +1,202 @@
+"""Quality of a trained model on held-out synthetic data it never saw (seeds >= 10**9).
+
+Prints and writes (``--out``, default benchmarks/results/model_quality.{json,md}):
+
+1. video -> camera on short clips (one window each), intrinsics known and unknown, next to
+   two baselines that ignore the model: identity poses and the classical OpenCV VO, and
+   with 2 vs 16 flow steps;
+2. video -> camera on long drives, windows chained exactly as the node and the evaluator do
+   (``rap_ros.evaluation.run.evaluate_input``), next to OpenCV VO on the same drives;
+3. images + camera -> video: PSNR/SSIM of predicted frames against the rendered truth, next
+   to copying the source frame;
+4. closed loop: frames generated from poses the model estimated on the true video, against
+   frames generated from the true poses (both scored against the truth).
+
+Every figure comes from the shipped model through the same pipeline the nodes use.
+Run:  .venv/bin/python benchmarks/eval_model.py [--backend onnx] [--clips 64] [--drives 3]
+"""
+import argparse
+import json
+import pathlib
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from rap_ros.backend.shared import get_backend
+from rap_ros.evaluation.run import RunOptions, evaluate_input
+from rap_ros.evaluation.vo import estimate_trajectory
+from rap_ros.geometry import relative_to_first, rotation_angle_deg
+from rap_ros.io.sequence import write_sequence
+from rap_ros.metrics import ate, path_length, psnr, rpe, ssim
+from rap_ros.pipeline import TrajectoryPipeline, ViewPipeline, prepare_frames
+from rap_ros.synth.dataset import held_out_seed, make_drive, sample_clip
+
+RESULTS = pathlib.Path(__file__).parent / "results"
+
+
+def pose_errors(est, gt):
+    """Errors of one window's poses est against gt, both (T, 4, 4) camera-to-world.
+
+    ate_pct: Sim(3)-aligned ATE RMSE in % of the true path length; rot_rel_deg: mean
+    rotation error of consecutive relative poses (RPE, delta 1); rot_last_deg: rotation
+    error of the last camera relative to the first; dir_deg: angle between the estimated
+    and true direction of travel first -> last (NaN when the camera barely moves).
+    """
+    est, gt = relative_to_first(est)[0], relative_to_first(gt)[0]
+    errors = {"ate_pct": 100.0 * sim3_ate(est, gt) / max(path_length(gt), 1e-9),
+              "rot_rel_deg": float(np.mean(rpe(est, gt, delta=1)["rot_deg_errors"])),
+              "rot_last_deg": float(rotation_angle_deg(est[-1, :3, :3].T @ gt[-1, :3, :3]))}
+    a, b = est[-1, :3, 3], gt[-1, :3, 3]
+    moved = np.linalg.norm(b) > 1e-6 and np.linalg.norm(a) > 1e-9
+    errors["dir_deg"] = float(np.degrees(np.arccos(np.clip(
+        a @ b / (np.linalg.norm(a) * np.linalg.norm(b)), -1, 1)))) if moved else np.nan
+    return errors
+
+
+def sim3_ate(est, gt):
+    """Sim(3)-aligned ATE RMSE; for an estimate whose centres coincide (the identity
+    baseline), where Umeyama is undefined, the best Sim(3) has scale 0 and the error is
+    the spread of the true centres about their mean."""
+    try:
+        return ate(est, gt, mode="sim3")["rmse"]
+    except ValueError:
+        centres = gt[:, :3, 3]
+        return float(np.sqrt(np.mean(np.sum((centres - centres.mean(0)) ** 2, axis=1))))
+
+
+def summarise(rows):
+    """Mean (NaN-aware) of each key over a list of dicts."""
+    return {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0]}
+
+
+def short_clips(backend, clips, frames, size):
+    """Section 1: one window per clip; model vs baselines."""
+    identity, vo, steps2, steps16, unknown, focal = [], [], [], [], [], []
+    fast = TrajectoryPipeline(backend, steps=2, sampler="euler")
+    slow = TrajectoryPipeline(backend, steps=16, sampler="euler")
+    for i in range(clips):
+        clip = sample_clip(held_out_seed(i), frames=frames, height=size, width=size)
+        gt = clip.c2w
+        identity.append(pose_errors(np.repeat(np.eye(4)[None], frames, 0), gt))
+        vo.append(pose_errors(estimate_trajectory(clip.frames, clip.K), gt))
+        steps2.append(pose_errors(fast.estimate_window(clip.frames, clip.K).c2w, gt))
+        steps16.append(pose_errors(slow.estimate_window(clip.frames, clip.K).c2w, gt))
+        blind = fast.estimate_window(clip.frames, None)
+        unknown.append(pose_errors(blind.c2w, gt))
+        focal.append(100.0 * abs(blind.K[0, 0] - clip.K[0, 0]) / clip.K[0, 0])
+    return {"clips": clips, "frames": frames, "size": size,
+            "identity": summarise(identity), "opencv_vo": summarise(vo),
+            "rap_2_steps": summarise(steps2), "rap_16_steps": summarise(steps16),
+            "rap_2_steps_K_unknown": summarise(unknown),
+            "focal_error_pct_K_unknown": {"mean": float(np.mean(focal)),
+                                          "median": float(np.median(focal))}}
+
+
+def long_drives(backend_spec, drives, frames, size, workdir):
+    """Section 2: chained windows over long drives, through the evaluator's code path."""
+    results = {"rap": [], "opencv-vo": []}
+    for j in range(drives):
+        drive = make_drive(held_out_seed(10_000 + j), frames=frames, height=size, width=size)
+        folder = write_sequence(pathlib.Path(workdir, f"drive{j}"), drive)
+        for method in results:
+            metrics = evaluate_input(folder, pathlib.Path(workdir, f"out{j}_{method}"),
+                                     options=RunOptions(method=method, backend=backend_spec,
+                                                        progress=False))
+            if metrics["status"] != "ok":
+                raise RuntimeError(f"{method} on drive {j}: {metrics['error']}")
+            results[method].append({k: metrics[k] for k in (
+                "ate_rmse_pct", "rpe_rot_deg_rmse", "rpe_trans_rmse", "fps")})
+    return {"drives": drives, "frames": frames, "size": size,
+            **{m: summarise(r) for m, r in results.items()}}
+
+
+def view_synthesis(backend, clips, frames, size):
+    """Sections 3 and 4: predicted frames vs truth, copy-source baseline, closed loop."""
+    views = ViewPipeline(backend)
+    estimator = TrajectoryPipeline(backend, steps=2)
+    rows = []
+    for i in range(clips):
+        clip = sample_clip(held_out_seed(i), frames=frames, height=size, width=size)
+        truth_model, K_model, _ = prepare_frames(clip.frames, clip.K, backend.config.image_size)
+        truth = truth_model[1:] / 255.0
+        rel = relative_to_first(clip.c2w)[0]
+        estimated = estimator.estimate_window(clip.frames, clip.K).c2w
+        from_truth, from_estimate = views.predict_batch(clip.frames[0], clip.K,
+                                                        np.stack([rel, estimated]))
+        copy = np.repeat(truth_model[:1] / 255.0, frames - 1, 0)
+        rows.append({
+            "psnr_pred": float(psnr(from_truth[1:] / 255.0, truth).mean()),
+            "ssim_pred": float(ssim(from_truth[1:] / 255.0, truth).mean()),
+            "psnr_copy_source": float(psnr(copy, truth).mean()),
+            "ssim_copy_source": float(ssim(copy, truth).mean()),
+            "psnr_from_estimated_poses": float(psnr(from_estimate[1:] / 255.0, truth).mean())})
+    result = summarise(rows)
+    result["closed_loop_gap_db"] = result["psnr_pred"] - result["psnr_from_estimated_poses"]
+    result["clips"] = clips
+    return result
+
+
+def markdown(report):
+    s, d, v = report["short_clips"], report["long_drives"], report["view_synthesis"]
+    lines = [f"# Model quality on held-out synthetic data\n",
+             f"Command: `{report['command']}`  ", f"Backend: {report['backend']}; "
+             f"{report['seconds']:.0f} s on this machine.\n",
+             f"## video -> camera, one {s['frames']}-frame window per clip ({s['clips']} clips, "
+             f"{s['size']}x{s['size']})\n",
+             "| method | ATE % of path (Sim3) | rel. rotation err ° | first-to-last rot err ° "
+             "| direction of travel err ° |", "|---|---:|---:|---:|---:|"]
+    for name in ("identity", "opencv_vo", "rap_2_steps", "rap_16_steps", "rap_2_steps_K_unknown"):
+        r = s[name]
+        lines.append(f"| {name} | {r['ate_pct']:.2f} | {r['rot_rel_deg']:.3f} | "
+                     f"{r['rot_last_deg']:.3f} | {r['dir_deg']:.1f} |")
+    f = s["focal_error_pct_K_unknown"]
+    lines += [f"\nFocal error with K unknown: mean {f['mean']:.1f} %, median {f['median']:.1f} %.\n",
+              f"## video -> camera, chained windows over {d['drives']} drives of {d['frames']} "
+              f"frames\n", "| method | ATE % of path (Sim3) | RPE rot ° (RMSE) | frames/s |",
+              "|---|---:|---:|---:|"]
+    for name in ("rap", "opencv-vo"):
+        r = d[name]
+        lines.append(f"| {name} | {r['ate_rmse_pct']:.2f} | {r['rpe_rot_deg_rmse']:.3f} | "
+                     f"{r['fps']:.1f} |")
+    lines += [f"\n## images + camera -> video ({v['clips']} clips)\n",
+              "| frames | PSNR dB | SSIM |", "|---|---:|---:|",
+              f"| predicted from true poses | {v['psnr_pred']:.2f} | {v['ssim_pred']:.3f} |",
+              f"| copy the source frame | {v['psnr_copy_source']:.2f} | "
+              f"{v['ssim_copy_source']:.3f} |",
+              f"| predicted from poses the model estimated | "
+              f"{v['psnr_from_estimated_poses']:.2f} | |",
+              f"\nClosed-loop gap (true poses minus estimated poses): "
+              f"{v['closed_loop_gap_db']:.2f} dB.\n"]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", default="onnx", help="backend spec (rap_ros.backend)")
+    parser.add_argument("--clips", type=int, default=64)
+    parser.add_argument("--drives", type=int, default=3)
+    parser.add_argument("--drive-frames", type=int, default=120)
+    parser.add_argument("--out", default=str(RESULTS / "model_quality"))
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    backend = get_backend(args.backend)
+    cfg = backend.config
+    report = {"command": " ".join(["python", "benchmarks/eval_model.py", *sys.argv[1:]]),
+              "backend": backend.name}
+    report["short_clips"] = short_clips(backend, args.clips, cfg.frames, cfg.image_size)
+    with tempfile.TemporaryDirectory() as workdir:
+        report["long_drives"] = long_drives(args.backend, args.drives, args.drive_frames,
+                                            cfg.image_size, workdir)
+    report["view_synthesis"] = view_synthesis(backend, args.clips, cfg.frames, cfg.image_size)
+    report["seconds"] = time.perf_counter() - start
+    pathlib.Path(args.out + ".json").write_text(json.dumps(report, indent=1))
+    text = markdown(report)
+    pathlib.Path(args.out + ".md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
