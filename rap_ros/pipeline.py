@@ -568,6 +568,13 @@ class TrajectoryChainer:
         self._scale = 1.0  # scale of the latest window's map into the run's frame
         self.frames = 0  # frames fixed so far
 
+    @property
+    def scale(self):
+        """Scale of the latest window's map into the run's frame (run units per window
+        unit); the fallback scale for the next window, and for aligning a last partial
+        window by hand with ``align_sim3``."""
+        return self._scale
+
     def push(self, c2w, covariance=None):
         """Add the next window, c2w (window, 4, 4) and optional covariance (window, 6, 6).
 

@@ -97,7 +97,7 @@ class _Recorder:
                 self.diagnostics[status.name] = {kv.key: kv.value for kv in status.values}
 
 
-def _image_msg(frame, stamp):
+def image_msg(frame, stamp):
     from builtin_interfaces.msg import Time
     from sensor_msgs.msg import Image
 
@@ -109,7 +109,7 @@ def _image_msg(frame, stamp):
     return msg
 
 
-def _info_msg(K, frame, stamp_msg):
+def camera_info_msg(K, frame, stamp_msg):
     from sensor_msgs.msg import CameraInfo
 
     msg = CameraInfo(height=frame.shape[0], width=frame.shape[1], distortion_model="plumb_bob")
@@ -122,7 +122,7 @@ def _info_msg(K, frame, stamp_msg):
     return msg
 
 
-def _start_up(options, live, log_path):
+def start_up_process(options, live, log_path):
     command = [sys.executable, "-m", "rap_ros.tools.cli", "up", *live.up_args]
     if options.backend and "--backend" not in live.up_args:
         command += ["--backend", options.backend]
@@ -140,7 +140,7 @@ def _start_up(options, live, log_path):
     return command, process
 
 
-def _stop(process):
+def stop_process(process):
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGINT)
         try:
@@ -177,7 +177,7 @@ def evaluate_live_input(path, out_dir, input_options, options, live, name):
             frames = frames[:options.max_frames]
         if not frames:
             raise InputError(f"{path}: no frames")
-        command, process = _start_up(options, live, out_dir / "node.log")
+        command, process = start_up_process(options, live, out_dir / "node.log")
         result["node_command"] = " ".join(command)
         prepare_ros_environment()
         context = rclpy.Context()
@@ -198,7 +198,7 @@ def evaluate_live_input(path, out_dir, input_options, options, live, name):
             while image_pub.get_subscription_count() == 0:
                 if process.poll() is not None:
                     raise RuntimeError(f"`rap-ros up` exited with {process.returncode}: "
-                                       f"{_stop(process)}")
+                                       f"{stop_process(process)}")
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"`rap-ros up` did not subscribe to {LIVE_IMAGE_TOPIC} "
                                        f"within {live.ready_timeout_s} s")
@@ -211,9 +211,9 @@ def evaluate_live_input(path, out_dir, input_options, options, live, name):
                 delay = due - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-                msg = _image_msg(frame, stamp)
+                msg = image_msg(frame, stamp)
                 if source.K is not None:
-                    info_pub.publish(_info_msg(source.K, frame, msg.header.stamp))
+                    info_pub.publish(camera_info_msg(source.K, frame, msg.header.stamp))
                 image_pub.publish(msg)
                 published[round(stamp, 6)] = time.monotonic()
             play_s = time.monotonic() - start
@@ -229,7 +229,7 @@ def evaluate_live_input(path, out_dir, input_options, options, live, name):
             executor.shutdown(timeout_sec=1.0)
             node.destroy_node()
             rclpy.try_shutdown(context=context)
-        node_log = _stop(process)
+        node_log = stop_process(process)
         process = None
         with recorder.lock:
             odometry = list(recorder.odometry)
@@ -265,7 +265,7 @@ def evaluate_live_input(path, out_dir, input_options, options, live, name):
             f"{type(error).__name__}: {error}"
     finally:
         if process is not None:
-            result["node_log_tail"] = _stop(process)[-1500:]
+            result["node_log_tail"] = stop_process(process)[-1500:]
     plots = result.pop("_plots", [])
     report.write_json(out_dir / "metrics.json", result)
     report.write_report(out_dir, result, plots)
