@@ -3,8 +3,8 @@
 Prints and writes (``--out``, default benchmarks/results/model_quality.{json,md}):
 
 1. video -> camera on short clips (one window each), intrinsics known and unknown, next to
-   two baselines that ignore the model: identity poses and the classical OpenCV VO, and
-   with 2 vs 16 flow steps;
+   two baselines that ignore the model: identity poses and the classical OpenCV VO, with
+   2 vs 16 flow steps, and with the optical-flow refinement the node applies by default;
 2. video -> camera on long drives, windows chained exactly as the node and the evaluator do
    (``rap_ros.evaluation.run.evaluate_input``), next to OpenCV VO on the same drives;
 3. images + camera -> video: PSNR/SSIM of predicted frames against the rendered truth, next
@@ -73,9 +73,10 @@ def summarise(rows):
 
 def short_clips(backend, clips, frames, size):
     """Section 1: one window per clip; model vs baselines."""
-    identity, vo, steps2, steps16, unknown, focal = [], [], [], [], [], []
+    identity, vo, steps2, steps16, refined, unknown, focal = [], [], [], [], [], [], []
     fast = TrajectoryPipeline(backend, steps=2, sampler="euler")
     slow = TrajectoryPipeline(backend, steps=16, sampler="euler")
+    fast_refined = TrajectoryPipeline(backend, steps=2, sampler="euler", refine=True)
     for i in range(clips):
         clip = sample_clip(held_out_seed(i), frames=frames, height=size, width=size)
         gt = clip.c2w
@@ -83,12 +84,14 @@ def short_clips(backend, clips, frames, size):
         vo.append(pose_errors(estimate_trajectory(clip.frames, clip.K), gt))
         steps2.append(pose_errors(fast.estimate_window(clip.frames, clip.K).c2w, gt))
         steps16.append(pose_errors(slow.estimate_window(clip.frames, clip.K).c2w, gt))
+        refined.append(pose_errors(fast_refined.estimate_window(clip.frames, clip.K).c2w, gt))
         blind = fast.estimate_window(clip.frames, None)
         unknown.append(pose_errors(blind.c2w, gt))
         focal.append(100.0 * abs(blind.K[0, 0] - clip.K[0, 0]) / clip.K[0, 0])
     return {"clips": clips, "frames": frames, "size": size,
             "identity": summarise(identity), "opencv_vo": summarise(vo),
             "rap_2_steps": summarise(steps2), "rap_16_steps": summarise(steps16),
+            "rap_2_steps_refined": summarise(refined),
             "rap_2_steps_K_unknown": summarise(unknown),
             "focal_error_pct_K_unknown": {"mean": float(np.mean(focal)),
                                           "median": float(np.median(focal))}}
@@ -96,23 +99,25 @@ def short_clips(backend, clips, frames, size):
 
 def long_drives(backend_spec, drives, frames, size, workdir):
     """Section 2: chained windows over long drives, through the evaluator's code path."""
-    results = {"rap": [], "opencv-vo": []}
+    runs = {"rap": ("rap", False), "rap refined": ("rap", True),
+            "opencv-vo": ("opencv-vo", False)}
+    results = {name: [] for name in runs}
     for j in range(drives):
         drive = make_drive(held_out_seed(10_000 + j), frames=frames, height=size, width=size)
         folder = write_sequence(pathlib.Path(workdir, f"drive{j}"), drive)
-        for method in results:
-            metrics = evaluate_input(folder, pathlib.Path(workdir, f"out{j}_{method}"),
+        for name, (method, refine) in runs.items():
+            metrics = evaluate_input(folder, pathlib.Path(workdir, f"out{j}_{name}"),
                                      options=RunOptions(method=method, backend=backend_spec,
-                                                        progress=False))
+                                                        refine=refine, progress=False))
             if metrics["status"] != "ok":
-                raise RuntimeError(f"{method} on drive {j}: {metrics['error']}")
-            results[method].append({k: metrics[k] for k in (
+                raise RuntimeError(f"{name} on drive {j}: {metrics['error']}")
+            results[name].append({k: metrics[k] for k in (
                 "ate_rmse_pct", "rpe_rot_deg_rmse", "rpe_trans_rmse", "fps")})
     return {"drives": drives, "frames": frames, "size": size,
             **{m: summarise(r) for m, r in results.items()}}
 
 
-def view_synthesis(backend, clips, frames, size):
+def view_synthesis(backend, clips, frames, size):  # size: rendered input size
     """Sections 3 and 4: predicted frames vs truth, copy-source baseline, closed loop."""
     views = ViewPipeline(backend)
     estimator = TrajectoryPipeline(backend, steps=2)
@@ -147,7 +152,8 @@ def markdown(report):
              f"{s['size']}x{s['size']})\n",
              "| method | ATE % of path (Sim3) | rel. rotation err ° | first-to-last rot err ° "
              "| direction of travel err ° |", "|---|---:|---:|---:|---:|"]
-    for name in ("identity", "opencv_vo", "rap_2_steps", "rap_16_steps", "rap_2_steps_K_unknown"):
+    for name in ("identity", "opencv_vo", "rap_2_steps", "rap_16_steps", "rap_2_steps_refined",
+                 "rap_2_steps_K_unknown"):
         r = s[name]
         lines.append(f"| {name} | {r['ate_pct']:.2f} | {r['rot_rel_deg']:.3f} | "
                      f"{r['rot_last_deg']:.3f} | {r['dir_deg']:.1f} |")
@@ -156,7 +162,7 @@ def markdown(report):
               f"## video -> camera, chained windows over {d['drives']} drives of {d['frames']} "
               f"frames\n", "| method | ATE % of path (Sim3) | RPE rot ° (RMSE) | frames/s |",
               "|---|---:|---:|---:|"]
-    for name in ("rap", "opencv-vo"):
+    for name in ("rap", "rap refined", "opencv-vo"):
         r = d[name]
         lines.append(f"| {name} | {r['ate_rmse_pct']:.2f} | {r['rpe_rot_deg_rmse']:.3f} | "
                      f"{r['fps']:.1f} |")
@@ -178,6 +184,9 @@ def main(argv=None):
     parser.add_argument("--clips", type=int, default=64)
     parser.add_argument("--drives", type=int, default=3)
     parser.add_argument("--drive-frames", type=int, default=120)
+    parser.add_argument("--size", type=int, default=128,
+                        help="rendered input size (px); the model sees its own resolution, "
+                             "the refinement this one")
     parser.add_argument("--out", default=str(RESULTS / "model_quality"))
     args = parser.parse_args(argv)
     start = time.perf_counter()
@@ -185,11 +194,11 @@ def main(argv=None):
     cfg = backend.config
     report = {"command": " ".join(["python", "benchmarks/eval_model.py", *sys.argv[1:]]),
               "backend": backend.name}
-    report["short_clips"] = short_clips(backend, args.clips, cfg.frames, cfg.image_size)
+    report["short_clips"] = short_clips(backend, args.clips, cfg.frames, args.size)
     with tempfile.TemporaryDirectory() as workdir:
         report["long_drives"] = long_drives(args.backend, args.drives, args.drive_frames,
-                                            cfg.image_size, workdir)
-    report["view_synthesis"] = view_synthesis(backend, args.clips, cfg.frames, cfg.image_size)
+                                            args.size, workdir)
+    report["view_synthesis"] = view_synthesis(backend, args.clips, cfg.frames, args.size)
     report["seconds"] = time.perf_counter() - start
     pathlib.Path(args.out + ".json").write_text(json.dumps(report, indent=1))
     text = markdown(report)

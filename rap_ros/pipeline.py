@@ -29,6 +29,7 @@ from rap_ros.geometry import (decode_raxels, encode_raxels, pose_from_rt, projec
                               scale_intrinsics)
 from rap_ros.metrics import psnr
 from rap_ros.model import preprocess
+from rap_ros.refine import refine_at_resolution
 
 SAMPLERS = ("euler", "heun")
 
@@ -183,11 +184,12 @@ class WindowEstimate:
         translation offset then rotation vector of the world-frame rotation offset
         (normalised units, radians); zeros with one sample.
     timings: seconds spent in resize, encode (codec and motion channels), denoise,
-        decode (codec decoder and raxel fit), and total.
+        decode (codec decoder and raxel fit), refine (with refine=True), and total.
     samples: (N, T, 4, 4) every sample's poses, normalised like c2w.
     K_model: (3, 3) intrinsics at the model resolution S x S.
     residual_deg: (T,) mean angle between decoded rays and the fitted cameras
         (over samples), a self-check of the decoded raxels.
+    model_c2w: (T, 4, 4) the model's poses before refinement (equal to c2w without it).
     """
 
     c2w: np.ndarray
@@ -197,6 +199,7 @@ class WindowEstimate:
     samples: np.ndarray = None
     K_model: np.ndarray = None
     residual_deg: np.ndarray = None
+    model_c2w: np.ndarray = None
 
 
 class TrajectoryPipeline:
@@ -207,9 +210,12 @@ class TrajectoryPipeline:
     samples: independent samples drawn in one batched call; their spread gives the
         covariance (1: no covariance).
     seed: seed of the noise generator, drawn from in order across calls.
+    refine: refine each window's rotations and directions of travel against optical flow of
+        the input frames, keeping the model's step lengths (``rap_ros.refine``); the model's
+        own poses stay in ``WindowEstimate.model_c2w``.
     """
 
-    def __init__(self, backend, steps=2, sampler="euler", samples=1, seed=0):
+    def __init__(self, backend, steps=2, sampler="euler", samples=1, seed=0, refine=False):
         if sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
         if samples < 1 or steps < 1:
@@ -217,6 +223,7 @@ class TrajectoryPipeline:
         self.backend = backend
         self.config = backend.config
         self.steps, self.sampler, self.samples = int(steps), sampler, int(samples)
+        self.refine = bool(refine)
         self._rng = np.random.default_rng(seed)
         self._rng_lock = threading.Lock()
 
@@ -301,10 +308,17 @@ class TrajectoryPipeline:
             else:
                 K_est_model = np.median(K_all[p], axis=0)
                 K_est = framing.to_input(K_est_model)
+            c2w = mean
+            if self.refine:
+                mark = time.perf_counter()
+                c2w, _ = refine_at_resolution(frames[p], K_est, mean)
+                elapsed = time.perf_counter() - mark
+                timings["refine"] = timings.get("refine", 0.0) + elapsed
+                timings["total"] += elapsed
             estimates.append(WindowEstimate(
-                c2w=mean, K=K_est, covariance=pose_covariance(samples, mean),
+                c2w=c2w, K=K_est, covariance=pose_covariance(samples, mean),
                 timings=dict(timings), samples=samples, K_model=K_est_model,
-                residual_deg=residual[p]))
+                residual_deg=residual[p], model_c2w=mean))
         return estimates
 
 

@@ -33,8 +33,9 @@ METHODS = ("rap", "opencv-vo")
 class RunOptions:
     """How to run a method.
 
-    method: one of METHODS. steps: flow integration steps (rap). stride: frames between
-    window starts (rap; None = half a window). batch: windows per model call (rap).
+    method: one of METHODS. steps: flow integration steps (rap). refine: refine the model's
+    windows against optical flow, as the node does by default (rap; ``rap_ros.refine``).
+    stride: frames between window starts (rap; None = half a window). batch: windows per model call (rap).
     backend: spec for ``rap_ros.backend.get_backend`` (None = the shipped default).
     max_frames: stop after this many frames (None = all). consistency_windows: windows on
     which the closed-loop consistency PSNR is measured (rap; 0 = off).
@@ -43,6 +44,7 @@ class RunOptions:
 
     method: str = "opencv-vo"
     steps: int = 2
+    refine: bool = True
     stride: int = None
     batch: int = 4
     backend: str = None
@@ -91,7 +93,8 @@ class RapEstimator:
         from rap_ros.pipeline import TrajectoryChainer, TrajectoryPipeline
 
         self.backend = get_backend(options.backend or "onnx")
-        self.pipeline = TrajectoryPipeline(self.backend, steps=options.steps, samples=1)
+        self.pipeline = TrajectoryPipeline(self.backend, steps=options.steps, samples=1,
+                                           refine=options.refine)
         self.window = int(self.backend.config.frames)
         self.stride = int(options.stride or max(1, self.window // 2))
         if not 1 <= self.stride < self.window:

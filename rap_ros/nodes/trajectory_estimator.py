@@ -238,7 +238,8 @@ class TrajectoryEstimator(Node):
                 f"{self.window_length} frames, so it must be in [1, {self.window_length - 1}]")
         self.pipeline = TrajectoryPipeline(backend, steps=self.model["steps"],
                                            sampler=self.model["sampler"],
-                                           samples=self.samples, seed=self.model["seed"])
+                                           samples=self.samples, seed=self.model["seed"],
+                                           refine=self.refine)
         self.view_pipeline = (ViewPipeline(backend, steps=self.model["steps"],
                                            sampler=self.model["sampler"],
                                            seed=self.model["seed"], estimator=self.pipeline)
@@ -298,6 +299,10 @@ class TrajectoryEstimator(Node):
         self.samples = declare(self, "samples", 1,
                                "Diffusion samples per window; their spread gives the odometry "
                                "pose covariance (1: zero covariance).", 1, 32)
+        self.refine = declare(self, "refine", True,
+                              "Refine each window's rotations and directions of travel against "
+                              "optical flow of the input images, keeping the model's step "
+                              "lengths (rap_ros.refine); false: the model's poses alone.")
         self.image_transport = declare(self, "image_transport", "raw",
                                        "raw: subscribe 'image' (sensor_msgs/Image); "
                                        "compressed: 'image/compressed' (CompressedImage).",

@@ -52,6 +52,9 @@ def register(subparsers):
     model = parser.add_argument_group("method")
     model.add_argument("--steps", type=int, default=2,
                        help="rap: flow integration steps per window (default 2, as the node)")
+    model.add_argument("--no-refine", dest="refine", action="store_false",
+                       help="rap: the model's poses alone, without the optical-flow refinement "
+                            "the node applies by default")
     model.add_argument("--stride", type=int, default=None,
                        help="rap: frames between window starts (default: half a window, as "
                             "the node's window_stride 4)")
@@ -118,7 +121,8 @@ def main(args) -> int:
                                  camera_info_topic=args.camera_info_topic,
                                  gt_topic=args.gt_topic, gt_frames=args.gt_frames,
                                  gt_tum=args.gt_tum, K=K, max_time_diff=args.max_time_diff)
-    options = RunOptions(method=args.method, steps=args.steps, stride=args.stride,
+    options = RunOptions(method=args.method, steps=args.steps, refine=args.refine,
+                         stride=args.stride,
                          batch=args.batch, backend=args.backend, max_frames=args.max_frames,
                          consistency_windows=args.consistency_windows,
                          progress=not args.no_progress and sys.stderr.isatty(), command=command)

@@ -1,0 +1,146 @@
+"""Geometric refinement of a window's poses against dense optical flow.
+
+The model's poses (video -> camera) fix what monocular geometry cannot: the translation scale
+of every frame of the window in one consistent unit. Two-view geometry on dense flow fixes what
+a small model reads poorly at 64x64: the rotation and the direction of travel. For each pair of
+consecutive frames of a window, DIS optical flow gives correspondences; then
+
+* if a pure rotation explains the flow (median reprojection error below ``rotation_px``), the
+  rotation comes from that fit (Kabsch on bearing vectors) and the step's translation stays the
+  model's;
+* otherwise the essential matrix (RANSAC, ``cv2.findEssentialMat``) and ``cv2.recoverPose``
+  give the rotation and the unit direction of travel, and the model gives the step length
+  (its ``|c_i - c_{i-1}|``);
+* with too little texture or too few inliers the model's step is kept.
+
+Conventions: K (3, 3) pixels of the frames given, OpenCV camera axes, c2w (T, 4, 4)
+camera-to-world relative to camera 0, as ``TrajectoryPipeline`` produces. The result is
+re-normalised with ``geometry.relative_to_first``. Nothing here imports ROS or torch.
+"""
+import threading
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from rap_ros.geometry import pose_from_rt, relative_to_first, scale_intrinsics
+
+_DIS_LOCK = threading.Lock()
+_DIS = None
+
+
+@dataclass
+class RefineOptions:
+    """grid: pixel stride of flow samples; rotation_px: pure-rotation acceptance (median
+    reprojection error, px); ransac_px: essential-matrix inlier threshold (px);
+    min_inliers: fraction of samples the essential matrix must explain; min_flow_px: median
+    flow below which frame i is treated as not moved relative to frame 0."""
+
+    grid: int = 2
+    rotation_px: float = 0.25
+    ransac_px: float = 0.5
+    min_inliers: float = 0.5
+    min_flow_px: float = 0.15
+
+
+def _flow(gray0, gray1):
+    """DIS flow (H, W, 2) in pixels taking gray0 to gray1 (one shared DIS object, locked)."""
+    global _DIS
+    with _DIS_LOCK:
+        if _DIS is None:
+            _DIS = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        return _DIS.calc(gray0, gray1, None)
+
+
+def correspondences(frame0, frame1, grid=2):
+    """Pixel pairs (N, 2), (N, 2) from dense flow frame0 -> frame1 (uint8 RGB), sampled every
+    `grid` px away from the border, keeping points that land inside frame1."""
+    g0, g1 = (cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2GRAY) for f in (frame0, frame1))
+    flow = _flow(g0, g1)
+    H, W = g0.shape
+    border = max(2, grid)
+    v, u = np.mgrid[border:H - border:grid, border:W - border:grid]
+    p0 = np.stack([u.ravel(), v.ravel()], axis=1).astype(np.float64)
+    p1 = p0 + flow[v.ravel(), u.ravel()].astype(np.float64)
+    inside = (p1[:, 0] >= 0) & (p1[:, 0] <= W - 1) & (p1[:, 1] >= 0) & (p1[:, 1] <= H - 1)
+    return p0[inside], p1[inside]
+
+
+def rotation_only(p0, p1, K):
+    """Rotation R (camera 1 axes in camera 0 axes, i.e. c2w rotation of camera 1 relative to
+    camera 0) best explaining p0 -> p1 as a pure rotation, and its median reprojection error
+    (px)."""
+    Kinv = np.linalg.inv(K)
+    b0 = np.c_[p0, np.ones(len(p0))] @ Kinv.T
+    b1 = np.c_[p1, np.ones(len(p1))] @ Kinv.T
+    b0 /= np.linalg.norm(b0, axis=1, keepdims=True)
+    b1 /= np.linalg.norm(b1, axis=1, keepdims=True)
+    U, _, Vt = np.linalg.svd(b1.T @ b0)          # b1 ~ R10 b0 with R10 = R^T
+    D = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))])
+    R10 = U @ D @ Vt
+    projected = (b0 @ R10.T) @ K.T
+    error = np.linalg.norm(projected[:, :2] / projected[:, 2:] - p1, axis=1)
+    return R10.T, float(np.median(error))
+
+
+def relative_pose(frame0, frame1, K, step_length, options):
+    """Pose of camera 1 in camera 0's frame (4x4) from flow, with the centre at distance
+    `step_length`; and a label "rotation" | "essential", or (None, "model") when the flow
+    cannot decide."""
+    p0, p1 = correspondences(frame0, frame1, options.grid)
+    if len(p0) < 16 or np.median(np.linalg.norm(p1 - p0, axis=1)) < options.min_flow_px:
+        return None, "model"
+    R, rotation_error = rotation_only(p0, p1, K)
+    if rotation_error < options.rotation_px:
+        return R, "rotation"
+    E, mask = cv2.findEssentialMat(p0, p1, K, method=cv2.RANSAC, prob=0.999,
+                                   threshold=options.ransac_px)
+    if E is None or E.shape != (3, 3) or mask.mean() < options.min_inliers:
+        return None, "model"
+    _, R10, t10, _ = cv2.recoverPose(E, p0, p1, K, mask=mask)
+    R = R10.T                                  # camera 1 axes in camera 0's frame
+    direction = -R @ t10.ravel()               # camera 1 centre in camera 0's frame, unit
+    return pose_from_rt(R, direction * step_length), "essential"
+
+
+def refine_window(frames, K, c2w, options=None):
+    """Refined poses of one window and per-frame labels of what decided each pose.
+
+    Consecutive frames are paired (small motion keeps the flow reliable); each step's
+    rotation and direction come from the flow, its length from the model
+    (|c_i - c_{i-1}|); a step the flow cannot decide is the model's own relative step. For a
+    pure rotation ("rotation") the model's step translation is kept.
+
+    frames: uint8 (T, H, W, 3); K: (3, 3) at H x W; c2w: (T, 4, 4) the model's poses relative
+    to frame 0. Returns (c2w (T, 4, 4) re-normalised, labels: "reference" for frame 0, then
+    "model" | "rotation" | "essential" per step).
+    """
+    options = options or RefineOptions()
+    K = np.asarray(K, dtype=np.float64)
+    c2w = np.asarray(c2w, dtype=np.float64)
+    refined, labels = c2w.copy(), ["reference"]
+    for i in range(1, len(frames)):
+        model_step = np.linalg.inv(c2w[i - 1]) @ c2w[i]
+        step, label = relative_pose(frames[i - 1], frames[i], K,
+                                    np.linalg.norm(model_step[:3, 3]), options)
+        if label == "rotation":
+            step = pose_from_rt(step, model_step[:3, 3])
+        elif step is None:
+            step = model_step
+        refined[i] = refined[i - 1] @ step
+        labels.append(label)
+    return relative_to_first(refined)[0], labels
+
+
+def refine_at_resolution(frames, K, c2w, max_side=320, options=None):
+    """``refine_window`` on frames downscaled so their longer side is at most `max_side` px
+    (flow at the input's resolution, not the model's, is what makes the geometry accurate;
+    the cap bounds its cost). frames: uint8 (T, H, W, 3); K (3, 3) at H x W."""
+    frames = np.asarray(frames)
+    H, W = frames.shape[1:3]
+    factor = min(1.0, max_side / max(H, W))
+    if factor < 1.0:
+        size = (max(16, round(W * factor)), max(16, round(H * factor)))
+        frames = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
+        K = scale_intrinsics(K, size[0] / W, size[1] / H)
+    return refine_window(frames, K, c2w, options)
