@@ -57,7 +57,7 @@ def test_export_writes_model_folder(tiny):
     assert names == sorted([ENCODER_FILE, DECODER_FILE, DENOISER_FILE, "config.yaml",
                             MANIFEST_FILE])
     manifest = json.loads((tiny["dir"] / MANIFEST_FILE).read_text())
-    assert manifest["source_sha256"] == shared._sha256(tiny["weights"])
+    assert manifest["source_sha256"] == shared.file_sha256(tiny["weights"])
     assert max(manifest["max_abs_error"].values()) < TOLERANCE
     assert tiny["onnx"].config == tiny["config"] == tiny["torch"].config
     assert tiny["onnx"].name == "onnxruntime:CPUExecutionProvider"
@@ -241,7 +241,7 @@ def test_default_onnx_is_exported_once_into_cache(tiny, tmp_path, monkeypatch):
     backend = shared.get_backend("onnx")
     folder = backend.model_dir
     assert folder.parent == tmp_path / "cache"
-    assert folder.name == "onnx-" + shared._sha256(tiny["weights"])[:16]
+    assert folder.name == "onnx-" + shared.file_sha256(tiny["weights"])[:16]
     stamp = (folder / DENOISER_FILE).stat().st_mtime_ns
     shared.clear_backends()
     again = shared.get_backend("onnx")

@@ -58,6 +58,7 @@ def test_codec_is_causal():
 
 @pytest.mark.parametrize("overrides", [
     {}, {"attention": "joint"}, {"raxel_encoding": "plucker"}, {"motion_channels": False},
+    {"prediction": "velocity"},
 ])
 def test_dit_shapes_and_ablations(overrides):
     cfg = ModelConfig(**{**rap_tiny().to_dict(), **overrides})
@@ -86,7 +87,12 @@ def test_adaln_zero_blocks_are_identity_at_init():
         ov, orx = block(xv, xr, cv, cr, n)
         assert torch.equal(ov, xv) and torch.equal(orx, xr)
     video, raxel, motion = _latents(cfg)
-    vv, vr = dit(video, raxel, torch.rand(2, t), torch.rand(2, t), motion)
+    tv, tr = torch.rand(2, t) + 0.1, torch.rand(2, t) + 0.1
+    vv, vr = dit(video, raxel, tv, tr, motion)  # x0 heads start at 0: v = x_t / t
+    torch.testing.assert_close(vv, video / tv[..., None, None, None])
+    torch.testing.assert_close(vr, raxel / tr[..., None, None, None])
+    cfg_v = ModelConfig(**{**cfg.to_dict(), "prediction": "velocity"})
+    vv, vr = RaxelDiT(cfg_v)(video, raxel, tv, tr, motion)
     assert torch.count_nonzero(vv) == 0 and torch.count_nonzero(vr) == 0
 
 

@@ -1,5 +1,6 @@
 """Training tests on the tiny config: one process, resume, checkpoints, torchrun with gloo."""
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -57,14 +58,20 @@ def test_torchrun_two_gloo_ranks(tmp_path):
     run_dir = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-           "--master_port=0", "-m", "rap_ros.tools.cli", "train", "--config", "tiny",
+           "--standalone", "-m", "rap_ros.tools.cli", "train", "--config", "tiny",
            "--run-dir", str(run_dir), "--max-steps", "3", "--quiet",
            "--set", "train.render_workers=1"]
-    out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
-                         timeout=180)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both ranks
+        stdout, stderr = proc.communicate()
+        pytest.fail("torchrun timed out:\n" + stdout[-2000:] + stderr[-2000:])
+    assert proc.returncode == 0, stdout[-3000:] + stderr[-3000:]
     for rank in (0, 1):
-        assert f"rank {rank}/2 finished" in out.stdout, out.stdout[-3000:]
+        assert f"rank {rank}/2 finished" in stdout, stdout[-3000:]
     ck = load_checkpoint(run_dir / "dit.pt")
     assert ck["step"] == 3
     load_weights(run_dir / "rap_small.pt")

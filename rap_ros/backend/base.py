@@ -15,9 +15,19 @@ M = motion channels. Samplers, pre- and post-processing live in
 This module imports neither torch nor onnxruntime.
 """
 
+import hashlib
 import abc
 
 import numpy as np
+
+
+def file_sha256(path):
+    """Hex sha256 of a file's bytes (identifies the weights an export came from)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class ModelFileError(RuntimeError):

@@ -22,14 +22,13 @@ Where the default ONNX model comes from, first match wins:
 This module imports neither torch nor onnxruntime at import time.
 """
 
-import hashlib
 import os
 import shutil
 import tempfile
 import threading
 from pathlib import Path
 
-from rap_ros.backend.base import Backend, ModelFileError
+from rap_ros.backend.base import Backend, ModelFileError, file_sha256
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "model" / "weights"
 DEFAULT_WEIGHTS_NAME = "rap_small.pt"
@@ -68,14 +67,6 @@ def cache_dir():
     return Path(base) / "rap_ros"
 
 
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _complete(model_dir):
     from rap_ros.backend.onnx_backend import MODEL_FILES
 
@@ -91,7 +82,7 @@ def onnx_dir_for(weights):
     weights = Path(weights)
     if not weights.is_file():
         raise ModelFileError(weights, "model weights not found")
-    target = cache_dir() / f"onnx-{_sha256(weights)[:16]}"
+    target = cache_dir() / f"onnx-{file_sha256(weights)[:16]}"
     if _complete(target):
         return target
     try:
@@ -126,7 +117,7 @@ def default_onnx_dir():
         weights = None
     if _complete(SHIPPED_ONNX_DIR):
         exported_from = read_manifest(SHIPPED_ONNX_DIR).get("source_sha256")
-        if weights is None or exported_from == _sha256(weights):
+        if weights is None or exported_from == file_sha256(weights):
             return SHIPPED_ONNX_DIR
     if weights is None:
         raise ModelFileError(SHIPPED_ONNX_DIR / "denoiser.onnx",

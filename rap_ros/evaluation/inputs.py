@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 
 from rap_ros.geometry import matrix_from_quat, pose_from_rt, quat_from_matrix
+from rap_ros.io.images import decoded_to_rgb8
 
 DEFAULT_IMAGE_TOPIC = "/camera/image_raw"
 DEFAULT_CAMERA_INFO_TOPIC = "/camera/camera_info"
@@ -369,23 +370,12 @@ def _open_tum(path, options):
             image = cv2.imread(str(file), cv2.IMREAD_UNCHANGED)
             if image is None:
                 raise InputError(f"cannot decode image {file}")
-            yield float(stamp), _decoded_to_rgb(image)
+            yield float(stamp), decoded_to_rgb8(image)
 
     info = {"images": f"{path / 'rgb.txt'} ({len(files)} frames)",
             "intrinsics_source": source, "groundtruth_source": gt_source}
     return EvalInput(name=input_name(path), path=str(path), kind="tum", K=K, groundtruth=gt,
                      frame_count=len(files), info=info, _frames=generate)
-
-
-def _decoded_to_rgb(image):
-    """OpenCV-decoded image (BGR or grey, 8 or 16 bit) -> uint8 RGB."""
-    if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
-    if image.ndim == 2:
-        return np.repeat(image[..., None], 3, axis=-1)
-    if image.shape[2] == 4:
-        image = image[..., :3]
-    return np.ascontiguousarray(image[..., ::-1])
 
 
 # ------------------------------------------------------------------ rosbag2
@@ -446,7 +436,7 @@ def compressed_msg_to_rgb(msg):
     if image is None:
         raise InputError(f"cannot decode compressed image (format {msg.format!r}, "
                          f"{data.size} bytes)")
-    return _decoded_to_rgb(image)
+    return decoded_to_rgb8(image)
 
 
 def _pose_msg_to_matrix(pose):

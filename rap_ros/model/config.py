@@ -36,6 +36,7 @@ class ModelConfig:
     attention: str = "dsca"            # "dsca" | "joint" (ablation)
     raxel_encoding: str = "raydir_origin"  # "raydir_origin" | "plucker" (ablation)
     motion_channels: bool = True       # optical-flow channels on the video branch
+    prediction: str = "x0"             # "x0" (heads predict clean latents) | "velocity"
     max_latent_frames: int = 8         # size of the learned temporal embedding
 
     def __post_init__(self):
@@ -52,8 +53,13 @@ class ModelConfig:
             raise ValueError("latent size s must be a multiple of patch_size")
         if self.attention not in ("dsca", "joint"):
             raise ValueError(f"attention must be 'dsca' or 'joint', got {self.attention!r}")
+        if self.prediction not in ("x0", "velocity"):
+            raise ValueError(f"prediction must be 'x0' or 'velocity', got {self.prediction!r}")
         if self.raxel_encoding not in ("raydir_origin", "plucker"):
             raise ValueError(f"unknown raxel_encoding {self.raxel_encoding!r}")
+        if self.latent_frames > self.max_latent_frames:
+            raise ValueError(f"{self.latent_frames} latent frames exceed max_latent_frames="
+                             f"{self.max_latent_frames}")
         if self.width % self.heads:
             raise ValueError("width must be divisible by heads")
 
@@ -98,21 +104,22 @@ class TrainConfig:
     val_clips: int = 64
     render_workers: int = 2
     # codec stage
-    codec_batch: int = 8
+    codec_batch: int = 16
     codec_lr: float = 2e-3
-    codec_minutes: float = 10.0
+    codec_minutes: float = 8.0
     codec_raxel_fraction: float = 0.5  # share of clips in a codec batch that are raxel clips
     # dit stage
-    batch: int = 16
-    lr: float = 1e-3
+    batch: int = 32
+    lr: float = 6e-4
     weight_decay: float = 0.0
     warmup_steps: int = 200
     grad_clip: float = 1.0
-    minutes: float = 60.0
+    minutes: float = 49.0
     max_steps: int = 0                 # 0: limited by minutes only
-    job_probs: tuple = (0.5, 0.3, 0.2)  # in the order of preprocess.JOBS
+    job_probs: tuple = (0.7, 0.2, 0.1)  # in the order of preprocess.JOBS
     p_k_known: float = 0.8             # raxel frame 0 clean (K known) in jobs that allow it
     raxel_loss_weight: float = 1.0
+    time_shift: float = 3.0            # flow-time shift towards t = 1 (1 = uniform)
     cosine_weight: float = 0.1         # 0 = the "without cosine loss" ablation
     cosine_samples: int = 4            # clips per batch decoded for the cosine term
     ema: float = 0.999

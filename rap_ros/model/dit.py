@@ -15,11 +15,18 @@ modality, so clean (t=0) and noised frames sit side by side in one clip. The abl
     forward(video (B,t,C,s,s), raxel (B,t,2C,s,s), t_video (B,t), t_raxel (B,t), motion (B,t,M,s,s))
         -> (v_video (B,t,C,s,s), v_raxel (B,t,2C,s,s))
 
+Output parametrisation (`prediction`): "x0" (default) -- the heads predict the clean latents
+and forward returns v = (x_t - x0) / max(t, 0.05), the contract's velocity. A token carries
+4*4*16 = 256 raxel values but is only 96 wide, so a velocity head cannot pass the noise
+through (velocity = noise - x0 is full-rank noise at t ~ 1); clean latents are low-dimensional
+and can be predicted (as argued in "Back to Basics: Let Denoising Generative Models Denoise").
+"velocity" predicts v directly.
+
 Positions: fixed 2D sin-cos over the patch grid plus a learned embedding per latent frame.
 Initialisation (as DiT): Linear layers Xavier-uniform with zero bias, patch embeddings like a
 Linear, timestep MLP normal(0, 0.02), temporal embedding normal(0, 0.02), and every adaLN
-modulation and final output layer zero, so each block is the identity at init and the
-network starts by predicting zero velocity.
+modulation and final output layer zero, so each block is the identity at init and the heads
+start at zero (x0 = 0, or v = 0 with prediction="velocity").
 """
 import math
 
@@ -28,6 +35,9 @@ import torch
 import torch.nn as nn
 
 from rap_ros.model.config import ModelConfig
+
+# x0-prediction turns clean-latent outputs into velocities v = (x_t - x0) / max(t, T_MIN).
+T_MIN = 0.05
 
 # Motion channels are flow / image size, typically 0.01-0.05; this fixed gain brings them to
 # the order of the latents before the (shared) patch embedding.
@@ -259,9 +269,14 @@ class RaxelDiT(nn.Module):
         cv, cr = self.t_embed(t_video), self.t_embed(t_raxel)  # (B, t, cond) each
         for block in self.blocks:
             xv, xr = block(xv, xr, cv, cr, self.n)          # (B, t*n, d) each
-        v_video = self.unpatchify(self.video_out(xv, cv, self.n), t, C)        # (B, t, C, s, s)
-        v_raxel = self.unpatchify(self.raxel_out(xr, cr, self.n), t, 2 * C)    # (B, t, 2C, s, s)
-        return v_video, v_raxel
+        out_v = self.unpatchify(self.video_out(xv, cv, self.n), t, C)          # (B, t, C, s, s)
+        out_r = self.unpatchify(self.raxel_out(xr, cr, self.n), t, 2 * C)      # (B, t, 2C, s, s)
+        if self.config.prediction == "velocity":
+            return out_v, out_r
+        # x0-prediction: the heads give clean latents, returned as v = (x_t - x0) / t
+        tv = t_video.clamp(min=T_MIN).reshape(*t_video.shape, 1, 1, 1)        # (B, t, 1, 1, 1)
+        tr = t_raxel.clamp(min=T_MIN).reshape(*t_raxel.shape, 1, 1, 1)        # (B, t, 1, 1, 1)
+        return (video - out_v) / tv, (raxel - out_r) / tr                     # velocities
 
 
 def count_parameters(module: nn.Module) -> int:

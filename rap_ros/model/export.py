@@ -20,7 +20,6 @@ packages (the dynamo exporter needs onnxscript) and handles these plain modules.
 """
 
 import datetime
-import hashlib
 import json
 import os
 import shutil
@@ -33,6 +32,7 @@ import torch
 
 from rap_ros.backend.onnx_backend import (CONFIG_FILE, DECODER_FILE, DENOISER_FILE,
                                           ENCODER_FILE, MANIFEST_FILE)
+from rap_ros.backend.base import file_sha256
 from rap_ros.backend.torch_backend import build_modules, load_checkpoint
 from rap_ros.model.config import save_config
 
@@ -65,15 +65,6 @@ class _Denoiser(torch.nn.Module):
 
     def forward(self, video, raxel, t_video, t_raxel, motion):
         return self.dit(video, raxel, t_video, t_raxel, motion)
-
-
-def file_sha256(path):
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def example_inputs(config, batch=2, frames=None, seed=0):

@@ -40,12 +40,14 @@ def _bcast(x, like):
 
 
 def flow_loss(dit, video, raxel, motion, clean_video, clean_raxel, *, codec=None, dirs=None,
-              cosine_weight=0.0, cosine_samples=4, raxel_loss_weight=1.0,
+              cosine_weight=0.0, cosine_samples=4, raxel_loss_weight=1.0, time_shift=1.0,
               generator: torch.Generator = None):
     """Flow-matching loss for one batch.
 
     video (B, t, C, s, s), raxel (B, t, 2C, s, s): clean latents; motion (B, t, M, s, s);
     clean_video, clean_raxel (B, t) bool masks of conditioning frames.
+    Flow times: t = s u / (1 + (s - 1) u), u ~ U(0, 1), s = time_shift (1: uniform; s > 1 puts
+    more samples near t = 1, where the model must read the conditioning, SD3's shift).
     MSE between predicted and target velocity on noised frames only (mean over their elements,
     raxel term weighted by raxel_loss_weight). With cosine_weight > 0, the frozen codec decodes
     the direction half of the predicted clean raxel latents x_0 = x_t - t v of the first
@@ -54,7 +56,8 @@ def flow_loss(dit, video, raxel, motion, clean_video, clean_raxel, *, codec=None
     Returns (loss, dict of float stats).
     """
     B = video.shape[0]
-    tau = torch.rand(B, generator=generator)                           # (B,)
+    u = torch.rand(B, generator=generator)                             # (B,)
+    tau = time_shift * u / (1 + (time_shift - 1) * u)                  # shifted towards 1
     t_video = tau[:, None] * (~clean_video).float()                    # (B, t), 0 on clean
     t_raxel = tau[:, None] * (~clean_raxel).float()                    # (B, t)
     noise_v = torch.randn(video.shape, generator=generator)

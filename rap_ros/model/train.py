@@ -9,7 +9,7 @@ Run folder (default runs/<config name>/):
     codec.pt, dit.pt    resumable checkpoints (model, optimizer, step, elapsed, config)
     latents_<step>.npz  training set encoded by the frozen codec (step of codec.pt)
     log.csv, log.txt    one row per logged step; text log
-    rap_small.pt        exported weights {"config", "codec", "dit", "ema"} (weights_only)
+    rap_small.pt        exported weights {"config", "codec", "dit" (EMA), "meta"} (weights_only)
 
 Checkpoints are written atomically every `save_every_s` seconds and at the end, and read with
 torch.load(weights_only=True); a missing or corrupt file raises CheckpointError naming it.
@@ -61,14 +61,15 @@ def load_checkpoint(path):
 
 
 def export_weights(run_dir, out_path):
-    """Exported weights from a run: {"config", "codec", "dit", "ema"} plus YAML config beside."""
+    """Exported weights from a run: {"config", "codec", "dit" (the EMA weights), "meta"} plus
+    the model config as YAML beside it (same name, .yaml)."""
     run_dir = Path(run_dir)
     codec_ck, dit_ck = load_checkpoint(run_dir / "codec.pt"), load_checkpoint(run_dir / "dit.pt")
     config = dit_ck["config"]["model"]
-    out = {"config": config, "codec": codec_ck["model"], "dit": dit_ck["model"],
-           "ema": dit_ck["ema"],
+    # only the EMA denoiser weights ship (as "dit"): the file stays within the size budget
+    out = {"config": config, "codec": codec_ck["model"], "dit": dit_ck["ema"],
            "meta": {"codec_step": codec_ck["step"], "dit_step": dit_ck["step"],
-                    "dit_minutes": dit_ck["elapsed"] / 60.0}}
+                    "dit_minutes": dit_ck["elapsed"] / 60.0, "dit_weights": "ema"}}
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(out_path, out)
@@ -380,7 +381,8 @@ def train_dit(run: Run, minutes: float, resume: bool, max_steps: int = 0):
         loss, stats = flow_loss(model, video, raxel, motion, clean_v, clean_r, codec=codec,
                                 dirs=dirs, cosine_weight=tc.cosine_weight,
                                 cosine_samples=tc.cosine_samples,
-                                raxel_loss_weight=tc.raxel_loss_weight, generator=gen)
+                                raxel_loss_weight=tc.raxel_loss_weight,
+                                time_shift=tc.time_shift, generator=gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(dit.parameters(), tc.grad_clip)
@@ -425,13 +427,15 @@ def train_dit(run: Run, minutes: float, resume: bool, max_steps: int = 0):
 def evaluate_pose(codec, dit, val: data_mod.FrameCache, config: ModelConfig, n: int = 64,
                   steps: int = 2, method: str = "euler", seed: int = 0):
     """video -> camera on held-out clips with known K: rotation error (deg) of every frame
-    against the truth and of consecutive relative rotations, vs. the identity baseline."""
+    against the truth and of consecutive relative rotations, vs. the identity baseline, and
+    the angle between the predicted and true direction of the last camera centre (clips whose
+    last camera moved more than 0.2 of the normalised scale)."""
     from rap_ros.geometry import decode_raxels, encode_raxels, rotation_angle_deg
     from rap_ros.model.codec import encode_raxels_latent
     n = min(n, len(val))
     S, t_lat = config.image_size, config.latent_frames
     gen = torch.Generator().manual_seed(seed)
-    err, rel_err, base, base_rel = [], [], [], []
+    err, rel_err, base, base_rel, dir_err, dir_base = [], [], [], [], [], []
     for start in range(0, n, 16):
         idx = list(range(start, min(n, start + 16)))
         frames = np.stack([np.asarray(val.frames[i]) for i in idx])
@@ -447,16 +451,26 @@ def evaluate_pose(codec, dit, val: data_mod.FrameCache, config: ModelConfig, n: 
         rec = preprocess.denormalize_raxels(decode_raxels_latent(codec, rx, config.frames).numpy())
         for j, i in enumerate(idx):
             R_true = val.c2w[i][:, :3, :3]
-            R_pred = decode_raxels(rec[j], K=val.K[i], encoding=config.raxel_encoding).c2w[:, :3, :3]
+            decoded_c2w = decode_raxels(rec[j], K=val.K[i], encoding=config.raxel_encoding).c2w
+            R_pred = decoded_c2w[:, :3, :3]
             err += list(rotation_angle_deg(R_pred.transpose(0, 2, 1) @ R_true)[1:])
             base += list(rotation_angle_deg(R_true)[1:])
             rp = R_pred[:-1].transpose(0, 2, 1) @ R_pred[1:]
             rt = R_true[:-1].transpose(0, 2, 1) @ R_true[1:]
             rel_err += list(rotation_angle_deg(rp.transpose(0, 2, 1) @ rt))
             base_rel += list(rotation_angle_deg(rt))
+            c_true = val.c2w[i][-1, :3, 3]
+            c_pred = decoded_c2w[-1, :3, 3]
+            if np.linalg.norm(c_true) > 0.2:  # the last camera moved: compare directions
+                cos = c_true @ c_pred / (np.linalg.norm(c_true) * np.linalg.norm(c_pred) + 1e-12)
+                dir_err.append(np.degrees(np.arccos(np.clip(cos, -1, 1))))
+                fwd = c_true[2] / np.linalg.norm(c_true)   # baseline: straight ahead (+z)
+                dir_base.append(np.degrees(np.arccos(np.clip(fwd, -1, 1))))
     return {"rot_err_deg": float(np.mean(err)), "identity_rot_err_deg": float(np.mean(base)),
             "rel_rot_err_deg": float(np.mean(rel_err)),
-            "identity_rel_rot_err_deg": float(np.mean(base_rel))}
+            "identity_rel_rot_err_deg": float(np.mean(base_rel)),
+            "last_translation_dir_err_deg": float(np.mean(dir_err)) if dir_err else float("nan"),
+            "forward_translation_dir_err_deg": float(np.mean(dir_base)) if dir_base else float("nan")}
 
 
 def evaluate_weights(weights, run_config: RunConfig, run_dir, n: int = 64):

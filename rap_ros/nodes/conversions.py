@@ -25,6 +25,7 @@ from geometry_msgs.msg import Pose, PoseStamped, Transform, TransformStamped
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from rap_ros.geometry.rotations import matrix_from_quat, project_to_so3, quat_from_matrix
+from rap_ros.io.images import decoded_to_rgb8
 
 # encoding -> (channels, numpy dtype); channel order is the encoding's own.
 IMAGE_ENCODINGS = {
@@ -167,13 +168,7 @@ def compressed_to_rgb8(msg: CompressedImage) -> np.ndarray:
     if image is None or image.size == 0:
         raise ValueError(f"could not decode compressed image (format {msg.format!r}, "
                          f"{data.size} bytes)")
-    if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
-    if image.ndim == 2:
-        return np.repeat(image[..., None], 3, axis=-1)
-    if image.shape[2] == 4:
-        image = image[..., :3]
-    return np.ascontiguousarray(image[..., ::-1])  # OpenCV decodes to BGR
+    return decoded_to_rgb8(image)
 
 
 def rgb8_to_compressed(pixels: np.ndarray, fmt: str = "jpeg", stamp=None,

@@ -128,6 +128,20 @@ def declare_model_parameters(node, job):
     )
 
 
+def resolve_backend(backend, spec):
+    """`backend` when given (tests, `rap-ros up` sharing one), else the process-wide backend
+    for the `backend` parameter's spec; a malformed spec is a ParameterError (a missing or
+    corrupt model file raises ModelFileError, naming the file)."""
+    if backend is not None:
+        return backend
+    from rap_ros.backend.shared import get_backend
+
+    try:
+        return get_backend(spec)
+    except ValueError as error:
+        raise ParameterError(f"parameter 'backend': {error}") from error
+
+
 def declare_mount_parameters(node):
     """camera_mount_xyz/rpy -> T_base_optical (4x4): the optical frame in the base frame."""
     xyz = declare_vector(node, "camera_mount_xyz", [0.0, 0.0, 0.0],
@@ -223,13 +237,7 @@ class TrajectoryEstimator(Node):
         self._declare_parameters()
         from rap_ros.pipeline import TrajectoryChainer, TrajectoryPipeline, ViewPipeline
 
-        if backend is None:
-            from rap_ros.backend.shared import get_backend
-
-            try:
-                backend = get_backend(self.model["backend"])
-            except ValueError as error:  # a malformed spec (ModelFileError passes through)
-                raise ParameterError(f"parameter 'backend': {error}") from error
+        backend = resolve_backend(backend, self.model["backend"])
         self.backend = backend
         self.window_length = int(backend.config.frames)
         if not 1 <= self.window_stride < self.window_length:

@@ -41,7 +41,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from rap_ros.geometry import invert_pose, relative_to_first, scale_intrinsics
 from rap_ros.nodes import conversions as cv
 from rap_ros.nodes.diagnostics import LogThrottle, NodeDiagnostics
-from rap_ros.nodes.trajectory_estimator import (ParameterError, declare,
+from rap_ros.nodes.trajectory_estimator import (ParameterError, declare, resolve_backend,
                                                 declare_model_parameters,
                                                 declare_mount_parameters, reliability_qos,
                                                 run_nodes)
@@ -143,13 +143,7 @@ class ViewPredictor(Node):
         self._declare_parameters()
         from rap_ros.pipeline import ViewPipeline
 
-        if backend is None:
-            from rap_ros.backend.shared import get_backend
-
-            try:
-                backend = get_backend(self.model["backend"])
-            except ValueError as error:  # a malformed spec (ModelFileError passes through)
-                raise ParameterError(f"parameter 'backend': {error}") from error
+        backend = resolve_backend(backend, self.model["backend"])
         self.backend = backend
         self.frames = int(backend.config.frames)
         self.pipeline = ViewPipeline(backend, steps=self.model["steps"],
