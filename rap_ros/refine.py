@@ -11,7 +11,9 @@ consecutive frames of a window, DIS optical flow gives correspondences; then
 * otherwise the essential matrix (RANSAC, ``cv2.findEssentialMat``) and ``cv2.recoverPose``
   give the rotation and the unit direction of travel, and the model gives the step length
   (its ``|c_i - c_{i-1}|``);
-* with too little texture or too few inliers the model's step is kept.
+* with too little texture or too few inliers, or a rotation that disagrees with the model's
+  step by more than ``max_disagreement_deg`` (a wrong decomposition), the model's step is
+  kept.
 
 Conventions: K (3, 3) pixels of the frames given, OpenCV camera axes, c2w (T, 4, 4)
 camera-to-world relative to camera 0, as ``TrajectoryPipeline`` produces. The result is
@@ -23,7 +25,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from rap_ros.geometry import pose_from_rt, relative_to_first, scale_intrinsics
+from rap_ros.geometry import (pose_from_rt, relative_to_first, rotation_angle_deg,
+                              scale_intrinsics)
 
 _DIS_LOCK = threading.Lock()
 _DIS = None
@@ -34,13 +37,16 @@ class RefineOptions:
     """grid: pixel stride of flow samples; rotation_px: pure-rotation acceptance (median
     reprojection error, px); ransac_px: essential-matrix inlier threshold (px);
     min_inliers: fraction of samples the essential matrix must explain; min_flow_px: median
-    flow below which frame i is treated as not moved relative to frame 0."""
+    flow below which a pair is treated as not moved; max_disagreement_deg: a step whose
+    rotation differs from the model's step by more is an outlier of the flow (a wrong
+    essential-matrix decomposition) and the model's step is kept."""
 
     grid: int = 2
     rotation_px: float = 0.25
     ransac_px: float = 0.5
     min_inliers: float = 0.5
     min_flow_px: float = 0.15
+    max_disagreement_deg: float = 5.0
 
 
 def _flow(gray0, gray1):
@@ -125,7 +131,10 @@ def refine_window(frames, K, c2w, options=None):
                                     np.linalg.norm(model_step[:3, 3]), options)
         if label == "rotation":
             step = pose_from_rt(step, model_step[:3, 3])
-        elif step is None:
+        if step is not None and rotation_angle_deg(
+                step[:3, :3].T @ model_step[:3, :3]) > options.max_disagreement_deg:
+            step, label = None, "model"
+        if step is None:
             step = model_step
         refined[i] = refined[i - 1] @ step
         labels.append(label)
