@@ -16,6 +16,15 @@ CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
 
+
+def _from_known_keys(cls, d: dict, what: str):
+    """cls(**d), refusing keys that are not fields of the dataclass cls (a typo in a YAML
+    file is an error, not a silently ignored setting)."""
+    unknown = set(d) - {f.name for f in fields(cls)}
+    if unknown:
+        raise ValueError(f"unknown {what} config keys: {sorted(unknown)}")
+    return cls(**d)
+
 @dataclass
 class ModelConfig:
     # clip
@@ -86,11 +95,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
-        return cls(**d)
+        return _from_known_keys(cls, d, "model")
 
 
 def latent_frames(frames: int, temporal_factor: int) -> int:
@@ -139,11 +144,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown train config keys: {sorted(unknown)}")
-        return cls(**d)
+        return _from_known_keys(cls, d, "train")
 
 
 @dataclass
