@@ -212,3 +212,14 @@ def test_loss_decreases_on_a_fixed_batch():
         opt.step()
         losses.append(float(loss))
     assert losses[-1] < 0.6 * losses[0], losses
+
+
+def test_motion_is_hidden_on_generated_video_frames():
+    """Training must not see the flow of frames it generates: inference cannot know it."""
+    from rap_ros.model.flow import visible_motion
+
+    motion = torch.ones(2, 3, 4, 2, 2)
+    clean = torch.tensor([[True, True, True], [True, False, False]])
+    visible = visible_motion(motion, clean)
+    assert torch.equal(visible[0], motion[0])
+    assert visible[1, 0].eq(1).all() and visible[1, 1:].eq(0).all()

@@ -39,12 +39,22 @@ def _bcast(x, like):
     return x.reshape(*x.shape, *([1] * (like.dim() - x.dim())))
 
 
+def visible_motion(motion, clean_video):
+    """Motion channels as inference can know them: the flow of a latent frame exists only
+    where its video is given (clean); noised (generated) frames get zeros.
+    motion (B, t, M, s, s) or None; clean_video (B, t) bool."""
+    if motion is None:
+        return None
+    return motion * _bcast(clean_video.to(motion.dtype), motion)
+
+
 def flow_loss(dit, video, raxel, motion, clean_video, clean_raxel, *, codec=None, dirs=None,
               cosine_weight=0.0, cosine_samples=4, raxel_loss_weight=1.0, time_shift=1.0,
               generator: torch.Generator = None):
     """Flow-matching loss for one batch.
 
-    video (B, t, C, s, s), raxel (B, t, 2C, s, s): clean latents; motion (B, t, M, s, s);
+    video (B, t, C, s, s), raxel (B, t, 2C, s, s): clean latents; motion (B, t, M, s, s),
+    zeroed on noised video frames (``visible_motion``) as at inference;
     clean_video, clean_raxel (B, t) bool masks of conditioning frames.
     Flow times: t = s u / (1 + (s - 1) u), u ~ U(0, 1), s = time_shift (1: uniform; s > 1 puts
     more samples near t = 1, where the model must read the conditioning, SD3's shift).
@@ -64,7 +74,7 @@ def flow_loss(dit, video, raxel, motion, clean_video, clean_raxel, *, codec=None
     noise_r = torch.randn(raxel.shape, generator=generator)
     xv = (1 - _bcast(t_video, video)) * video + _bcast(t_video, video) * noise_v
     xr = (1 - _bcast(t_raxel, raxel)) * raxel + _bcast(t_raxel, raxel) * noise_r
-    pred_v, pred_r = dit(xv, xr, t_video, t_raxel, motion)
+    pred_v, pred_r = dit(xv, xr, t_video, t_raxel, visible_motion(motion, clean_video))
 
     mask_v = _bcast((~clean_video).float(), video)                     # (B, t, 1, 1, 1)
     mask_r = _bcast((~clean_raxel).float(), raxel)
@@ -112,6 +122,7 @@ def sample(dit, video, raxel, clean_video, clean_raxel, motion=None, *, steps=8,
     xv = torch.where(cv, video, torch.randn(video.shape, generator=generator, dtype=video.dtype))
     xr = torch.where(cr, raxel, torch.randn(raxel.shape, generator=generator, dtype=raxel.dtype))
     noised_v, noised_r = (~clean_video).to(video.dtype), (~clean_raxel).to(raxel.dtype)
+    motion = visible_motion(motion, clean_video)
     times = torch.linspace(1.0, 0.0, steps + 1)
 
     def velocity(xv, xr, t):
