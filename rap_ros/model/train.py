@@ -185,6 +185,16 @@ def _wrap(model, run):
 # ---------------------------------------------------------------- stage 1: codec
 
 
+def resume_stage(path, optimizer, **modules):
+    """Load a stage checkpoint: each module from its key (model, ema) and the optimizer.
+    Returns (step, elapsed seconds, the checkpoint dict)."""
+    ck = load_checkpoint(path)
+    for key, module in modules.items():
+        module.load_state_dict(ck[key])
+    optimizer.load_state_dict(ck["optimizer"])
+    return ck["step"], ck["elapsed"], ck
+
+
 def train_codec(run: Run, minutes: float, resume: bool, max_steps: int = 0, crop: int = 32):
     mc, tc = run.config.model, run.config.train
     cache, val = ensure_caches(run)
@@ -194,10 +204,7 @@ def train_codec(run: Run, minutes: float, resume: bool, max_steps: int = 0, crop
     step, elapsed = 0, 0.0
     path = run.dir / "codec.pt"
     if resume and path.is_file():
-        ck = load_checkpoint(path)
-        codec.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        step, elapsed = ck["step"], ck["elapsed"]
+        step, elapsed, ck = resume_stage(path, opt, model=codec)
         if ck.get("done") and elapsed >= minutes * 60.0:
             run.log(f"codec: {path} is finished (step {step}); skipping the stage")
             return codec
@@ -341,11 +348,7 @@ def train_dit(run: Run, minutes: float, resume: bool, max_steps: int = 0):
     step, elapsed = 0, 0.0
     path = run.dir / "dit.pt"
     if resume and path.is_file():
-        ck = load_checkpoint(path)
-        dit.load_state_dict(ck["model"])
-        ema.load_state_dict(ck["ema"])
-        opt.load_state_dict(ck["optimizer"])
-        step, elapsed = ck["step"], ck["elapsed"]
+        step, elapsed, _ = resume_stage(path, opt, model=dit, ema=ema)
         run.log(f"dit: resumed from step {step} ({elapsed / 60:.1f} min)")
     run.log(f"dit: {count_parameters(dit):,} parameters (codec {count_parameters(codec):,}), "
             f"{N} clips, batch {tc.batch} x {run.world} ranks")
