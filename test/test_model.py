@@ -81,10 +81,10 @@ def test_adaln_zero_blocks_are_identity_at_init():
     dit = RaxelDiT(cfg)
     n = dit.n
     B, t, d = 2, cfg.latent_frames, cfg.width
-    xv, xr = torch.randn(B, t * n, d), torch.randn(B, t * n, d)
+    xv, xr = torch.randn(B, t, n, d), torch.randn(B, t, n, d)
     cv, cr = torch.randn(B, t, cfg.cond_dim), torch.randn(B, t, cfg.cond_dim)
     for block in dit.blocks:
-        ov, orx = block(xv, xr, cv, cr, n)
+        ov, orx = block(xv, xr, cv, cr)
         assert torch.equal(ov, xv) and torch.equal(orx, xr)
     video, raxel, motion = _latents(cfg)
     tv, tr = torch.rand(2, t) + 0.1, torch.rand(2, t) + 0.1

@@ -119,14 +119,14 @@ class TrainConfig:
     weight_decay: float = 0.0
     warmup_steps: int = 200
     grad_clip: float = 1.0
-    minutes: float = 49.0
+    minutes: float = 144.0
     max_steps: int = 0                 # 0: limited by minutes only
     job_probs: tuple = (0.7, 0.2, 0.1)  # in the order of preprocess.JOBS
     p_k_known: float = 0.8             # raxel frame 0 clean (K known) in jobs that allow it
-    raxel_loss_weight: float = 1.0
+    raxel_loss_weight: float = 2.0
     time_shift: float = 3.0            # flow-time shift towards t = 1 (1 = uniform)
-    cosine_weight: float = 0.1         # 0 = the "without cosine loss" ablation
-    cosine_samples: int = 4            # clips per batch decoded for the cosine term
+    cosine_weight: float = 1.0         # 0 = the "without cosine loss" ablation
+    cosine_samples: int = 8            # clips per batch decoded for the cosine term
     ema: float = 0.999
     # bookkeeping
     seed: int = 0

@@ -12,6 +12,10 @@ with shift/scale/gate (mod, g) from adaLN-Zero on a per-latent-frame timestep em
 modality, so clean (t=0) and noised frames sit side by side in one clip. The ablation
 `attention="joint"` replaces self+cross by one self-attention over the concatenated tokens.
 
+Tokens stay (B, t, n, d) -- latent frame and patch apart -- so the per-frame modulation
+broadcasts with no reshape; attention alone flattens t*n. Few reshapes keep the exported ONNX
+graph small: at this size a denoiser step costs more in per-operator overhead than in FLOPs.
+
     forward(video (B,t,C,s,s), raxel (B,t,2C,s,s), t_video (B,t), t_raxel (B,t), motion (B,t,M,s,s))
         -> (v_video (B,t,C,s,s), v_raxel (B,t,2C,s,s))
 
@@ -45,17 +49,8 @@ MOTION_GAIN = 10.0
 
 
 def modulate(x, shift, scale):
-    """adaLN: x (B, t*n, d) with per-latent-frame shift, scale (B, t, 1, d), broadcast over the
-    n tokens of each latent frame (frame-major token order)."""
-    B, N, d = x.shape
-    x = x.reshape(B, shift.shape[1], -1, d)                 # (B, t, n, d)
-    return (x * (1 + scale) + shift).reshape(B, N, d)       # (B, t*n, d)
-
-
-def gate(g, x):
-    """adaLN-Zero gate: g (B, t, 1, d) times x (B, t*n, d)."""
-    B, N, d = x.shape
-    return (g * x.reshape(B, g.shape[1], -1, d)).reshape(B, N, d)
+    """adaLN: tokens x (B, t, n, d) with per-latent-frame shift, scale (B, t, 1, d)."""
+    return x * (1 + scale) + shift                          # (B, t, n, d)
 
 
 def sincos_2d(grid: int, dim: int) -> np.ndarray:
@@ -91,8 +86,9 @@ class TimestepEmbedder(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head attention; queries from x, keys/values from y (y = x: self-attention).
-    Written with matmul + softmax so it exports to any ONNX opset."""
+    """Multi-head attention over all tokens of a clip; queries from x, keys/values from y
+    (y = x: self-attention). Tokens are (B, t, n, d); every token attends to every token of
+    y, across latent frames. Written with matmul + softmax so it exports to any ONNX opset."""
 
     def __init__(self, dim: int, heads: int):
         super().__init__()
@@ -101,15 +97,15 @@ class Attention(nn.Module):
         self.kv = nn.Linear(dim, 2 * dim)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x, y=None):                           # x: (B, N, d), y: (B, L, d)
+    def forward(self, x, y=None):                           # x: (B, t, n, d), y: (B, t', n', d)
         y = x if y is None else y
-        B, N, d = x.shape
-        L, h = y.shape[1], self.heads
-        q = self.q(x).reshape(B, N, h, d // h).transpose(1, 2)          # (B, h, N, d/h)
-        k, v = self.kv(y).reshape(B, L, 2, h, d // h).permute(2, 0, 3, 1, 4)  # (B, h, L, d/h) x2
+        B, t, n, d = x.shape
+        h = self.heads
+        q = self.q(x).reshape(B, -1, h, d // h).transpose(1, 2)         # (B, h, N, d/h)
+        k, v = self.kv(y).reshape(B, -1, 2, h, d // h).permute(2, 0, 3, 1, 4)  # (B, h, L, d/h) x2
         att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(d // h))     # (B, h, N, L)
         out = att.softmax(dim=-1) @ v                                   # (B, h, N, d/h)
-        return self.proj(out.transpose(1, 2).reshape(B, N, d))          # (B, N, d)
+        return self.proj(out.transpose(1, 2).reshape(B, t, n, d))      # (B, t, n, d)
 
 
 class Mlp(nn.Module):
@@ -119,8 +115,8 @@ class Mlp(nn.Module):
         self.fc1, self.act, self.fc2 = nn.Linear(dim, hidden), nn.GELU(approximate="tanh"), \
             nn.Linear(hidden, dim)
 
-    def forward(self, x):                                   # x: (B, N, d)
-        return self.fc2(self.act(self.fc1(x)))              # (B, N, d)
+    def forward(self, x):                                   # x: (..., d)
+        return self.fc2(self.act(self.fc1(x)))              # (..., d)
 
 
 class ModalityLayers(nn.Module):
@@ -139,7 +135,7 @@ class ModalityLayers(nn.Module):
         self.ada = nn.Sequential(nn.SiLU(), nn.Linear(cond_dim, self.n_mod * dim))
 
     def modulation(self, c):                                # c: (B, t, cond)
-        return [m[:, :, None] for m in self.ada(c).chunk(self.n_mod, dim=-1)]  # (B, t, 1, d) each
+        return self.ada(c)[:, :, None].chunk(self.n_mod, dim=-1)  # n_mod x (B, t, 1, d)
 
 
 class DSCABlock(nn.Module):
@@ -151,31 +147,31 @@ class DSCABlock(nn.Module):
         self.raxel = ModalityLayers(dim, heads, mlp_ratio, cond_dim, cross)
         self.joint_attn = None if cross else Attention(dim, heads)
 
-    def forward(self, xv, xr, cv, cr, n):   # xv, xr: (B, t*n, d); cv, cr: (B, t, cond)
+    def forward(self, xv, xr, cv, cr):  # xv, xr: (B, t, n, d); cv, cr: (B, t, cond)
         V, R = self.video, self.raxel
-        mv, mr = V.modulation(cv), R.modulation(cr)         # lists of (B, t, 1, d)
+        mv, mr = V.modulation(cv), R.modulation(cr)         # (B, t, 1, d) each
         if self.attention == "dsca":
-            xv = xv + gate(mv[2], V.self_attn(modulate(V.norm1(xv), mv[0], mv[1])))  # (B, Nv, d)
-            xr = xr + gate(mr[2], R.self_attn(modulate(R.norm1(xr), mr[0], mr[1])))  # (B, Nr, d)
-            hv = modulate(V.norm2(xv), mv[3], mv[4])                                  # (B, Nv, d)
-            hr = modulate(R.norm2(xr), mr[3], mr[4])                                  # (B, Nr, d)
-            xv, xr = (xv + gate(mv[5], V.cross_attn(hv, hr)),                         # (B, Nv, d)
-                      xr + gate(mr[5], R.cross_attn(hr, hv)))                         # (B, Nr, d)
+            xv = xv + mv[2] * V.self_attn(modulate(V.norm1(xv), mv[0], mv[1]))  # (B, t, n, d)
+            xr = xr + mr[2] * R.self_attn(modulate(R.norm1(xr), mr[0], mr[1]))  # (B, t, n, d)
+            hv = modulate(V.norm2(xv), mv[3], mv[4])                            # (B, t, n, d)
+            hr = modulate(R.norm2(xr), mr[3], mr[4])                            # (B, t, n, d)
+            xv, xr = (xv + mv[5] * V.cross_attn(hv, hr),                        # (B, t, n, d)
+                      xr + mr[5] * R.cross_attn(hr, hv))                        # (B, t, n, d)
             k = 6
         else:
-            hv = modulate(V.norm1(xv), mv[0], mv[1])                                  # (B, Nv, d)
-            hr = modulate(R.norm1(xr), mr[0], mr[1])                                  # (B, Nr, d)
-            h = self.joint_attn(torch.cat([hv, hr], dim=1))                           # (B, Nv+Nr, d)
-            xv = xv + gate(mv[2], h[:, :xv.shape[1]])                                 # (B, Nv, d)
-            xr = xr + gate(mr[2], h[:, xv.shape[1]:])                                 # (B, Nr, d)
+            hv = modulate(V.norm1(xv), mv[0], mv[1])                            # (B, t, n, d)
+            hr = modulate(R.norm1(xr), mr[0], mr[1])                            # (B, t, n, d)
+            h = self.joint_attn(torch.cat([hv, hr], dim=2))                     # (B, t, 2n, d)
+            xv = xv + mv[2] * h[:, :, :xv.shape[2]]                             # (B, t, n, d)
+            xr = xr + mr[2] * h[:, :, xv.shape[2]:]                             # (B, t, n, d)
             k = 3
-        xv = xv + gate(mv[k + 2], V.mlp(modulate(V.norm3(xv), mv[k], mv[k + 1])))    # (B, Nv, d)
-        xr = xr + gate(mr[k + 2], R.mlp(modulate(R.norm3(xr), mr[k], mr[k + 1])))    # (B, Nr, d)
+        xv = xv + mv[k + 2] * V.mlp(modulate(V.norm3(xv), mv[k], mv[k + 1]))   # (B, t, n, d)
+        xr = xr + mr[k + 2] * R.mlp(modulate(R.norm3(xr), mr[k], mr[k + 1]))   # (B, t, n, d)
         return xv, xr
 
 
 class FinalLayer(nn.Module):
-    """adaLN + linear to patch values: (B, t*n, d) -> (B, t*n, p*p*out)."""
+    """adaLN + linear to patch values: (B, t, n, d) -> (B, t, n, p*p*out)."""
 
     def __init__(self, dim, cond_dim, patch, out_ch):
         super().__init__()
@@ -183,13 +179,13 @@ class FinalLayer(nn.Module):
         self.ada = nn.Sequential(nn.SiLU(), nn.Linear(cond_dim, 2 * dim))
         self.linear = nn.Linear(dim, patch * patch * out_ch)
 
-    def forward(self, x, c, n):                             # x: (B, t*n, d), c: (B, t, cond)
-        shift, scale = [m[:, :, None] for m in self.ada(c).chunk(2, dim=-1)]  # (B, t, 1, d)
-        return self.linear(modulate(self.norm(x), shift, scale))  # (B, t*n, p*p*out)
+    def forward(self, x, c):                                # x: (B, t, n, d), c: (B, t, cond)
+        shift, scale = self.ada(c)[:, :, None].chunk(2, dim=-1)  # (B, t, 1, d) each
+        return self.linear(modulate(self.norm(x), shift, scale))  # (B, t, n, p*p*out)
 
 
 class PatchEmbed(nn.Module):
-    """(B, t, ch, s, s) -> (B, t*n, d), n = (s/p)^2."""
+    """(B, t, ch, s, s) -> (B, t, n, d), n = (s/p)^2 patches in row-major order."""
 
     def __init__(self, in_ch, dim, patch):
         super().__init__()
@@ -198,7 +194,7 @@ class PatchEmbed(nn.Module):
     def forward(self, x):                                   # x: (B, t, ch, s, s)
         B, t = x.shape[:2]
         h = self.proj(x.flatten(0, 1))                      # (B*t, d, s/p, s/p)
-        return h.flatten(2).transpose(1, 2).reshape(B, -1, h.shape[1])  # (B, t*n, d)
+        return h.flatten(2).transpose(1, 2).reshape(B, t, -1, h.shape[1])  # (B, t, n, d)
 
 
 class RaxelDiT(nn.Module):
@@ -243,12 +239,12 @@ class RaxelDiT(nn.Module):
                 nn.init.zeros_(lin.weight)
                 nn.init.zeros_(lin.bias)
 
-    def positions(self, t):                                 # -> (1, t*n, d)
-        pos = self.pos_time[:t, None, :] + self.pos_space[None]  # (t, n, d)
-        return pos.reshape(1, t * self.n, -1)
+    def positions(self, t):                                 # -> (t, n, d)
+        return self.pos_time[:t, None, :] + self.pos_space[None]
 
-    def unpatchify(self, x, t, ch):                         # x: (B, t*n, p*p*ch)
-        B, g, p = x.shape[0], self.grid, self.config.patch_size
+    def unpatchify(self, x, ch):                            # x: (B, t, n, p*p*ch)
+        B, t = x.shape[:2]
+        g, p = self.grid, self.config.patch_size
         x = x.reshape(B, t, g, g, p, p, ch)                 # (B, t, g, g, p, p, ch)
         x = x.permute(0, 1, 6, 2, 4, 3, 5)                  # (B, t, ch, g, p, g, p)
         return x.reshape(B, t, ch, g * p, g * p)            # (B, t, ch, s, s)
@@ -263,14 +259,14 @@ class RaxelDiT(nn.Module):
             video_in = torch.cat([video, motion * MOTION_GAIN], dim=2)  # (B, t, C+M, s, s)
         else:
             video_in = video                                # (B, t, C, s, s)
-        pos = self.positions(t)                             # (1, t*n, d)
-        xv = self.video_embed(video_in) + pos               # (B, t*n, d)
-        xr = self.raxel_embed(raxel) + pos                  # (B, t*n, d)
+        pos = self.positions(t)                             # (t, n, d)
+        xv = self.video_embed(video_in) + pos               # (B, t, n, d)
+        xr = self.raxel_embed(raxel) + pos                  # (B, t, n, d)
         cv, cr = self.t_embed(t_video), self.t_embed(t_raxel)  # (B, t, cond) each
         for block in self.blocks:
-            xv, xr = block(xv, xr, cv, cr, self.n)          # (B, t*n, d) each
-        out_v = self.unpatchify(self.video_out(xv, cv, self.n), t, C)          # (B, t, C, s, s)
-        out_r = self.unpatchify(self.raxel_out(xr, cr, self.n), t, 2 * C)      # (B, t, 2C, s, s)
+            xv, xr = block(xv, xr, cv, cr)                  # (B, t, n, d) each
+        out_v = self.unpatchify(self.video_out(xv, cv), C)       # (B, t, C, s, s)
+        out_r = self.unpatchify(self.raxel_out(xr, cr), 2 * C)   # (B, t, 2C, s, s)
         if self.config.prediction == "velocity":
             return out_v, out_r
         # x0-prediction: the heads give clean latents, returned as v = (x_t - x0) / t
