@@ -119,7 +119,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     warmup_steps: int = 200
     grad_clip: float = 1.0
-    minutes: float = 144.0
+    minutes: float = 160.0
     max_steps: int = 0                 # 0: limited by minutes only
     job_probs: tuple = (0.7, 0.2, 0.1)  # in the order of preprocess.JOBS
     p_k_known: float = 0.8             # raxel frame 0 clean (K known) in jobs that allow it
