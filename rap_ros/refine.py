@@ -9,8 +9,11 @@ consecutive frames of a window, DIS optical flow gives correspondences; then
   rotation comes from that fit (Kabsch on bearing vectors) and the step's translation stays the
   model's;
 * otherwise the essential matrix (RANSAC, ``cv2.findEssentialMat``) and ``cv2.recoverPose``
-  give the rotation and the unit direction of travel, and the model gives the step length
-  (its ``|c_i - c_{i-1}|``);
+  give the rotation; they also give the unit direction of travel, which replaces the model's
+  only where the translational parallax is large enough to fix it (that same pure-rotation
+  residual at least ``direction_px``): with small baselines at low resolution the model's
+  direction of travel is the better one (measured in docs/model.md); the model always gives
+  the step length (its ``|c_i - c_{i-1}|``);
 * with too little texture or too few inliers, or a rotation that disagrees with the model's
   step by more than ``max_disagreement_deg`` (a wrong decomposition), the model's step is
   kept.
@@ -35,7 +38,9 @@ _DIS = None
 @dataclass
 class RefineOptions:
     """grid: pixel stride of flow samples; rotation_px: pure-rotation acceptance (median
-    reprojection error, px); ransac_px: essential-matrix inlier threshold (px);
+    reprojection error, px); direction_px: the same residual above which the essential
+    matrix's direction of travel replaces the model's (px); ransac_px: essential-matrix inlier
+    threshold (px);
     min_inliers: fraction of samples the essential matrix must explain; min_flow_px: median
     flow below which a pair is treated as not moved; max_disagreement_deg: a step whose
     rotation differs from the model's step by more is an outlier of the flow (a wrong
@@ -43,6 +48,7 @@ class RefineOptions:
 
     grid: int = 2
     rotation_px: float = 0.25
+    direction_px: float = 4.0
     ransac_px: float = 0.5
     min_inliers: float = 0.5
     min_flow_px: float = 0.15
@@ -89,37 +95,42 @@ def rotation_only(p0, p1, K):
     return R10.T, float(np.median(error))
 
 
-def relative_pose(frame0, frame1, K, step_length, options):
-    """Pose of camera 1 in camera 0's frame (4x4) from flow, with the centre at distance
-    `step_length`; and a label "rotation" | "essential", or (None, "model") when the flow
-    cannot decide."""
+def relative_motion(frame0, frame1, K, options):
+    """What the flow says of camera 1 relative to camera 0: (R, direction, label).
+
+    R (3, 3): camera 1 axes in camera 0's frame, or None when the flow cannot decide
+    (label "model"); direction: unit centre of camera 1 in camera 0's frame, or None when the
+    flow fixes only the rotation (label "rotation": a pure rotation explains it;
+    "essential-rotation": too little parallax for the direction); label "essential": both.
+    """
     p0, p1 = correspondences(frame0, frame1, options.grid)
     if len(p0) < 16 or np.median(np.linalg.norm(p1 - p0, axis=1)) < options.min_flow_px:
-        return None, "model"
-    R, rotation_error = rotation_only(p0, p1, K)
-    if rotation_error < options.rotation_px:
-        return R, "rotation"
+        return None, None, "model"
+    R, parallax = rotation_only(p0, p1, K)
+    if parallax < options.rotation_px:
+        return R, None, "rotation"
     E, mask = cv2.findEssentialMat(p0, p1, K, method=cv2.RANSAC, prob=0.999,
                                    threshold=options.ransac_px)
     if E is None or E.shape != (3, 3) or mask.mean() < options.min_inliers:
-        return None, "model"
+        return None, None, "model"
     _, R10, t10, _ = cv2.recoverPose(E, p0, p1, K, mask=mask)
     R = R10.T                                  # camera 1 axes in camera 0's frame
-    direction = -R @ t10.ravel()               # camera 1 centre in camera 0's frame, unit
-    return pose_from_rt(R, direction * step_length), "essential"
+    if parallax < options.direction_px:
+        return R, None, "essential-rotation"
+    return R, -R @ t10.ravel(), "essential"    # camera 1 centre in camera 0's frame, unit
 
 
 def refine_window(frames, K, c2w, options=None):
     """Refined poses of one window and per-frame labels of what decided each pose.
 
     Consecutive frames are paired (small motion keeps the flow reliable); each step's
-    rotation and direction come from the flow, its length from the model
-    (|c_i - c_{i-1}|); a step the flow cannot decide is the model's own relative step. For a
-    pure rotation ("rotation") the model's step translation is kept.
+    rotation comes from the flow, its direction from the flow where the parallax fixes it
+    and from the model otherwise, its length from the model (|c_i - c_{i-1}|); a step the
+    flow cannot decide is the model's own relative step.
 
     frames: uint8 (T, H, W, 3); K: (3, 3) at H x W; c2w: (T, 4, 4) the model's poses relative
     to frame 0. Returns (c2w (T, 4, 4) re-normalised, labels: "reference" for frame 0, then
-    "model" | "rotation" | "essential" per step).
+    "model" | "rotation" | "essential-rotation" | "essential" per step).
     """
     options = options or RefineOptions()
     K = np.asarray(K, dtype=np.float64)
@@ -127,15 +138,16 @@ def refine_window(frames, K, c2w, options=None):
     refined, labels = c2w.copy(), ["reference"]
     for i in range(1, len(frames)):
         model_step = np.linalg.inv(c2w[i - 1]) @ c2w[i]
-        step, label = relative_pose(frames[i - 1], frames[i], K,
-                                    np.linalg.norm(model_step[:3, 3]), options)
-        if label == "rotation":
-            step = pose_from_rt(step, model_step[:3, 3])
-        if step is not None and rotation_angle_deg(
-                step[:3, :3].T @ model_step[:3, :3]) > options.max_disagreement_deg:
-            step, label = None, "model"
-        if step is None:
+        R, direction, label = relative_motion(frames[i - 1], frames[i], K, options)
+        if R is not None and rotation_angle_deg(
+                R.T @ model_step[:3, :3]) > options.max_disagreement_deg:
+            R, label = None, "model"
+        if R is None:
             step = model_step
+        elif direction is None:
+            step = pose_from_rt(R, model_step[:3, 3])
+        else:
+            step = pose_from_rt(R, direction * np.linalg.norm(model_step[:3, 3]))
         refined[i] = refined[i - 1] @ step
         labels.append(label)
     return relative_to_first(refined)[0], labels

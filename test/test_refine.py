@@ -4,7 +4,7 @@ import pytest
 
 from rap_ros.geometry import pose_from_rt, relative_to_first, rotation_angle_deg
 from rap_ros.metrics import rpe
-from rap_ros.refine import refine_at_resolution, refine_window
+from rap_ros.refine import RefineOptions, refine_at_resolution, refine_window
 from rap_ros.synth.dataset import held_out_seed, sample_clip
 
 
@@ -25,6 +25,21 @@ def test_refinement_recovers_rotation_from_flow(index):
     after = rotation_angle_deg(refined[-1, :3, :3].T @ truth[-1, :3, :3])
     assert after < 2.0 and (before < 2.0 or after < 0.3 * before)
     assert np.mean(rpe(refined, truth)["rot_deg_errors"]) < 0.6
+
+
+def test_direction_of_travel_comes_from_flow_only_with_enough_parallax():
+    clip = sample_clip(held_out_seed(5), frames=5, height=128, width=128)
+    model = centres_only(clip.c2w)
+    strict, labels = refine_window(clip.frames, clip.K, model,
+                                   RefineOptions(direction_px=float("inf")))
+    assert "essential" not in labels and labels.count("model") <= 1
+    def step_translations(c2w):                   # in each previous camera's frame
+        steps = np.stack([(np.linalg.inv(a) @ b)[:3, 3] for a, b in zip(c2w[:-1], c2w[1:])])
+        return steps / np.linalg.norm(steps, axis=1).sum()     # up to the window's scale
+
+    np.testing.assert_allclose(step_translations(strict), step_translations(model), atol=1e-9)
+    _, labels = refine_window(clip.frames, clip.K, model, RefineOptions(direction_px=0.0))
+    assert "essential" in labels
 
 
 def test_textureless_frames_keep_the_model():
