@@ -2,7 +2,9 @@
 
 Measures
 1. one denoiser step (a DiT forward), ONNX Runtime vs eager torch, at batch 1 and at the
-   batch of K samples; the codec encoder and decoder the same way;
+   batch of K samples; the codec encoder and decoder the same way; the denoiser step with
+   one and with all intra-op threads on both backends (the per-step speed-up of ONNX
+   Runtime is the best of each against the best of the other);
 2. video -> camera end to end (resize, encode + motion channels, denoise with 2 Euler steps,
    decode to poses) on camera-sized frames, in input frames per second: per window
    (T frames / window time) and streaming with the chainer (stride T - 2: T - 2 new
@@ -119,6 +121,27 @@ def bench_networks(config, backends, samples, repeat):
     return rows
 
 
+def bench_denoiser_threads(config, model_dir, torch_backend, samples, repeat):
+    """Denoiser step times with 1 and with all cores' intra-op threads, both backends."""
+    import torch
+
+    from rap_ros.model.export import example_inputs
+
+    all_threads, torch_default = os.cpu_count(), torch.get_num_threads()
+    rows = []
+    for threads in sorted({1, all_threads}):
+        onnx_backend = OnnxBackend(model_dir, threads=1, denoiser_threads=threads)
+        for batch in sorted({1, samples}):
+            inputs = example_inputs(config, batch=batch)["denoiser"]
+            torch.set_num_threads(threads)
+            rows.append({"threads": threads, "batch": batch,
+                         "onnx_ms": median_ms(lambda: onnx_backend.velocity(*inputs), repeat),
+                         "torch_ms": median_ms(lambda: torch_backend.velocity(*inputs),
+                                               repeat)})
+    torch.set_num_threads(torch_default)
+    return rows
+
+
 def bench_window(backend, frames, K, samples, repeat, steps=2):
     """Median wall time of estimate_window and the median of each stage."""
     pipeline = TrajectoryPipeline(backend, steps=steps, sampler="euler", samples=samples)
@@ -167,6 +190,13 @@ def main():
             print(f"  {row['backend']:32s} {row['batch']:3d}  {row['denoiser_step_ms']:10.2f}"
                   f"  {row['encode_ms']:6.2f}  {row['decode_ms']:6.2f}")
 
+        threads = bench_denoiser_threads(config, workdir, torch_backend, args.samples,
+                                         args.repeat)
+        print("\ndenoiser step by intra-op threads (ms): threads, batch, onnx, torch")
+        for row in threads:
+            print(f"  {row['threads']}  {row['batch']}  {row['onnx_ms']:6.2f}  "
+                  f"{row['torch_ms']:6.2f}")
+
         frames = moving_frames(T, height, width)
         end_to_end = [bench_window(backend, frames, K, samples, args.repeat)
                       for backend in backends.values() for samples in sorted({1, args.samples})]
@@ -209,7 +239,7 @@ def main():
         "command": "python benchmarks/bench_inference.py " + " ".join(sys.argv[1:]),
         "load_average_1min": {"start": load_start, "end": os.getloadavg()[0]},
         "repeat": args.repeat, "samples": args.samples,
-        "networks": networks, "end_to_end": end_to_end,
+        "networks": networks, "denoiser_threads": threads, "end_to_end": end_to_end,
         "by_window_length": by_length, "by_input_size": by_size,
     }
     out = Path(args.out)
@@ -239,6 +269,18 @@ def markdown(result, width, height):
     for r in result["networks"]:
         lines.append(f"| {r['backend']} | {r['batch']} | {r['denoiser_step_ms']:.2f} | "
                      f"{r['encode_ms']:.2f} | {r['decode_ms']:.2f} |")
+    lines += ["", "## Denoiser step by intra-op threads", "",
+              "The shipped backend gives the denoiser one thread (`OnnxBackend(denoiser_threads=1)`)"
+              " and the codec one per core.", "",
+              "| threads | batch | ONNX Runtime ms | torch ms |", "|---:|---:|---:|---:|"]
+    for r in result["denoiser_threads"]:
+        lines.append(f"| {r['threads']} | {r['batch']} | {r['onnx_ms']:.2f} | "
+                     f"{r['torch_ms']:.2f} |")
+    for batch in sorted({r["batch"] for r in result["denoiser_threads"]}):
+        rows = [r for r in result["denoiser_threads"] if r["batch"] == batch]
+        best_onnx, best_torch = (min(r[k] for r in rows) for k in ("onnx_ms", "torch_ms"))
+        lines.append(f"\nBatch {batch}: best ONNX Runtime {best_onnx:.2f} ms vs best torch "
+                     f"{best_torch:.2f} ms, {best_torch / best_onnx:.2f}x.")
     T = config["frames"]
     lines += [
         "",

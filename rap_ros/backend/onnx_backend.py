@@ -85,8 +85,13 @@ class OnnxBackend(Backend):
     model_dir: folder written by ``rap-ros export`` (``rap_ros.model.export``).
     providers: execution providers in order of preference (default: TensorRT, CUDA,
         CPU, whichever this onnxruntime has).
-    threads: intra-op threads per session (None: ONNX Runtime's default, one per
+    threads: intra-op threads of the codec sessions (None: ONNX Runtime's default, one per
         physical core). Inter-op parallelism is off (the graphs are sequential).
+    denoiser_threads: intra-op threads of the denoiser session (default 1; None: as
+        ``threads``). A denoiser step of the shipped model is ~1,100 small operators on 48
+        tokens a modality, so handing work to a second thread costs more than it saves
+        (measured on this 2-core CPU, batch 1: 5.0 ms a step with one thread, 9.2 ms with
+        two; ``benchmarks/bench_inference.py``). Give it more for a large model or batch.
     warmup: run each graph once at load, so the first real call is not slow.
     spinning: let idle ONNX Runtime threads busy-wait for the next op. Off by default:
         the process also runs OpenCV (resize, optical flow), numpy and ROS callbacks,
@@ -97,7 +102,8 @@ class OnnxBackend(Backend):
     model.
     """
 
-    def __init__(self, model_dir, providers=None, threads=None, warmup=True, spinning=False):
+    def __init__(self, model_dir, providers=None, threads=None, denoiser_threads=1,
+                 warmup=True, spinning=False):
         import onnxruntime
 
         from rap_ros.model.config import load_config
@@ -112,17 +118,16 @@ class OnnxBackend(Backend):
         self.manifest = read_manifest(self.model_dir)
         self.providers = select_providers(providers)
 
-        options = onnxruntime.SessionOptions()
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-        options.inter_op_num_threads = 1
-        if threads:
-            options.intra_op_num_threads = int(threads)
-        options.log_severity_level = 3  # errors only
-        options.add_session_config_entry("session.intra_op.allow_spinning",
-                                         "1" if spinning else "0")
-
-        def session(name):
+        def session(name, intra_op_threads):
+            options = onnxruntime.SessionOptions()
+            options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+            options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+            options.inter_op_num_threads = 1
+            if intra_op_threads:
+                options.intra_op_num_threads = int(intra_op_threads)
+            options.log_severity_level = 3  # errors only
+            options.add_session_config_entry("session.intra_op.allow_spinning",
+                                             "1" if spinning else "0")
             path = self.model_dir / name
             try:
                 return onnxruntime.InferenceSession(str(path), sess_options=options,
@@ -130,9 +135,10 @@ class OnnxBackend(Backend):
             except Exception as error:
                 raise ModelFileError(path, f"cannot load ONNX graph ({error})") from error
 
-        self._encoder = session(ENCODER_FILE)
-        self._decoder = session(DECODER_FILE)
-        self._denoiser = session(DENOISER_FILE)
+        self._encoder = session(ENCODER_FILE, threads)
+        self._decoder = session(DECODER_FILE, threads)
+        self._denoiser = session(DENOISER_FILE,
+                                 threads if denoiser_threads is None else denoiser_threads)
         self._denoiser_inputs = [i.name for i in self._denoiser.get_inputs()]
         self.name = f"onnxruntime:{self._denoiser.get_providers()[0]}"
         if warmup:
