@@ -327,6 +327,9 @@ def test_estimator_across_processes(estimator_process, clip, model_spec):
         start = 1000.0
         publish_clip(probe, image_pub, clock_pub, clip, start, pace=(window, STRIDE))
         probe.spin_until(lambda: len(probe.received["odometry"]) >= len(clip.frames) - 2, 15)
+        # Path, TF and odometry are separate topics: let the last path catch up.
+        probe.spin_until(lambda: probe.received["path"] and len(
+            probe.received["path"][-1].poses) >= len(probe.received["odometry"]), 5)
 
         odometry = probe.received["odometry"]
         assert odometry, "no odometry arrived"
