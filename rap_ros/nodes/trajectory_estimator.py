@@ -118,10 +118,10 @@ def declare_model_parameters(node, job):
                         "Inference backend spec for rap_ros.backend.shared.get_backend: "
                         "'onnx' or 'torch' (shipped weights), or a model folder. One "
                         "backend is shared by all nodes of a process."),
-        steps=declare(node, "steps", 2 if estimate else 8,
+        steps=declare(node, "steps", 2 if estimate else 1,
                       "Flow integration steps per model call (more: slower, smoother).",
                       1, 100),
-        sampler=declare(node, "sampler", "euler" if estimate else "heun",
+        sampler=declare(node, "sampler", "euler",
                         "ODE sampler of the flow: euler (1 model call per step) or heun (2).",
                         choices=SAMPLERS),
         seed=declare(node, "seed", 0, "Seed of the sampling noise.", 0, 2 ** 31 - 1),
