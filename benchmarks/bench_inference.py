@@ -146,16 +146,26 @@ def bench_denoiser_threads(config, model_dir, torch_backend, samples, repeat):
     return rows
 
 
-def bench_window(backend, frames, K, samples, repeat, steps=2, refine=False):
+def bench_window(backend, frames, K, samples, repeat, steps=2, refine=False, window=None):
     """Median wall time of estimate_window and the median of each stage (refine: with the
-    optical-flow refinement, the node's default, timed as its own stage)."""
+    optical-flow refinement, the node's default, timed as its own stage).
+
+    frames: the window itself, estimated ``repeat`` times; or, with ``window``, a longer
+    sequence on which windows of that length slide by ``STRIDE`` frames as in the node (the
+    refinement remembers the frame pairs consecutive windows share, so repeating one window
+    would time it for free)."""
     pipeline = TrajectoryPipeline(backend, steps=steps, sampler="euler", samples=samples,
                                   refine=refine)
-    runs = []
-    for _ in range(2):  # warm-up
-        pipeline.estimate_window(frames, K)
-    for _ in range(repeat):
-        runs.append(pipeline.estimate_window(frames, K).timings)
+    if window is None:
+        windows = [frames] * (repeat + 2)
+    else:
+        windows = [frames[k * STRIDE:k * STRIDE + window] for k in range(repeat + 2)]
+        if len(windows[-1]) < window:
+            raise ValueError(f"need {window + (repeat + 1) * STRIDE} frames, got {len(frames)}")
+    for w in windows[:2]:  # warm-up
+        pipeline.estimate_window(w, K)
+    runs = [pipeline.estimate_window(w, K).timings for w in windows[2:]]
+    frames = windows[0]
     stages = {key: 1000.0 * float(np.median([r[key] for r in runs])) for key in runs[0]}
     T = len(frames)
     return {"frames": T, "samples": samples, "steps": steps, "refine": refine,
@@ -210,8 +220,9 @@ def main():
         for row, backend in zip(end_to_end, [b for b in backends.values()
                                              for _ in sorted({1, args.samples})]):
             row["backend"] = backend.name
-        end_to_end.append({**bench_window(onnx_backend, frames, K, 1, args.repeat, refine=True),
-                           "backend": onnx_backend.name})
+        stream = moving_frames(T + (args.repeat + 1) * STRIDE, height, width)
+        end_to_end.append({**bench_window(onnx_backend, stream, K, 1, args.repeat, refine=True,
+                                          window=T), "backend": onnx_backend.name})
         print(f"\nvideo -> camera, {width}x{height} input, 2 Euler steps (ms)")
         for row in end_to_end:
             print(f"  {row['backend']:32s} K={row['samples']} refine={row['refine']:d}  resize {row['resize_ms']:6.2f}"

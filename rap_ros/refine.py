@@ -22,7 +22,9 @@ Conventions: K (3, 3) pixels of the frames given, OpenCV camera axes, c2w (T, 4,
 camera-to-world relative to camera 0, as ``TrajectoryPipeline`` produces. The result is
 re-normalised with ``geometry.relative_to_first``. Nothing here imports ROS or torch.
 """
+import hashlib
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import cv2
@@ -34,19 +36,25 @@ from rap_ros.geometry import (pose_from_rt, relative_to_first, rotation_angle_de
 _DIS_LOCK = threading.Lock()
 _DIS = None
 
+# Consecutive windows share T - stride frames, so most frame pairs come back in the next
+# window: what the flow says of a pair is remembered for the last _MEMORY_PAIRS pairs.
+_MEMORY_PAIRS = 64
+_MEMORY = OrderedDict()
+_MEMORY_LOCK = threading.Lock()
 
-@dataclass
+
+@dataclass(frozen=True)
 class RefineOptions:
     """grid: pixel stride of flow samples (None: the stride that gives about ``samples``
     samples per frame pair; more cost time in RANSAC and pose recovery and, measured on
-    held-out clips at 128 and 320 px, buy no accuracy beyond ~1,000); rotation_px: pure-rotation acceptance (median
-    reprojection error, px); direction_px: the same residual above which the essential
-    matrix's direction of travel replaces the model's (px); ransac_px: essential-matrix inlier
-    threshold (px);
-    min_inliers: fraction of samples the essential matrix must explain; min_flow_px: median
-    flow below which a pair is treated as not moved; max_disagreement_deg: a step whose
-    rotation differs from the model's step by more is an outlier of the flow (a wrong
-    essential-matrix decomposition) and the model's step is kept."""
+    held-out clips at 128 and 320 px, buy no accuracy beyond ~1,000); rotation_px:
+    pure-rotation acceptance (median reprojection error, px); direction_px: the same
+    residual above which the essential matrix's direction of travel replaces the model's
+    (px); ransac_px: essential-matrix inlier threshold (px); min_inliers: fraction of
+    samples the essential matrix must explain; min_flow_px: median flow below which a pair
+    is treated as not moved; max_disagreement_deg: a step whose rotation differs from the
+    model's step by more is an outlier of the flow (a wrong essential-matrix decomposition)
+    and the model's step is kept. Frozen: options are part of a remembered pair's key."""
 
     grid: int = None
     samples: int = 1000
@@ -125,6 +133,28 @@ def relative_motion(frame0, frame1, K, options):
     return R, -R @ t10.ravel(), "essential"    # camera 1 centre in camera 0's frame, unit
 
 
+def _digest(frame):
+    frame = np.ascontiguousarray(frame)
+    return frame.shape, hashlib.blake2b(frame.tobytes(), digest_size=16).digest()
+
+
+def remembered_relative_motion(frame0, frame1, K, options):
+    """``relative_motion``, computed once per frame pair (by content) among the last
+    ``_MEMORY_PAIRS`` pairs of the process; the result is the same (OpenCV's RANSAC is
+    seeded), only the repeated flow and pose recovery are saved."""
+    key = (_digest(frame0), _digest(frame1), np.asarray(K, dtype=np.float64).tobytes(), options)
+    with _MEMORY_LOCK:
+        if key in _MEMORY:
+            _MEMORY.move_to_end(key)
+            return _MEMORY[key]
+    result = relative_motion(frame0, frame1, K, options)
+    with _MEMORY_LOCK:
+        _MEMORY[key] = result
+        while len(_MEMORY) > _MEMORY_PAIRS:
+            _MEMORY.popitem(last=False)
+    return result
+
+
 def refine_window(frames, K, c2w, options=None):
     """Refined poses of one window and per-frame labels of what decided each pose.
 
@@ -143,7 +173,7 @@ def refine_window(frames, K, c2w, options=None):
     refined, labels = c2w.copy(), ["reference"]
     for i in range(1, len(frames)):
         model_step = np.linalg.inv(c2w[i - 1]) @ c2w[i]
-        R, direction, label = relative_motion(frames[i - 1], frames[i], K, options)
+        R, direction, label = remembered_relative_motion(frames[i - 1], frames[i], K, options)
         if R is not None and rotation_angle_deg(
                 R.T @ model_step[:3, :3]) > options.max_disagreement_deg:
             R, label = None, "model"

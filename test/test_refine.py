@@ -56,3 +56,23 @@ def test_large_inputs_are_refined_at_a_capped_resolution():
     full, _ = refine_window(clip.frames, clip.K, centres_only(clip.c2w))
     capped, _ = refine_at_resolution(clip.frames, clip.K, centres_only(clip.c2w), max_side=80)
     assert capped.shape == full.shape and np.isfinite(capped).all()
+
+
+def test_pairs_shared_by_overlapping_windows_are_computed_once(monkeypatch):
+    from rap_ros import refine
+
+    clip = sample_clip(held_out_seed(6), frames=7, height=96, width=96)
+    model = centres_only(clip.c2w)
+    computed = []
+    real = refine.relative_motion
+    monkeypatch.setattr(refine, "relative_motion",
+                        lambda *args: computed.append(1) or real(*args))
+    refine._MEMORY.clear()
+    refine_window(clip.frames[:5], clip.K, model[:5])              # pairs 0-1 .. 3-4
+    assert len(computed) == 4
+    second, labels = refine_window(clip.frames[2:], clip.K, relative_to_first(model[2:])[0])
+    assert len(computed) == 6                                      # only 4-5 and 5-6 are new
+    refine._MEMORY.clear()
+    fresh, fresh_labels = refine_window(clip.frames[2:], clip.K, relative_to_first(model[2:])[0])
+    assert labels == fresh_labels
+    np.testing.assert_array_equal(second, fresh)

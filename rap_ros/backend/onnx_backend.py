@@ -90,9 +90,9 @@ class OnnxBackend(Backend):
     denoiser_threads: intra-op threads of the denoiser session (default 1; None: as
         ``threads``). A denoiser step of the shipped model is ~1,100 small operators on 48
         tokens a modality, so at batch 1 a second thread costs more than it saves
-        (measured on this 2-core CPU: 3.3 ms a step with one thread, 3.7 ms with two) and
+        (measured on this 2-core CPU: 3.5 ms a step with one thread, 4.1 ms with two) and
         keeps the other core for the codec, optical flow and ROS callbacks; at batch 4 two
-        threads win (9.1 vs 11.2 ms). ``benchmarks/results/inference.md``.
+        threads win (9.2 vs 11.7 ms). ``benchmarks/results/inference.md``.
     warmup: run each graph once at load, so the first real call is not slow.
     spinning: let idle ONNX Runtime threads busy-wait for the next op. Off by default:
         the process also runs OpenCV (resize, optical flow), numpy and ROS callbacks,
