@@ -130,10 +130,15 @@ def _preview(bag, out, args):
                          for p in paths]
         response = None
         deadline = time.monotonic() + 120.0
-        while response is None or not response.success:
+        msg = image_msg(frames[start][1], stamps[start])
+
+        def from_this_source(r):  # the node previews from the latest image it has received
+            return r is not None and r.success and r.previews and \
+                r.previews[0].source_stamp == msg.header.stamp
+
+        while not from_this_source(response):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"no preview: {response.message if response else 'timeout'}")
-            msg = image_msg(frames[start][1], stamps[start])
             info_pub.publish(camera_info_msg(source.K, frames[start][1], msg.header.stamp))
             image_pub.publish(msg)
             executor.spin_once(timeout_sec=0.2)
@@ -149,7 +154,11 @@ def _preview(bag, out, args):
     from rap_ros.nodes.conversions import image_to_rgb8
 
     previews = [np.stack([image_to_rgb8(f) for f in view.frames]) for view in response.previews]
-    truth = np.stack([f for _, f in frames[start:start + T]])
+    from rap_ros.pipeline import prepare_frames
+
+    # the real frames as the model sees them (centre square), at the previews' size
+    truth, _, _ = prepare_frames(np.stack([f for _, f in frames[start:start + T]]), None,
+                                 previews[0].shape[1])
     sheet = out / "preview_contact_sheet.png"
     _contact_sheet(sheet, truth, previews, list(response.consistency))
     return {"source_frame": int(start), "paths": list(CANDIDATE_NAMES),
