@@ -31,11 +31,11 @@ import torch
 
 from rap_ros.model import data as data_mod
 from rap_ros.model import preprocess
-from rap_ros.model.codec import CausalVideoCodec, encode_raxels_latent
+from rap_ros.model.codec import encode_raxels_latent
 from rap_ros.model.config import load_run_config
-from rap_ros.model.dit import RaxelDiT
 from rap_ros.model.flow import flow_loss, job_batch_masks
-from rap_ros.model.train import evaluate_pose, load_checkpoint, run_training
+from rap_ros.model.train import (evaluate_pose, export_weights, load_checkpoint, load_weights,
+                                 run_training)
 
 RESULTS = pathlib.Path(__file__).parent / "results"
 
@@ -98,16 +98,11 @@ def held_out_loss(codec, dit, val, config, n: int = 64, repeats: int = 4):
 
 
 def score(run_dir: pathlib.Path, val, n: int):
-    ck = load_checkpoint(run_dir / "dit.pt")
-    codec_ck = load_checkpoint(run_dir / "codec.pt")
-    from rap_ros.model.config import RunConfig
-    config = RunConfig.from_dict(ck["config"]).model
-    codec = CausalVideoCodec(config)
-    codec.load_state_dict(codec_ck["model"])
-    dit = RaxelDiT(config)
-    dit.load_state_dict(ck["ema"])
-    codec.eval(), dit.eval()
-    out = {"steps": ck["step"], "train_minutes": round(ck["elapsed"] / 60, 1)}
+    """Held-out scores of a variant's EMA weights (exported as the shipped ones are)."""
+    weights = export_weights(run_dir, run_dir / "rap_small.pt")
+    config, codec, dit = load_weights(weights)
+    meta = load_checkpoint(weights)["meta"]
+    out = {"steps": meta["dit_step"], "train_minutes": round(meta["dit_minutes"], 1)}
     out.update({f"held_out_{k}": v for k, v in held_out_loss(codec, dit, val, config, n).items()})
     out.update(evaluate_pose(codec, dit, val, config, n, steps=2, method="euler"))
     return out
