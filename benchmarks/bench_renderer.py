@@ -2,16 +2,16 @@
 
 Measures, for 8-frame 64x64 clips as training consumes them (``sample_clip``: new
 trajectory, intrinsics and scene per clip, then rendering):
-1. clips per second of ``sample_clip`` with torch.set_num_threads(1) and then (2), without
-   and with edge supersampling (s = 2, the default);
+1. clips per second of ``sample_clip`` without and with edge supersampling (s = 2, the
+   default);
 2. the time per clip of each stage (trajectory + intrinsics, scene, render), measured apart;
-3. clips per second of ``sample_clip`` in ``--processes`` worker processes (the renderer runs
-   on one thread, so processes are how it uses several cores);
+3. clips per second of ``sample_clip`` in ``--processes`` worker processes (the renderer is
+   numpy on the calling thread, so processes are how it uses several cores);
 4. one 200-frame ``make_drive`` as the demos replay it.
 
 Usage::
 
-    python benchmarks/bench_renderer.py [--clips 200] [--threads 1 2] [--processes 2]
+    python benchmarks/bench_renderer.py [--clips 200] [--processes 2]
 
 Writes benchmarks/results/renderer.json. The first clip (texture bank build, about 0.3 s)
 is excluded. Other processes on the machine slow every figure: the load average is recorded,
@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -53,10 +52,8 @@ def stage_times(seed: int, supersample: int) -> dict:
             "render": done - made_scene}
 
 
-def measure(clips: int, supersample: int, threads: int) -> dict:
-    """End-to-end clips per second of ``sample_clip`` with ``threads`` torch threads, then a
-    per-stage breakdown."""
-    torch.set_num_threads(threads)
+def measure(clips: int, supersample: int) -> dict:
+    """End-to-end clips per second of ``sample_clip``, then a per-stage breakdown."""
     start, start_cpu = time.perf_counter(), time.process_time()
     for seed in range(clips):
         dataset.sample_clip(seed, FRAMES, SIZE, SIZE, FPS, supersample=supersample)
@@ -64,13 +61,9 @@ def measure(clips: int, supersample: int, threads: int) -> dict:
     clips_per_cpu_s = clips / (time.process_time() - start_cpu)
     stages = [stage_times(seed, supersample) for seed in range(clips)]
     per_clip_ms = {name: 1000 * float(np.mean([s[name] for s in stages])) for name in stages[0]}
-    return {"threads": threads, "supersample": supersample, "clips": clips,
+    return {"supersample": supersample, "clips": clips,
             "clips_per_s": clips_per_s, "clips_per_cpu_s": clips_per_cpu_s,
             "ms_per_clip": per_clip_ms}
-
-
-def _single_threaded_worker():
-    torch.set_num_threads(1)
 
 
 def _render_seed(seed: int) -> int:
@@ -78,10 +71,10 @@ def _render_seed(seed: int) -> int:
 
 
 def measure_processes(clips: int, processes: int) -> float:
-    """Clips per second of ``sample_clip`` (default settings) spread over single-threaded
-    worker processes, as a training data loader would run it; start-up and warm-up excluded."""
+    """Clips per second of ``sample_clip`` (default settings) spread over worker processes, as a
+    training data loader would run it; start-up and warm-up excluded."""
     context = multiprocessing.get_context("spawn")
-    with context.Pool(processes, initializer=_single_threaded_worker) as pool:
+    with context.Pool(processes) as pool:
         pool.map(_render_seed, range(processes))  # warm-up: imports and texture bank
         start = time.perf_counter()
         pool.map(_render_seed, range(clips), chunksize=8)
@@ -91,17 +84,13 @@ def measure_processes(clips: int, processes: int) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=200, help="clips per setting (default 200)")
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2],
-                        help="torch thread counts to measure, in order (default 1 2)")
     parser.add_argument("--processes", type=int, default=2,
                         help="worker processes for the parallel figure (default 2)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "renderer.json"))
     args = parser.parse_args()
-    torch.set_num_threads(args.threads[0])
     load_before = os.getloadavg()
     dataset.sample_clip(0)  # warm-up: texture bank, allocator
-    results = [measure(args.clips, supersample, threads)
-               for threads in args.threads for supersample in (1, 2)]
+    results = [measure(args.clips, supersample) for supersample in (1, 2)]
     parallel = measure_processes(args.clips, args.processes)
     start = time.perf_counter()
     dataset.make_drive(dataset.held_out_seed(0), frames=200)
@@ -111,7 +100,8 @@ def main() -> int:
         "command": "python benchmarks/bench_renderer.py " + " ".join(sys.argv[1:]),
         "cpus": os.cpu_count(),
         "machine": platform.processor() or platform.machine(),
-        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "settings": results,
@@ -122,9 +112,9 @@ def main() -> int:
     for result in results:
         stages = ", ".join(f"{name} {ms:.1f} ms" for name, ms in result["ms_per_clip"].items())
         rate, cpu_rate = result["clips_per_s"], result["clips_per_cpu_s"]
-        print(f"threads {result['threads']}, supersample {result['supersample']}: {rate:.1f} "
+        print(f"supersample {result['supersample']}: {rate:.1f} "
               f"clips/s, {cpu_rate:.1f} per CPU second ({stages})")
-    print(f"{args.processes} single-threaded processes, supersample {dataset.SUPERSAMPLE}: "
+    print(f"{args.processes} processes, supersample {dataset.SUPERSAMPLE}: "
           f"{parallel:.1f} clips/s")
     print(f"200-frame drive: {drive_s:.2f} s; load average before {report['load_average_before']}, "
           f"after {report['load_average_after']}")

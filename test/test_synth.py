@@ -5,7 +5,6 @@ import cv2
 import numpy as np
 import pytest
 import skimage.data
-import torch
 
 from rap_ros.synth import dataset, scenes, textures, trajectories
 from rap_ros.synth.render import camera_rays, intersect, render
@@ -50,7 +49,7 @@ def test_texture_bank_tiles_wrap_seamlessly():
     side = textures.TEXTURE_SIZE
     for index in range(len(atlas)):
         start = int(atlas.offsets[index, 0])
-        rgb0 = atlas.texels[start:start + side * side].view(torch.uint8).view(side, side, 4).numpy()
+        rgb0 = atlas.texels[start:start + side * side].view(np.uint8).reshape(side, side, 4)
         tile = rgb0[..., :3].astype(float)
         assert tile.std() > 10, atlas.names[index]
         steepest_inner_column_step = np.abs(np.diff(tile, axis=1)).mean(axis=(0, 2)).max()
@@ -126,16 +125,16 @@ def test_intersect_hits_a_wall_at_its_distance_and_the_nearest_box():
     v, u = np.mgrid[:24, :32].reshape(2, -1)
     rays = camera_rays(K, u.astype(float), v.astype(float))
     at_rest = rays @ trajectories.BODY_FROM_CAMERA.T  # camera at the origin looking along +x
-    direction = torch.from_numpy(at_rest.astype(np.float32))
-    origin = torch.zeros_like(direction)
-    lo = torch.tensor([[4.0, -50, -50], [2.0, -0.1, -0.1]])  # a wall at x = 4, a box before it
-    hi = torch.tensor([[4.5, 50, 50], [2.5, 0.1, 0.1]])
+    direction = at_rest.astype(np.float32)
+    origin = np.zeros_like(direction)
+    lo = np.float32([[4.0, -50, -50], [2.0, -0.1, -0.1]])  # a wall at x = 4, a box before it
+    hi = np.float32([[4.5, 50, 50], [2.5, 0.1, 0.1]])
     t, box = intersect(origin, direction, lo, hi)
-    on_axis = direction[:, 0].numpy()  # cosine to the wall's normal
-    expected = np.where(box.numpy() == 1, 2.0, 4.0) / on_axis
-    assert np.allclose(t.numpy(), expected, rtol=1e-4)
+    on_axis = direction[:, 0]  # cosine to the wall's normal
+    expected = np.where(box == 1, 2.0, 4.0) / on_axis
+    assert np.allclose(t, expected, rtol=1e-4)
     centre = (np.abs(u - K[0, 2]) < 1) & (np.abs(v - K[1, 2]) < 1)
-    assert np.all(box.numpy()[centre] == 1) and np.mean(box.numpy() == 0) > 0.9
+    assert np.all(box[centre] == 1) and np.mean(box == 0) > 0.9
 
 
 def test_rendered_box_covers_its_projected_corners():

@@ -1,4 +1,4 @@
-"""Batched CPU ray casting of box scenes (torch, vectorised over all rays of all frames).
+"""Batched CPU ray casting of box scenes (numpy, vectorised over all rays of all frames).
 
 Each pixel's ray is intersected analytically with every box (slab test); the nearest hit is
 shaded with a mip-mapped, bilinearly filtered texture whose coordinates are surface positions
@@ -7,234 +7,370 @@ blended with distance fog. Rays that hit nothing see a sky gradient.
 
 Conventions: intrinsics K (3, 3) with pixel centres at integer coordinates; poses c2w (N, 4, 4)
 camera-to-world with OpenCV camera axes (x right, y down, z forward), metres; output images
-uint8 RGB (N, H, W, 3).
+uint8 RGB (N, H, W, 3). All ray arithmetic is float32. Only numpy is needed: the work is a
+few large single-threaded array operations, so render in several processes to use more cores.
 """
-import contextlib
-import ctypes
-import functools
 import itertools
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from rap_ros.synth.scenes import Scene
 from rap_ros.synth.textures import MIP_LEVELS, TEXTURE_SIZE, texture_atlas
 
-MAX_PAIRS = 1 << 22  # ray-box pairs tested at once; bounds memory (about 16 MB per buffer)
+MAX_PAIRS = 1 << 16  # ray-box pairs tested at once; bounds memory (256 kB per work buffer)
+MAX_RAYS = 1 << 16  # rays cast per batch of frames (at least one frame); bounds memory too
+BLOCK = 128  # rays per block of the slab test (see _cast_keys)
+TILE_PIXELS = 32  # boxes are culled per TILE_PIXELS x TILE_PIXELS tile of each frame
 NO_HIT = 1e6  # metres; longer hit distances mean the ray hit nothing
 MIN_COSINE = 0.25  # mip selection treats grazing views as this oblique at most (less blur)
 # Columns of the per-box material table (see _prepare).
 LO, HI, TILE, UV_OFFSET, TINT = slice(0, 3), slice(3, 6), 6, slice(7, 9), slice(9, 12)
+_SIGN = np.uint32(1 << 31)  # float32 sign bit
 
 
 @dataclass
-class _SceneTensors:
-    """The boxes a render can see, as torch tensors (scene frame, float32)."""
+class _SceneArrays:
+    """The boxes a render can see (scene frame, float32) and the lighting."""
 
-    lo: torch.Tensor  # (B, 3)
-    hi: torch.Tensor  # (B, 3)
-    table: torch.Tensor  # (B, 12) lo, hi, tile, uv_offset, tint; one gather fetches them all
-    texture: torch.Tensor  # (B,) int32
-    light: torch.Tensor  # (3,)
-    fog_colour: torch.Tensor  # (3,)
-    sky_horizon: torch.Tensor  # (3,)
-    sky_zenith: torch.Tensor  # (3,)
+    lo: np.ndarray  # (B, 3)
+    hi: np.ndarray  # (B, 3)
+    table: np.ndarray  # (B, 12) lo, hi, tile, uv_offset, tint; one gather fetches them all
+    texture: np.ndarray  # (B,) int32
+    light: np.ndarray  # (3,)
+    fog_colour: np.ndarray  # (3,)
+    sky_horizon: np.ndarray  # (3,)
+    sky_zenith: np.ndarray  # (3,)
     ambient: float
     fog_distance: float
 
 
-@functools.cache
-def _retain_freed_memory():
-    """Ask glibc (if that is the C library) to keep freed memory for re-use instead of handing it
-    back to the OS. The renderer's temporary arrays are a few MB each; without this every call
-    page-faults them in afresh, which costs about a third of the render time on a small VM."""
-    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
-    if mallopt is not None:
-        mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD: keep up to 256 MB of free heap
-        mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: allocate blocks up to 32 MB on the heap
-
-
-@contextlib.contextmanager
-def _one_thread():
-    """Run torch single-threaded inside the block. The renderer's ops are many and small: a
-    second thread gains little, and on a busy machine every op waits at a thread barrier for a
-    descheduled worker (measured 20-50x slower with two threads on two loaded cores). Render
-    in several processes to use more cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+def _rays(K: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Unit ray directions (3, M) float64 in the camera frame through pixels u, v (M,)."""
+    rays = np.linalg.inv(K) @ np.stack([u, v, np.ones_like(u)]).astype(float)
+    rays /= np.sqrt(np.einsum("im,im->m", rays, rays))
+    return rays
 
 
 def camera_rays(K: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Unit ray directions (M, 3) in the camera frame through pixel coordinates u, v (M,)."""
-    rays = np.stack([u, v, np.ones_like(u)], axis=-1) @ np.linalg.inv(K).T
-    return rays / np.linalg.norm(rays, axis=-1, keepdims=True)
+    return _rays(K, u, v).T
+
+
+def _camera_corners(scene: Scene, c2w: np.ndarray) -> np.ndarray:
+    """Box corners (N, B, 8, 3) in each camera's frame (OpenCV axes)."""
+    corners = np.array(list(itertools.product((0, 1), repeat=3)))  # (8, 3) lo/hi choice per axis
+    scene_corners = np.where(corners[None] == 0, scene.lo[:, None], scene.hi[:, None])  # (B, 8, 3)
+    world = scene_corners @ scene.world_from_scene.T
+    offset = world[None] - c2w[:, None, None, :3, 3]
+    return np.einsum("nji,nbkj->nbki", c2w[:, :3, :3], offset)
+
+
+def _outside(cam: np.ndarray, normal: np.ndarray) -> np.ndarray:
+    """(N, B, P): all 8 corners of box b (cam (N, B, 8, 3)) lie outside plane p of frame n;
+    ``normal`` (N, P, 3) or (P, 3) are the inward normals of planes through the camera centre."""
+    return (np.einsum("nbki,...pi->nbkp", cam, normal) < 0).all(axis=2)
 
 
 def visible_boxes(scene: Scene, K: np.ndarray, c2w: np.ndarray, height: int,
                   width: int) -> np.ndarray:
     """Mask (B,) of boxes that may appear in at least one frame: a box is culled from a frame
     when all 8 corners lie outside one side plane of that camera's viewing pyramid."""
-    corners = np.array(list(itertools.product((0, 1), repeat=3)))  # (8, 3) lo/hi choice per axis
-    scene_corners = np.where(corners[None] == 0, scene.lo[:, None], scene.hi[:, None])  # (B, 8, 3)
-    world = scene_corners @ scene.world_from_scene.T
-    offset = world[None] - c2w[:, None, None, :3, 3]
-    cam = np.einsum("nji,nbkj->nbki", c2w[:, :3, :3], offset)  # (N, B, 8, 3)
+    return _tile_mask(scene, K, c2w, height, width, max(height, width))[..., 0, 0].any(axis=0)
+
+
+def _tile_mask(scene: Scene, K: np.ndarray, c2w: np.ndarray, height: int, width: int,
+               tile: int) -> np.ndarray:
+    """Mask (N, B, rows, columns): box b may appear in the ``tile`` x ``tile`` pixel tile
+    (row, column) of frame n. A box is culled from a tile when all 8 corners lie outside one side
+    plane of the tile's viewing pyramid, or of the frame's. The planes pass half a pixel outside
+    the tile's outer pixel centres, so every (sub-pixel) ray of the tile's pixels is inside."""
+    cam = _camera_corners(scene, c2w)
     (fx, _, cx), (_, fy, cy) = K[0], K[1]
-    inward = np.array([  # side planes through the camera centre, normals pointing inside
+    frame = ~_outside(cam, np.array([  # side planes through the camera centre, normals inwards
         [fx, 0, cx + 0.5], [-fx, 0, width - 0.5 - cx],
-        [0, fy, cy + 0.5], [0, -fy, height - 0.5 - cy]])
-    culled = ((cam @ inward.T) < 0).all(axis=2).any(axis=-1)  # (N, B)
-    return ~culled.all(axis=0)
+        [0, fy, cy + 0.5], [0, -fy, height - 0.5 - cy]])).any(axis=-1)  # (N, B)
+
+    def band(focal, centre, size, along):  # (N, B, tiles) not culled by a tile's two planes
+        first = np.arange(0, size, tile) - 0.5  # edges of the tiles along this image axis
+        last = np.minimum(first + tile, size - 0.5)
+        normal = np.zeros((2, len(first), 3))
+        normal[0, :, along], normal[0, :, 2] = focal, centre - first
+        normal[1, :, along], normal[1, :, 2] = -focal, last - centre
+        return ~_outside(cam, normal.reshape(-1, 3)).reshape(*cam.shape[:2], 2, -1).any(axis=2)
+
+    rows, columns = band(fy, cy, height, 1), band(fx, cx, width, 0)
+    return frame[..., None, None] & rows[..., :, None] & columns[..., None, :]
 
 
-def _prepare(scene: Scene, keep: np.ndarray) -> _SceneTensors:
-    """Tensors of the boxes selected by ``keep`` (B,) and of the lighting."""
+def _prepare(scene: Scene, keep: np.ndarray) -> _SceneArrays:
+    """Arrays of the boxes selected by ``keep`` (B,) and of the lighting."""
     columns = [scene.lo, scene.hi, scene.tile[:, None], scene.uv_offset, scene.tint]
-    table = np.concatenate(columns, axis=1, dtype=np.float32)
-    return _SceneTensors(
-        lo=torch.from_numpy(scene.lo[keep]),
-        hi=torch.from_numpy(scene.hi[keep]),
-        table=torch.from_numpy(table[keep]),
-        texture=torch.from_numpy(scene.texture[keep]),
-        light=torch.from_numpy(scene.light),
-        fog_colour=torch.from_numpy(scene.fog_colour),
-        sky_horizon=torch.from_numpy(scene.sky_horizon),
-        sky_zenith=torch.from_numpy(scene.sky_zenith),
-        ambient=scene.ambient,
-        fog_distance=scene.fog_distance,
+    table = np.concatenate(columns, axis=1, dtype=np.float32)[keep]
+    return _SceneArrays(
+        lo=np.ascontiguousarray(table[:, LO]),
+        hi=np.ascontiguousarray(table[:, HI]),
+        table=table,
+        texture=scene.texture[keep].astype(np.int32),
+        light=np.asarray(scene.light, np.float32),
+        fog_colour=np.asarray(scene.fog_colour, np.float32),
+        sky_horizon=np.asarray(scene.sky_horizon, np.float32),
+        sky_zenith=np.asarray(scene.sky_zenith, np.float32),
+        ambient=float(scene.ambient),
+        fog_distance=float(scene.fog_distance),
     )
 
 
-def intersect(origin: torch.Tensor, direction: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor):
-    """Nearest box hit of rays with the slab test.
+def _safe(direction: np.ndarray) -> np.ndarray:
+    """``direction`` as float32 with zero components replaced by 1e-9 (keeps 1 / d finite)."""
+    direction = np.asarray(direction, np.float32)
+    return np.where(direction == 0, np.float32(1e-9), direction)
+
+
+def _bits(boxes: int) -> int:
+    """Mantissa bits that hold a box index below ``boxes``."""
+    return max(1, (boxes - 1).bit_length())
+
+
+def _nearest(key: np.ndarray, bits: int):
+    """Distances t (R,) float32 and box indices (R,) int64 of nearest-hit keys (R,) uint32.
+
+    Non-negative float32 values order like their unsigned bit patterns, and negative ones (sign
+    bit set) order after all of them, so with the box index written into the lowest mantissa
+    bits one integer ``min`` over boxes finds both distance and box (much faster than
+    ``argmin`` over the box axis); t loses those bits, a relative error below 2**(bits - 23).
+    Keys with the sign bit set mean nothing was hit: t is inf there."""
+    low = np.uint32((1 << bits) - 1)
+    box = (key & low).astype(np.int64)
+    t = (key & ~low).view(np.float32)
+    t[key >= _SIGN] = np.inf
+    return t, box
+
+
+def _runs(group: np.ndarray, direction: np.ndarray):
+    """Sort rays into runs that share ``group`` (R,) (small non-negative ints) and the signs of
+    their direction (3, R). Returns the order (R,), the run boundaries (runs + 1,) in it, and
+    per run its group (runs,) and negative-axis flags (runs, 3) bool."""
+    negative = (direction < 0).view(np.uint8)
+    octant = negative[0] | (negative[1] << 1) | (negative[2] << 2)
+    dtype = np.uint16 if 8 * (int(group.max(initial=0)) + 1) <= 1 << 16 else np.int64
+    code = group.astype(dtype) << 3
+    code |= octant
+    order = np.argsort(code, kind="stable")  # a radix sort for uint16
+    counts = np.bincount(code)
+    runs = np.flatnonzero(counts)
+    bounds = np.concatenate([[0], np.cumsum(counts[runs])])
+    return order, bounds, runs >> 3, ((runs[:, None] >> np.arange(3)) & 1).astype(bool)
+
+
+def _run_planes(origins, run_group, negative, lo, hi, visible):
+    """Per run, the slab planes (runs, 6, B') float32 and ids (runs, B') uint32 of the boxes its
+    group may see (B' = the most any group sees; unused slots never hit), and how many (runs,).
+
+    Rows 0-2 give entry, rows 3-5 exit distances once multiplied by |1 / d_k|: lo_k - o_k and
+    hi_k - o_k where d_k > 0, o_k - hi_k and o_k - lo_k where d_k < 0."""
+    count = visible.sum(axis=1)[run_group]
+    width = max(1, int(count.max(initial=0)))
+    ids = np.argsort(~visible, axis=1, kind="stable")[run_group, :width]  # seen boxes first
+    origin = origins[run_group][:, None]
+    to_lo, to_hi = lo[ids] - origin, hi[ids] - origin  # (runs, B', 3)
+    enter = np.where(negative[:, None], -to_hi, to_lo)
+    leave = np.where(negative[:, None], -to_lo, to_hi)
+    unused = np.arange(width) >= count[:, None]
+    enter[unused], leave[unused] = 1, -1  # entry > 0 > exit: a miss
+    planes = np.concatenate([enter, leave], axis=2).transpose(0, 2, 1)
+    return np.ascontiguousarray(planes, np.float32), ids.astype(np.uint32), count
+
+
+def _cast_keys(origins, group, direction, lo, hi, visible, bits: int) -> np.ndarray:
+    """Nearest-hit keys (R,) uint32 (see _nearest) of rays (3, R) from ``origins[group]``
+    (origins (G, 3), group (R,)); group g's rays are tested against the boxes lo/hi (B, 3) that
+    ``visible[g]`` (G, B) bool marks.
+
+    Slab test: along axis k the ray is between the box's two planes for t in
+    [(lo_k - o_k) / d_k, (hi_k - o_k) / d_k] (ends swapped for d_k < 0), and the box is hit at
+    entry = max over axes if entry <= exit = min over axes. Rays are sorted into runs with one
+    origin and one direction octant, so each end is one product per box, axis and ray of a
+    per-box plane (see _run_planes) and |1 / d_k|. Runs are cut into blocks of BLOCK rays
+    (the last one padded), blocks sorted by how many boxes they see, and tested in chunks of
+    at most MAX_PAIRS ray-box pairs (or one block) as arrays (blocks, boxes, BLOCK) with the ray
+    axis contiguous: a few large array operations whatever the number of runs.
+
+    A key is the entry distance's float32 bits with the box id in the lowest ``bits`` mantissa
+    bits, or just the sign bit on a miss (exit < entry); a box behind the origin (entry < 0)
+    has the sign bit set too, so the smallest key over boxes is the nearest hit.
+    """
+    order, bounds, run_group, negative = _runs(group, direction)
+    planes, ids, count = _run_planes(origins, run_group, negative, lo, hi, visible)
+    # Blocks of BLOCK rays, most boxes first.
+    blocks = -(-np.diff(bounds) // BLOCK)
+    block_run = np.repeat(np.arange(len(blocks)), blocks)
+    block_start = np.arange(len(block_run)) * BLOCK
+    block_start -= np.repeat((np.cumsum(blocks) - blocks) * BLOCK - bounds[:-1], blocks)
+    by_count = np.argsort(-count[block_run], kind="stable")
+    block_run, block_start = block_run[by_count], block_start[by_count]
+    slot = block_start[:, None] + np.arange(BLOCK)  # (blocks, BLOCK) positions in ``order``
+    used = slot < bounds[1:][block_run][:, None]
+    ray = order.take(np.minimum(slot, len(order) - 1))  # padding repeats a ray; dropped below
+    abs_inv = np.reciprocal(direction.take(ray, axis=1))  # (3, blocks, BLOCK)
+    np.abs(abs_inv, out=abs_inv)
+    block_count = count[block_run]
+    key = np.full(ray.shape, _SIGN, np.uint32)
+    not_low = ~np.uint32((1 << bits) - 1)
+    work = np.empty((3, max(MAX_PAIRS, int(block_count.max(initial=0)) * BLOCK)), np.float32)
+    first = 0
+    while first < len(block_run) and block_count[first] > 0:
+        boxes = int(block_count[first])
+        last = first + max(1, MAX_PAIRS // (boxes * BLOCK))
+        run = block_run[first:last]
+        inv = abs_inv[:, first:last, None]  # (3, n, 1, BLOCK)
+        plane = planes[run][:, :, :boxes, None]  # (n, 6, boxes, 1)
+        near, far, tmp = work[:, :len(run) * boxes * BLOCK].reshape(3, len(run), boxes, BLOCK)
+        np.multiply(plane[:, 0], inv[0], out=near)
+        np.multiply(plane[:, 3], inv[0], out=far)
+        for axis in (1, 2):
+            np.multiply(plane[:, axis], inv[axis], out=tmp)
+            np.maximum(near, tmp, out=near)
+            np.multiply(plane[:, 3 + axis], inv[axis], out=tmp)
+            np.minimum(far, tmp, out=far)
+        bits_, missed = near.view(np.uint32), tmp.view(bool)[..., :BLOCK]
+        np.less(far, near, out=missed)
+        np.bitwise_and(bits_, not_low, out=bits_)
+        np.bitwise_or(bits_, ids[run][:, :boxes, None], out=bits_)
+        np.copyto(bits_, _SIGN, where=missed)
+        np.min(bits_, axis=1, out=key[first:last])
+        first = last
+    unsorted = np.empty(len(order), np.uint32)
+    unsorted[ray[used]] = key[used]
+    return unsorted
+
+
+def intersect(origin: np.ndarray, direction: np.ndarray, lo: np.ndarray, hi: np.ndarray):
+    """Nearest box hit of rays with the slab test (see _cast_keys).
 
     origin, direction (R, 3) (direction unit, no zero components), boxes lo/hi (B, 3), all in
-    the scene frame. Returns distance t (R,) along the ray (t >= NO_HIT or NaN where nothing is
-    hit) and the index (R,) of the box hit. Origins must lie outside every box.
-
-    Per axis, with box centre c and half-size h, the ray is between the two slab planes for
-    t in [a - b, a + b], where a = (c - o) / d and b = h / |d|. Work arrays are (B, R) so that
-    the long ray axis is contiguous; no boolean masks, which are slow on the CPU.
+    the scene frame. Returns distance t (R,) float32 along the ray (t >= NO_HIT, inf, where
+    nothing is hit) and the index (R,) of the box hit. Origins must lie outside every box.
     """
-    centre, half = (lo + hi) / 2, (hi - lo) / 2
-    inv = (1 / direction).T.contiguous()  # (3, R)
-    origin_inv = origin.T * inv
-    enter = exit_ = None
-    for axis in range(3):
-        a = torch.addcmul(-origin_inv[axis], centre[:, axis, None], inv[axis])  # (B, R)
-        b = half[:, axis, None] * inv[axis].abs()
-        near = a - b
-        far = a.add_(b)  # in place: a is not needed any more
-        enter = near if enter is None else torch.maximum(enter, near, out=enter)
-        exit_ = far if exit_ is None else torch.minimum(exit_, far, out=exit_)
-    enter.clamp_(min=0)  # a box behind the origin now has exit < enter
-    enter.sub_(exit_.sub_(enter).clamp_(max=0), alpha=1e30)  # push misses (exit < enter) far away
-    return _nearest(enter)
+    origin = np.asarray(origin, np.float32).reshape(-1, 3)
+    direction = _safe(direction).reshape(-1, 3).T
+    lo, hi = np.asarray(lo, np.float32).reshape(-1, 3), np.asarray(hi, np.float32).reshape(-1, 3)
+    if len(lo) == 0:
+        return np.full(len(origin), np.inf, np.float32), np.zeros(len(origin), np.int64)
+    origins, group = np.unique(origin, axis=0, return_inverse=True)
+    visible = np.ones((len(origins), len(lo)), bool)
+    bits = _bits(len(lo))
+    return _nearest(_cast_keys(origins, group.reshape(-1), direction, lo, hi, visible, bits), bits)
 
 
-def _nearest(t: torch.Tensor):
-    """Minimum over boxes of non-negative distances t (B, R): values (R,) and box indices (R,).
-
-    Non-negative float32 values order like their int32 bit patterns, so the box index is
-    written into the lowest mantissa bits and one integer ``amin`` finds both (much faster
-    than ``min(dim)`` here); t loses those bits, a relative error below 2**(bits - 23).
-    """
-    bits = max(1, (len(t) - 1).bit_length())
-    index = torch.arange(len(t), dtype=torch.int32)[:, None]
-    key = t.view(torch.int32).bitwise_and_(-(1 << bits)).add_(index).amin(dim=0)
-    box = key & ((1 << bits) - 1)
-    return (key - box).view(torch.float32), box.long()
-
-
-def _sample_texture(tex: torch.Tensor, u: torch.Tensor, v: torch.Tensor,
-                    level: torch.Tensor) -> torch.Tensor:
-    """Bilinear, wrapping lookup (R, 3) in [0, 1] of textures ``tex`` (R,) at tile coordinates
-    u, v (R,) (1 = one tile) and mip levels ``level`` (R,), integer tensors int32."""
+def _sample_texture(tex: np.ndarray, u: np.ndarray, v: np.ndarray,
+                    level: np.ndarray) -> np.ndarray:
+    """Bilinear, wrapping lookup (3, R) float32 in [0, 1] of textures ``tex`` (R,) at tile
+    coordinates u, v (R,) float32 (1 = one tile) and mip levels ``level`` (R,) int32."""
     atlas = texture_atlas()
-    side = TEXTURE_SIZE >> level
-    x, y = u * side - 0.5, v * side - 0.5  # texel centres sit at half-integers
-    x0, y0 = x.floor(), y.floor()
-    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
+    side = np.right_shift(TEXTURE_SIZE, level, dtype=np.int32)
+    side_f = side.astype(np.float32)
+    x, y = u * side_f, v * side_f
+    x -= 0.5  # texel centres sit at half-integers
+    y -= 0.5
+    x0, y0 = np.floor(x), np.floor(y)
+    fx, fy = x - x0, y - y0
     mask = side - 1  # sides are powers of two: "& mask" wraps like "% side"
-    x0, y0 = x0.int() & mask, y0.int() & mask
+    x0, y0 = x0.astype(np.int32) & mask, y0.astype(np.int32) & mask
     x1, y1 = (x0 + 1) & mask, (y0 + 1) & mask
-    base = atlas.offsets.view(-1).index_select(0, tex * MIP_LEVELS + level)
-    rows = torch.stack([base + y0 * side, base + y1 * side])
-    corners = (rows[:, None] + torch.stack([x0, x1])).view(-1)  # (y0,x0), (y0,x1), (y1,x0), (y1,x1)
-    rgb0 = atlas.texels.index_select(0, corners).view(torch.uint8).view(4, -1, 4)
-    c00, c01, c10, c11 = rgb0.float()
-    mixed = torch.lerp(torch.lerp(c00, c01, fx), torch.lerp(c10, c11, fx), fy)
-    return mixed[:, :3] / 255
+    row0 = atlas.offsets.reshape(-1).take(tex * MIP_LEVELS + level)
+    row1 = row0 + y1 * side
+    row0 += y0 * side
+    corners = np.stack([row0 + x0, row0 + x1, row1 + x0, row1 + x1])  # (4, R)
+    rgb0 = atlas.texels.take(corners).view(np.uint8).reshape(4, -1, 4)
+    c00, c01, c10, c11 = rgb0.transpose(2, 0, 1)[:3].astype(np.float32, order="C").swapaxes(0, 1)
+    top = c01 - c00
+    top *= fx
+    top += c00
+    bottom = c11 - c10
+    bottom *= fx
+    bottom += c10
+    bottom -= top
+    bottom *= fy
+    bottom += top
+    bottom *= np.float32(1 / 255)
+    return bottom
 
 
-def _face_axis(origin, direction, lo, hi):
-    """Axis (R,) of the box face each ray enters through: the slab entered last."""
-    x, y, z = torch.minimum((lo - origin) / direction, (hi - origin) / direction).unbind(1)
-    return torch.where(z >= torch.maximum(x, y), 2, (y >= x).long())
-
-
-def _shade_hits(s: _SceneTensors, origin, direction, t, box, focal: float):
-    """Colour (R, 3) in [0, 1] and face normal axis (R,) of R rays (origin, unit direction
-    (R, 3)) hitting ``box`` at distance ``t``; ``focal`` in pixels sets the mip level."""
-    b = s.table.index_select(0, box)
-    lo, hi, tile = b[:, LO], b[:, HI], b[:, TILE]
-    axis = _face_axis(origin, direction, lo, hi)
-    dx, dy, dz = direction.unbind(1)
-    along = torch.where(axis == 0, dx, torch.where(axis == 1, dy, dz))  # direction . normal axis
-    point = origin + t[:, None] * direction
+def _shade_hits(s: _SceneArrays, origin, direction, t, box, focal: float):
+    """Colour (3, R) float32 in [0, 1] and face normal axis (R,) of R rays (origin, unit
+    direction (3, R)) hitting ``box`` (R,) at distance ``t`` (R,); ``focal`` in pixels sets the
+    mip level."""
+    b = s.table.take(box, axis=0).T  # (12, R), rows strided
+    lo, hi, tile = b[LO], b[HI], np.ascontiguousarray(b[TILE])
+    # The face entered is that of the slab entered last.
+    x, y, z = np.minimum((lo - origin) / direction, (hi - origin) / direction)
+    on_z = z >= np.maximum(x, y)
+    on_y = y >= x
+    on_y &= ~on_z
+    axis = on_y.view(np.uint8) + 2 * on_z.view(np.uint8)
+    on_x = (axis == 0).astype(np.float32)
+    on_y, on_z = on_y.astype(np.float32), on_z.astype(np.float32)  # one-hot: exact selection
+    along = direction[0] * on_x + direction[1] * on_y + direction[2] * on_z  # direction . axis
+    point = direction * t
+    point += origin
     # Face coordinates in metres: walls (x or y faces) upright with v growing downwards.
-    u = torch.where(axis == 0, point[:, 1] - lo[:, 1], point[:, 0] - lo[:, 0])
-    v = torch.where(axis == 2, point[:, 1] - lo[:, 1], hi[:, 2] - point[:, 2])
-    pixel_size = t / (focal * along.abs().clamp(min=MIN_COSINE))  # metres on the face
-    footprint = pixel_size * TEXTURE_SIZE / tile  # texels per pixel
-    level = footprint.clamp(min=1).log2().round().int().clamp(max=MIP_LEVELS - 1)
-    offset = b[:, UV_OFFSET]
-    texture = s.texture.index_select(0, box)
-    albedo = _sample_texture(texture, u / tile + offset[:, 0], v / tile + offset[:, 1], level)
-    facing = -torch.sign(along) * s.light.index_select(0, axis)  # face normal . light
-    light = s.ambient + (1 - s.ambient) * facing.clamp(min=0)
-    fog = torch.exp(-t / s.fog_distance)[:, None]
-    colour = albedo * b[:, TINT] * (light[:, None] * fog) + s.fog_colour * (1 - fog)
+    from_lo_y = point[1] - lo[1]
+    u = from_lo_y * on_x + (point[0] - lo[0]) * (1 - on_x)
+    v = from_lo_y * on_z + (hi[2] - point[2]) * (1 - on_z)
+    pixel_size = t / (np.float32(focal) * np.maximum(np.abs(along), np.float32(MIN_COSINE)))
+    footprint = pixel_size * np.float32(TEXTURE_SIZE) / tile  # texels per pixel
+    level = np.round(np.log2(np.maximum(footprint, np.float32(1)))).astype(np.int32)
+    np.minimum(level, MIP_LEVELS - 1, out=level)
+    u /= tile
+    u += b[UV_OFFSET][0]
+    v /= tile
+    v += b[UV_OFFSET][1]
+    colour = _sample_texture(s.texture.take(box), u, v, level)
+    light_x, light_y, light_z = s.light.tolist()
+    facing = light_x * on_x + light_y * on_y + light_z * on_z  # face normal . light
+    facing *= -np.sign(along)
+    light = np.float32(s.ambient) + np.float32(1 - s.ambient) * np.maximum(facing, np.float32(0))
+    fog = np.exp(-t / np.float32(s.fog_distance))
+    colour *= b[TINT]
+    colour *= light * fog
+    colour += np.multiply.outer(s.fog_colour, 1 - fog)
     return colour, axis
 
 
-def _sky(s: _SceneTensors, direction: torch.Tensor) -> torch.Tensor:
-    """Colour (R, 3) of rays (R, 3) that hit nothing: horizon to zenith by elevation."""
-    up = direction[:, 2:].clamp(0, 1)
-    return s.sky_horizon * (1 - up) + s.sky_zenith * up
+def _sky(s: _SceneArrays, direction: np.ndarray) -> np.ndarray:
+    """Colour (3, R) float32 of rays (3, R) that hit nothing: horizon to zenith by elevation."""
+    colour = np.multiply.outer(s.sky_zenith - s.sky_horizon, np.clip(direction[2], 0, 1))
+    colour += s.sky_horizon[:, None]
+    return colour
 
 
-def _cast(s: _SceneTensors, origin: torch.Tensor, direction: torch.Tensor, focal: float):
-    """Colour (R, 3) and surface id (R,) of rays (R, 3) in the scene frame, in chunks.
+def _cast(s: _SceneArrays, origins, group, direction, visible, bits: int, focal: float):
+    """Colour (3, R) float32 and surface id (R,) of rays (3, R) in the scene frame from
+    ``origins[group]`` (origins (G, 3), group (R,)); group g's rays are tested against the boxes
+    that ``visible[g]`` (G, B) marks.
 
     The surface id is 3 * box + normal axis for hits and -1 for the sky; it changes across
     geometric edges."""
-    direction = torch.where(direction == 0, 1e-9, direction)  # keeps 1 / direction finite
+    direction = _safe(direction)
     colour = _sky(s, direction)
-    surface = torch.full((len(direction),), -1)
+    surface = np.full(direction.shape[1], -1, np.int32)
     if len(s.lo) == 0:
         return colour, surface
-    step = max(1, MAX_PAIRS // len(s.lo))
-    for start in range(0, len(direction), step):
-        chunk = slice(start, start + step)
-        t, box = intersect(origin[chunk], direction[chunk], s.lo, s.hi)
-        hit = (t < NO_HIT).nonzero()[:, 0]
-        t, box, rays = t.index_select(0, hit), box.index_select(0, hit), hit + start
-        ray_origin, ray_direction = origin.index_select(0, rays), direction.index_select(0, rays)
-        hit_colour, axis = _shade_hits(s, ray_origin, ray_direction, t, box, focal)
-        colour.index_copy_(0, rays, hit_colour)
-        surface.index_copy_(0, rays, 3 * box + axis)
+    t, box = _nearest(_cast_keys(origins, group, direction, s.lo, s.hi, visible, bits), bits)
+    rays = np.flatnonzero(t < NO_HIT)
+    t, box = t.take(rays), box.take(rays)
+    ray_origin = origins.T.take(group.take(rays), axis=1)
+    hit_colour, axis = _shade_hits(s, ray_origin, direction.take(rays, axis=1), t, box, focal)
+    for channel, hit in zip(colour, hit_colour):  # row by row: faster than colour[:, rays]
+        channel[rays] = hit
+    surface[rays] = 3 * box + axis
     return colour, surface
 
 
-def _edges(surface: torch.Tensor) -> torch.Tensor:
+def _edges(surface: np.ndarray) -> np.ndarray:
     """Pixels (N, H, W) bool whose surface id differs from a 4-neighbour's."""
-    edge = torch.zeros_like(surface, dtype=torch.bool)
+    edge = np.zeros(surface.shape, bool)
     vertical = surface[:, 1:] != surface[:, :-1]
     horizontal = surface[:, :, 1:] != surface[:, :, :-1]
     edge[:, 1:] |= vertical
@@ -244,30 +380,39 @@ def _edges(surface: torch.Tensor) -> torch.Tensor:
     return edge
 
 
-def _cast_pixels(s: _SceneTensors, K, rotation, origin, height: int, width: int):
-    """Colour (N, H, W, 3) and surface id (N, H, W) of one ray per pixel centre, for N cameras
-    with rotations (N, 3, 3) camera -> scene frame and centres (N, 3) in the scene frame."""
+def _render_frames(s: _SceneArrays, K, rotation, origin, visible, bits: int, height: int,
+                   width: int, supersample: int) -> np.ndarray:
+    """Colour (3, N, H, W) float32 of N cameras with rotations (N, 3, 3) camera -> scene frame
+    and centres (N, 3) in the scene frame: one ray per pixel centre, and the mean of
+    ``supersample`` x ``supersample`` sub-pixel rays on geometric edges. ``visible`` (N, B,
+    rows, columns) marks the boxes each TILE_PIXELS square tile may show (see _tile_mask)."""
+    count, focal = len(origin), float(K[0, 0])
+    tiles = visible.shape[2] * visible.shape[3]
+    visible = visible.transpose(0, 2, 3, 1).reshape(count * tiles, -1)  # (frame, row, column)
+    origins = np.repeat(origin, tiles, axis=0)  # per (frame, tile)
     v, u = np.mgrid[:height, :width].reshape(2, -1)
-    rays = torch.from_numpy(camera_rays(K, u, v).astype(np.float32))  # (H*W, 3), all cameras
-    direction = torch.einsum("nij,pj->npi", rotation, rays).reshape(-1, 3)
-    frame = torch.arange(len(origin)).repeat_interleave(height * width)
-    colour, surface = _cast(s, origin.index_select(0, frame), direction, float(K[0, 0]))
-    shape = (len(origin), height, width)
-    return colour.reshape(*shape, 3), surface.reshape(shape)
-
-
-def _supersample_edges(s: _SceneTensors, K, rotation, origin, colour, surface, supersample: int):
-    """Re-cast pixels on geometric edges with ``supersample`` x ``supersample`` sub-pixel rays and
-    store their mean in ``colour`` (N, H, W, 3); ``surface`` (N, H, W) holds the surface ids."""
-    n, y, x = _edges(surface).nonzero(as_tuple=True)
-    offsets = (np.arange(supersample) + 0.5) / supersample - 0.5
-    dv, du = (grid.ravel() for grid in np.meshgrid(offsets, offsets, indexing="ij"))
-    rays = camera_rays(K, (x.numpy()[:, None] + du).ravel(), (y.numpy()[:, None] + dv).ravel())
-    frame = n.repeat_interleave(len(du))
-    rays = torch.from_numpy(rays.astype(np.float32))
-    direction = torch.einsum("rij,rj->ri", rotation[frame], rays)
-    samples, _ = _cast(s, origin[frame], direction, float(K[0, 0]))
-    colour[n, y, x] = samples.reshape(len(n), len(du), 3).mean(dim=1)
+    tile = (v // TILE_PIXELS) * -(-width // TILE_PIXELS) + u // TILE_PIXELS  # tile of each pixel
+    rays = _rays(K, u, v).astype(np.float32)  # (3, H*W), all cameras
+    direction = np.matmul(rotation, rays).swapaxes(0, 1).reshape(3, -1)
+    group = (np.arange(count)[:, None] * tiles + tile).reshape(-1)
+    colour, surface = _cast(s, origins, group, direction, visible, bits, focal)
+    colour = colour.reshape(3, count, height, width)
+    if supersample > 1:
+        n, y, x = _edges(surface.reshape(count, height, width)).nonzero()
+        offsets = (np.arange(supersample) + 0.5) / supersample - 0.5
+        dv, du = (grid.ravel() for grid in np.meshgrid(offsets, offsets, indexing="ij"))
+        # Sub-pixel rays sample-major: (s * s, edge pixels), so their mean is over rows.
+        sub = _rays(K, (x + du[:, None]).ravel(), (y + dv[:, None]).ravel()).astype(np.float32)
+        frame = np.tile(n, len(du))
+        turn = rotation.reshape(-1, 9).T.take(frame, axis=1).reshape(3, 3, -1)  # (3, 3, rays)
+        direction = turn[:, 0] * sub[0]
+        direction += turn[:, 1] * sub[1]
+        direction += turn[:, 2] * sub[2]
+        pixel = (n * height + y) * width + x
+        group = np.tile(n * tiles + tile.take(y * width + x), len(du))
+        samples, _ = _cast(s, origins, group, direction, visible, bits, focal)
+        colour.reshape(3, -1)[:, pixel] = samples.reshape(3, len(du), -1).mean(axis=1)
+    return colour
 
 
 def render(scene: Scene, K: np.ndarray, c2w: np.ndarray, height: int, width: int,
@@ -277,17 +422,28 @@ def render(scene: Scene, K: np.ndarray, c2w: np.ndarray, height: int, width: int
 
     One ray per pixel centre; with ``supersample`` s > 1, pixels on geometric edges (where the
     surface hit changes) are re-cast with an s x s grid of sub-pixel rays and averaged.
-    Textures are already filtered by mip-mapping, so only edges need the extra rays. Runs on one
-    CPU thread whatever torch.get_num_threads() says (see _one_thread).
+    Textures are already filtered by mip-mapping, so only edges need the extra rays. The rays of
+    each TILE_PIXELS square tile of a frame are tested only against the boxes in that tile's
+    viewing pyramid; frames are cast in batches of about MAX_RAYS rays, so memory stays
+    bounded for any number of frames.
     """
-    _retain_freed_memory()
     K, c2w = np.asarray(K, float), np.asarray(c2w, float)
-    s = _prepare(scene, visible_boxes(scene, K, c2w, height, width))
+    visible = _tile_mask(scene, K, c2w, height, width, TILE_PIXELS)  # (N, B, rows, columns)
+    keep = visible.any(axis=(0, 2, 3))
+    s = _prepare(scene, keep)
+    bits = _bits(len(s.lo))
+    visible = visible[:, keep]
     to_scene = scene.world_from_scene.T
-    rotation = torch.from_numpy((to_scene @ c2w[:, :3, :3]).astype(np.float32))  # camera->scene
-    origin = torch.from_numpy((c2w[:, :3, 3] @ to_scene.T).astype(np.float32))
-    with _one_thread():
-        colour, surface = _cast_pixels(s, K, rotation, origin, height, width)
-        if supersample > 1:
-            _supersample_edges(s, K, rotation, origin, colour, surface, supersample)
-        return (colour.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    rotation = (to_scene @ c2w[:, :3, :3]).astype(np.float32)  # camera -> scene
+    origin = (c2w[:, :3, 3] @ to_scene.T).astype(np.float32)
+    images = np.empty((len(c2w), height, width, 3), np.uint8)
+    batch = max(1, MAX_RAYS // (height * width))
+    for start in range(0, len(c2w), batch):
+        part = slice(start, start + batch)
+        colour = _render_frames(s, K, rotation[part], origin[part], visible[part], bits, height,
+                                width, supersample)
+        np.clip(colour, 0, 1, out=colour)
+        colour *= 255
+        for channel, value in enumerate(np.round(colour, out=colour).astype(np.uint8)):
+            images[part, ..., channel] = value
+    return images

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import skimage.data
-import torch
 
 TEXTURE_SIZE = 256
 MIP_LEVELS = 5  # 256, 128, 64, 32, 16 texels
@@ -33,8 +32,8 @@ class TextureAtlas:
     names:   one name per texture, e.g. "photo:coffee" or "bricks:3".
     """
 
-    texels: torch.Tensor
-    offsets: torch.Tensor
+    texels: np.ndarray
+    offsets: np.ndarray
     names: tuple
 
     def __len__(self) -> int:
@@ -154,5 +153,6 @@ def texture_atlas() -> TextureAtlas:
             start += len(blocks[-1])
     rgb = np.concatenate(blocks)
     rgb0 = np.concatenate([rgb, np.zeros_like(rgb[:, :1])], axis=1)
-    texels = torch.from_numpy(rgb0).view(torch.int32).reshape(-1)
-    return TextureAtlas(texels=texels, offsets=torch.from_numpy(offsets), names=TEXTURE_NAMES)
+    texels = np.ascontiguousarray(rgb0).view(np.int32).reshape(-1)
+    texels.flags.writeable = offsets.flags.writeable = False  # shared by every render
+    return TextureAtlas(texels=texels, offsets=offsets, names=TEXTURE_NAMES)
