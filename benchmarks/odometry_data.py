@@ -1,0 +1,122 @@
+"""Sequences for benchmarks/eval_odometry.py: synthetic drives and degenerate scenarios
+(rendered once by rap_ros.synth and cached as .npz), plus the shared real sequences.
+
+Every sequence is a dict: name, frames uint8 (N, H, W, 3), K (3, 3) or None (no
+camera_info), K_true (3, 3), c2w (N, 4, 4) ground truth (OpenCV axes, camera-to-world),
+kind ("synthetic", "scenario", "real").
+"""
+import json
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from rap_ros.synth.dataset import held_out_seed, make_drive, sample_clip
+
+SCENES = ("room", "corridor", "street")
+# held-out seeds, disjoint from those used while developing (held_out_seed(0..9))
+DRIVES = [(s, held_out_seed(100 + i), 320, 240) for i, s in enumerate(SCENES * 2)] + \
+         [(s, held_out_seed(200 + i), 640, 480) for i, s in enumerate(SCENES)]
+SCENARIOS = ("pure_rotation", "stop_and_go", "textureless", "blur", "drop_30", "no_camera_info")
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def _cached(path, make):
+    path = Path(path)
+    if path.exists():
+        d = np.load(path)
+        return {k: d[k] for k in d.files}
+    d = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path.with_suffix(".tmp.npz"), **d)
+    os.replace(path.with_suffix(".tmp.npz"), path)
+    return d
+
+
+def drives(cache, frames=200):
+    out = []
+    for scene, seed, w, h in DRIVES:
+        def make(scene=scene, seed=seed, w=w, h=h):
+            c = make_drive(seed, frames=frames, height=h, width=w, scene=scene)
+            return dict(frames=c.frames, K=c.K, c2w=c.c2w)
+        d = _cached(Path(cache) / f"drive_{scene}_{seed}_{w}x{h}_{frames}.npz", make)
+        out.append(dict(name=f"synth-{scene}-{seed - held_out_seed(0)}-{w}x{h}",
+                        frames=d["frames"], K=d["K"], K_true=d["K"], c2w=d["c2w"],
+                        kind="synthetic"))
+    return out
+
+
+def _clip(cache, name, seed, trajectory, scene, frames=120):
+    def make():
+        c = sample_clip(seed, frames=frames, height=240, width=320, trajectory=trajectory,
+                        scene=scene)
+        return dict(frames=c.frames, K=c.K, c2w=c.c2w)
+    return _cached(Path(cache) / f"clip_{name}_{seed}_{frames}.npz", make)
+
+
+def scenarios(cache):
+    """The degenerate cases, 320x240 (held-out seeds 300+)."""
+    rng = np.random.default_rng(0)
+    base = _clip(cache, "arc", held_out_seed(300), "arc", "room")
+    out = []
+    rot = _clip(cache, "turn", held_out_seed(301), "turn_in_place", "room")
+    out.append(dict(name="pure_rotation", **rot))
+    sg = _clip(cache, "stopgo", held_out_seed(302), "stop_and_go", "street")
+    out.append(dict(name="stop_and_go", **sg))
+    frames = base["frames"].copy()  # a bare wall fills the view for 15 frames
+    wall = np.full_like(frames[0], 150)
+    for i in range(50, 65):
+        noise = rng.normal(0, 2, wall.shape)
+        frames[i] = np.clip(wall + noise, 0, 255).astype(np.uint8)
+    out.append(dict(name="textureless", frames=frames, K=base["K"], c2w=base["c2w"]))
+    frames = base["frames"].copy()  # motion blur (15-px horizontal streak) for 20 frames
+    kernel = np.zeros((15, 15), np.float32)
+    kernel[7, :] = 1 / 15
+    for i in range(50, 70):
+        frames[i] = cv2.filter2D(frames[i], -1, kernel)
+    out.append(dict(name="blur", frames=frames, K=base["K"], c2w=base["c2w"]))
+    keep = np.sort(np.r_[0, rng.choice(np.arange(1, len(base["frames"])),
+                                       int(0.7 * (len(base["frames"]) - 1)), replace=False)])
+    out.append(dict(name="drop_30", frames=base["frames"][keep], K=base["K"],
+                    c2w=base["c2w"][keep]))
+    out.append(dict(name="no_camera_info", frames=base["frames"], K=None, c2w=base["c2w"],
+                    K_true=base["K"]))
+    for s in out:
+        s.setdefault("K_true", s["K"])
+        s["kind"] = "scenario"
+    return out
+
+
+def real(root=SHARED, max_frames=None):
+    out = []
+    for name in ("kitti_vo_seq1", "nerf_synthetic_lego_test"):
+        folder = Path(root) / name
+        if not (folder / "cameras.json").exists():
+            continue
+        meta = json.loads((folder / "cameras.json").read_text())
+        intr = meta["intrinsics"]
+        K = np.array([[intr["fx"], 0, intr["cx"]], [0, intr["fy"], intr["cy"]], [0, 0, 1.0]])
+        frames, poses = [], []
+        for fr in meta["frames"][:max_frames]:
+            path = folder / fr["file"] if (folder / fr["file"]).exists() else folder / "images" / fr["file"]
+            im = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+            if im.ndim == 3 and im.shape[2] == 4:  # RGBA over white (NeRF synthetic)
+                a = im[..., 3:4].astype(np.float32) / 255
+                im = (im[..., :3] * a + 255 * (1 - a)).astype(np.uint8)
+            im = cv2.cvtColor(im, cv2.COLOR_BGR2RGB) if im.ndim == 3 else \
+                cv2.cvtColor(im, cv2.COLOR_GRAY2RGB)
+            frames.append(im)
+            poses.append(np.array(fr["c2w"], float))
+        out.append(dict(name=name, frames=np.stack(frames), K=K, K_true=K,
+                        c2w=np.stack(poses), kind="real"))
+    return out
+
+
+if __name__ == "__main__":  # render the cache
+    import sys
+    cache = sys.argv[1] if len(sys.argv) > 1 else "/tmp/rap_odometry_cache"
+    for s in scenarios(cache):
+        print(s["name"], s["frames"].shape, flush=True)
+    for d in drives(cache):
+        print(d["name"], d["frames"].shape, flush=True)

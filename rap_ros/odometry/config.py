@@ -1,0 +1,67 @@
+"""Tuning of the odometry core (`VisualOdometry`), one dataclass with named defaults.
+
+Units: pixels of the image as passed in, degrees where the name says ``deg``, frames for
+counts of frames. Lengths in pixels that scale with the image are given as a fraction of the
+image diagonal (``*_frac``) so one default serves 320x240 and 1226x370 alike.
+"""
+from dataclasses import dataclass
+
+
+@dataclass
+class OdometryConfig:
+    # -- front end ------------------------------------------------------------------------
+    max_features: int = 300          # live KLT tracks kept
+    min_features: int = 150          # fewer live tracks: detect more at the next keyframe/frame
+    quality_level: float = 0.01      # Shi-Tomasi quality
+    min_distance_frac: float = 0.012  # corner spacing, fraction of the diagonal
+    lk_window: int = 21              # KLT window side, pixels
+    lk_levels: int = 3               # KLT pyramid levels
+    fb_threshold: float = 1.0        # forward-backward error allowed, pixels
+    normalise_mean: float = 128.0    # image normalisation target (against exposure jumps)
+    normalise_std: float = 48.0
+    # -- pose from the map ----------------------------------------------------------------
+    min_pnp_points: int = 12         # fewer map points in view: fall back
+    pnp_reprojection_px: float = 2.0  # PnP RANSAC inlier threshold
+    pnp_min_inlier_ratio: float = 0.5
+    # -- initialisation -------------------------------------------------------------------
+    init_parallax_frac: float = 0.015  # rotation-compensated median parallax to initialise
+    init_min_points: int = 40        # triangulated points needed
+    init_min_angle_deg: float = 1.0  # median triangulation angle needed
+    prior_init_after: int = 8        # with a prior: frames of too little parallax before the
+    #                                  model's motion initialises instead
+    # -- triangulation checks -------------------------------------------------------------
+    tri_min_angle_deg: float = 1.0
+    tri_max_reprojection_px: float = 2.0
+    # -- keyframes and map ----------------------------------------------------------------
+    kf_parallax_frac: float = 0.012  # rotation-compensated median parallax for a keyframe
+    kf_min_survival: float = 0.6     # map points tracked / those at the last keyframe
+    kf_min_tracked: int = 60         # fewer map points tracked: keyframe
+    kf_max_gap: int = 30             # keyframe at least every this many frames
+    window_keyframes: int = 8        # keyframes in the local map and the BA window
+    # -- bundle adjustment ----------------------------------------------------------------
+    ba: bool = True
+    ba_solver: str = "lm"            # "lm" (Levenberg-Marquardt over the window) or "isam2"
+    ba_fixed: int = 2                # oldest keyframes of the window held fixed (gauge, scale)
+    ba_iterations: int = 8
+    ba_pixel_sigma: float = 1.0      # projection noise, pixels
+    ba_huber: float = 1.345          # Huber threshold, in sigmas
+    ba_async: bool = False           # run the BA on a worker thread (results applied later)
+    ba_covariance: bool = True       # marginal covariances of the window's keyframes
+    max_reprojection_px: float = 4.0  # landmarks beyond this after BA are removed
+    # -- motion prior (method "rap") ------------------------------------------------------
+    prior_stride: int = 0            # frames between model windows; 0: window length - 1
+    prior_rot_floor_deg: float = 2.0  # floor of the prior's rotation sigma per factor
+    prior_trans_floor: float = 0.20  # floor of its translation sigma, fraction of the step
+    prior_huber: float = 1.345
+    prior_factors: str = "weak"      # "weak": between-factors only from windows where the
+    #                                  geometry is weak (a frame not placed by PnP, or fewer
+    #                                  than 2 x degraded_inliers); "always": every window
+    prior_on_fallback: bool = True   # run the model on demand when the map cannot place a frame
+    # -- tracking health ------------------------------------------------------------------
+    degraded_inliers: int = 30       # PnP inliers below: degraded
+    lost_after: int = 3              # consecutive frames without a map pose: lost
+    disagreement_deg: float = 5.0    # model vs geometry rotation over a window: degraded
+    # -- bookkeeping ----------------------------------------------------------------------
+    history: bool = True             # keep every frame's pose for trajectory(); False keeps
+    #                                  only the window (memory flat for a node)
+    default_hfov_deg: float = 60.0   # K guess when none is given and there is no prior

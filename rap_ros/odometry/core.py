@@ -1,0 +1,719 @@
+"""`VisualOdometry`: monocular odometry on a local map with sliding-window BA, and optionally
+the joint model as a motion prior (method "rap"; without a prior, method "geometry").
+
+Conventions: poses are camera-to-world 4x4 float64 (``c2w``) with OpenCV camera axes (x right,
+y down, z forward); the world is the first camera's frame; translations are in units of the
+first initialisation baseline (monocular: arbitrary scale) until ``set_scale`` fixes them.
+K (3, 3) pixels of the images passed in (no distortion). Covariances are 6x6 in the pose's
+local tangent (right perturbation), translation then rotation (radians). Times are seconds.
+
+Per frame (``push``): normalise the image, track corners by KLT (forward-backward checked),
+locate the frame by PnP RANSAC + LM against the map's landmarks (initial guess: constant
+velocity). If the map cannot place it: the model's motion over the last window (with a
+prior), else the rotation from the essential matrix against the previous frame with a
+constant-velocity step. Keyframes by rotation-compensated parallax and track survival; at a
+keyframe new landmarks are triangulated (angle, depth, reprojection checks) against the
+window's keyframes and the window (``window_keyframes``) is bundle-adjusted on GTSAM; with a
+prior, the model's relative motion between keyframes (scaled to the map on the frames its
+window shares with the geometry) enters as between-factors. Non-keyframes are stored relative
+to their keyframe, so ``trajectory()`` follows the BA's corrections.
+"""
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rap_ros.odometry.backend import BAProblem, WindowBundleAdjuster
+from rap_ros.odometry.config import OdometryConfig
+from rap_ros.odometry.frontend import Tracker, normalise, to_gray
+from rap_ros.odometry.health import HealthMonitor
+from rap_ros.odometry.prior import MotionPrior, relative_factor, window_scale
+from rap_ros.odometry.twoview import (invert, pnp, pose, pose_covariance_from_points, project,
+                                      relative_rotation, rotation_angle,
+                                      rotation_compensated_parallax, triangulate)
+
+LOST_COVARIANCE = 9999.0  # diagonal of a lost frame's covariance (rtabmap's convention)
+
+
+@dataclass
+class FrameResult:
+    """One frame's output.
+
+    index: frame number (0-based, in push order); stamp: as passed (seconds).
+    c2w: (4, 4) pose at the time of the push (later BA corrections: ``trajectory()``).
+    covariance: (6, 6) translation then rotation, local tangent; never all zeros.
+    health: "initialising", "ok", "degraded" or "lost"; recovered: this frame ends a loss.
+    is_keyframe: the frame became a keyframe. source: "init", "pnp", "prior", "fallback",
+    "hold" (before a map exists) or "buffered" (waiting for the model's K).
+    inliers: PnP inliers (0 if not placed by PnP); tracks: live KLT tracks.
+    disagreement_deg: model vs geometry rotation over the last prior window (0 without).
+    timing: seconds per stage (track, pose, keyframe, ba, prior, total).
+    """
+
+    index: int
+    stamp: float
+    c2w: np.ndarray
+    covariance: np.ndarray
+    health: str
+    is_keyframe: bool = False
+    recovered: bool = False
+    source: str = "pnp"
+    inliers: int = 0
+    tracks: int = 0
+    disagreement_deg: float = 0.0
+    timing: dict = field(default_factory=dict)
+
+
+@dataclass
+class _Keyframe:
+    kid: int
+    frame: int
+    c2w: np.ndarray
+    ids: np.ndarray
+    pts: np.ndarray
+    tracked: int
+    cov: np.ndarray = None
+
+
+class VisualOdometry:
+    """Monocular VO core. ``K`` (3, 3) pixels or None (then the prior's K, or a guess with
+    ``config.default_hfov_deg``); ``prior``: a ``MotionPrior`` or None."""
+
+    def __init__(self, K=None, config=None, prior: MotionPrior = None):
+        self.cfg = config or OdometryConfig()
+        self.prior = prior
+        self.K_given = None if K is None else np.asarray(K, float)
+        self.ba = WindowBundleAdjuster(self.cfg.ba_pixel_sigma, self.cfg.ba_huber,
+                                       self.cfg.ba_iterations, self.cfg.ba_solver,
+                                       self.cfg.prior_huber, self.cfg.ba_covariance)
+        self._executor = ThreadPoolExecutor(1) if self.cfg.ba_async else None
+        self.reset()
+
+    @property
+    def method(self):
+        return "geometry" if self.prior is None else "rap"
+
+    # ------------------------------------------------------------------ public API
+    def reset(self, pose=None):
+        """Forget the map, tracks and history; the next frame starts at ``pose`` (default I)."""
+        self.K = self.K_given
+        self._tracker = None
+        self._start_pose = np.eye(4) if pose is None else np.asarray(pose, float)
+        self._index = -1
+        self._prev_gray = None
+        self._pts = np.zeros((0, 2), np.float32)
+        self._ids = np.zeros(0, np.int64)
+        self._next_id = 0
+        self._landmarks = {}
+        self._window = []
+        self._kf_pose = {}          # keyframe id -> c2w (every keyframe, for trajectory())
+        self._kf_cov = {}
+        self._next_kid = 0
+        self._records = {}          # frame -> (keyframe id or None, rel or absolute pose)
+        self._stamps = {}
+        self._last_pose = self._start_pose.copy()
+        self._velocity = np.eye(4)
+        self._last_cov = np.eye(6) * 1e-4
+        self._mode = "init"
+        self._init_ref = None
+        self._pending = []
+        self._speed_hint = None
+        self._health = HealthMonitor(self.cfg.degraded_inliers, self.cfg.lost_after,
+                                     self.cfg.disagreement_deg)
+        self._buffer = deque(maxlen=self.prior.window if self.prior else 1)
+        self._buffered_k = []       # frames held while waiting for the model's K
+        self._betweens = []
+        self._prior_scale = None
+        self._last_prior_frame = -10**9
+        self._disagreement = 0.0
+        self._ba_future = None
+        self._ba_last = None
+        self._tracked_prev = None
+        self._placed = deque(maxlen=64)
+        self._inliers = {}                # recent frame -> PnP inliers   # recent frames placed by the map (PnP / init)
+        self.stats = dict(frames=0, keyframes=0, pnp=0, fallback=0, prior_fallback=0,
+                          prior_windows=0, prior_factors=0, ba_runs=0, ba_seconds=0.0,
+                          prior_seconds=0.0, losses=0, recoveries=0, inits=0)
+
+    def push(self, image, stamp=None) -> FrameResult:
+        """Process one frame (uint8 (H, W) grey or (H, W, 3) RGB) and return its result."""
+        t0 = time.perf_counter()
+        image = np.asarray(image)
+        if self.K is None and self.prior is not None and self.K_given is None:
+            return self._push_without_k(image, stamp, t0)
+        return self._push(image, stamp, t0)
+
+    def trajectory(self):
+        """(N, 4, 4) c2w of every frame so far (with ``history``; else the retained ones):
+        keyframes as last bundle-adjusted, other frames relative to their keyframe."""
+        self._collect_ba(wait=True)
+        frames = sorted(self._records)
+        return np.array([self._pose_of(f) for f in frames]) if frames else np.zeros((0, 4, 4))
+
+    def keyframes(self):
+        """Dict frame index -> c2w of the keyframes of the current window (BA-corrected)."""
+        self._collect_ba(wait=True)
+        return {kf.frame: kf.c2w.copy() for kf in self._window}
+
+    def set_scale(self, factor):
+        """Multiply every length (map, keyframes, trajectory, motion model) by ``factor``
+        about the world origin, e.g. once wheel odometry gives the metric scale."""
+        f = float(factor)
+        self._collect_ba(wait=True)
+
+        def scaled(T):
+            T = T.copy()
+            T[:3, 3] *= f
+            return T
+        for kf in self._window:
+            kf.c2w = scaled(kf.c2w)
+        self._kf_pose = {k: scaled(T) for k, T in self._kf_pose.items()}
+        self._landmarks = {i: p * f for i, p in self._landmarks.items()}
+        self._records = {i: (k, scaled(T)) for i, (k, T) in self._records.items()}
+        self._last_pose, self._velocity = scaled(self._last_pose), scaled(self._velocity)
+        self._betweens = [(a, b, scaled(T), c) for a, b, T, c in self._betweens]
+        if self._init_ref is not None:
+            self._init_ref["c2w"] = scaled(self._init_ref["c2w"])
+        if self._speed_hint is not None:
+            self._speed_hint *= f
+        if self._prior_scale is not None:
+            self._prior_scale *= f
+
+    def map_size(self):
+        """Sizes of the retained state: landmarks, window keyframes, live tracks, prior
+        factors, frame records (the latter grows only with ``history``)."""
+        return dict(landmarks=len(self._landmarks), keyframes=len(self._window),
+                    tracks=len(self._ids), betweens=len(self._betweens),
+                    records=len(self._records), kf_poses=len(self._kf_pose))
+
+    def close(self):
+        if self._executor is not None:
+            self._collect_ba(wait=True)
+            self._executor.shutdown(wait=True)
+
+    # ------------------------------------------------------------------ frame handling
+    def _push_without_k(self, image, stamp, t0):
+        """Hold frames until the prior's window is full, take K from the model, replay."""
+        self._buffered_k.append((image, stamp))
+        index = self._index + len(self._buffered_k)
+        if len(self._buffered_k) < self.prior.window:
+            return FrameResult(index, stamp, self._start_pose.copy(),
+                               np.eye(6) * LOST_COVARIANCE, "initialising", source="buffered",
+                               timing=dict(total=time.perf_counter() - t0))
+        frames = np.stack([_rgb(im) for im, _ in self._buffered_k])
+        t = time.perf_counter()
+        window = self.prior.estimate(frames, None)
+        self.stats["prior_seconds"] += time.perf_counter() - t
+        self.K = np.asarray(window.K, float)
+        held, self._buffered_k = self._buffered_k, []
+        result = None
+        for im, st in held:
+            result = self._push(im, st, time.perf_counter())
+        result.timing["total"] = time.perf_counter() - t0
+        return result
+
+    def _push(self, image, stamp, t0):
+        cfg = self.cfg
+        self._collect_ba(wait=False)
+        self._index += 1
+        index = self._index
+        self.stats["frames"] += 1
+        stamp = float(index if stamp is None else stamp)
+        self._stamps[index] = stamp
+        if self.prior is not None:
+            self._buffer.append((index, _rgb(image)))
+        gray = normalise(to_gray(image), cfg.normalise_mean, cfg.normalise_std)
+        if self._tracker is None:
+            h, w = gray.shape
+            self._tracker = Tracker(cfg, (w, h))
+            self._diag = self._tracker.diagonal
+            if self.K is None:
+                f = 0.5 * w / np.tan(np.radians(cfg.default_hfov_deg) / 2)
+                self.K = np.array([[f, 0, (w - 1) / 2], [0, f, (h - 1) / 2], [0, 0, 1.0]])
+        timing = {}
+        t = time.perf_counter()
+        if self._prev_gray is not None and len(self._pts):
+            pts, ok = self._tracker.track(self._prev_gray, gray, self._pts)
+            self._tracked_prev = self._pts[ok]
+            self._pts, self._ids = pts[ok], self._ids[ok]
+        else:
+            self._tracked_prev = None
+        timing["track"] = time.perf_counter() - t
+        prev_pose = self._last_pose
+        if self._mode == "init":
+            result = self._step_init(index, stamp, gray, timing)
+        else:
+            result = self._step_track(index, stamp, gray, timing)
+        # motion model
+        if index > 0 and result.source != "buffered":
+            self._velocity = invert(prev_pose) @ result.c2w
+        self._last_pose = result.c2w.copy()
+        if len(self._ids) < cfg.min_features:
+            self._top_up(gray)
+        self._prev_gray = gray
+        result.tracks = len(self._ids)
+        if not cfg.history:
+            self._trim_history()
+        timing["total"] = time.perf_counter() - t0
+        result.timing = timing
+        self.stats["losses"], self.stats["recoveries"] = self._health.losses, \
+            self._health.recoveries
+        return result
+
+    def _top_up(self, gray):
+        new = self._tracker.detect(gray, self._pts, self.cfg.max_features - len(self._pts))
+        if len(new):
+            self._pts = np.vstack([self._pts, new]).astype(np.float32)
+            self._ids = np.concatenate([self._ids, self._next_id + np.arange(len(new))])
+            self._next_id += len(new)
+
+    # ------------------------------------------------------------------ initialisation
+    def _start_init(self, index, c2w, gray):
+        if len(self._ids) < self.cfg.min_features:
+            self._top_up(gray)
+        self._init_ref = dict(frame=index, c2w=c2w.copy(), ids=self._ids.copy(),
+                              pts=self._pts.copy())
+        self._pending = []
+
+    def _step_init(self, index, stamp, gray, timing):
+        cfg, K = self.cfg, self.K
+        t = time.perf_counter()
+        if self._init_ref is None:
+            c2w = self._start_pose.copy() if index == 0 else self._last_pose.copy()
+            self._start_init(index, c2w, gray)
+            self._records[index] = (None, c2w.copy())
+            timing["pose"] = time.perf_counter() - t
+            return FrameResult(index, stamp, c2w, self._held_cov(), self._init_state(),
+                               source="hold")
+        ref = self._init_ref
+        common, ia, ib = np.intersect1d(ref["ids"], self._ids, return_indices=True)
+        p_ref, p_cur = ref["pts"][ia], self._pts[ib]
+        R, tdir, mask = relative_rotation(K, p_ref, p_cur)
+        # pose of the waiting frame: rotation from two views, position by constant velocity
+        # after a loss (speed hint) or held at the reference
+        c2w = self._last_pose @ self._velocity if self._speed_hint else ref["c2w"].copy()
+        if R is not None:
+            c2w[:3, :3] = ref["c2w"][:3, :3] @ R.T
+        self._records[index] = (None, c2w.copy())
+        done = False
+        if R is not None and len(common) >= cfg.init_min_points:
+            parallax = rotation_compensated_parallax(K, R, p_ref[mask], p_cur[mask])
+            baseline = self._init_baseline(index - ref["frame"])
+            if parallax >= cfg.init_parallax_frac * self._diag:
+                T_21 = pose(R, tdir * baseline)
+                done = self._try_init(index, ref, common, p_ref, p_cur, mask,
+                                      ref["c2w"] @ invert(T_21), cfg.init_min_angle_deg)
+            elif self.prior is not None and index - ref["frame"] >= cfg.prior_init_after:
+                rel = self._prior_relative(ref["frame"], index)
+                if rel is not None and np.linalg.norm(rel[:3, 3]) > 1e-9:
+                    # the geometry's rotation, the model's direction of travel
+                    rel[:3, :3] = R.T
+                    rel[:3, 3] *= baseline / np.linalg.norm(rel[:3, 3])
+                    done = self._try_init(index, ref, common, p_ref, p_cur, mask,
+                                          ref["c2w"] @ rel, 0.5 * cfg.init_min_angle_deg)
+        elif len(common) < cfg.init_min_points:
+            self._start_init(index, c2w, gray)
+        if not done:
+            self._pending.append((index, self._ids.copy(), self._pts.copy()))
+            if len(self._pending) > 60:
+                self._start_init(index, c2w, gray)
+            timing["pose"] = time.perf_counter() - t
+            return FrameResult(index, stamp, c2w, self._held_cov(), self._init_state(),
+                               source="hold", tracks=len(self._ids))
+        timing["pose"] = time.perf_counter() - t
+        kf = self._window[-1]
+        state, recovered = self._health.update(True, len(self._landmarks))
+        t = time.perf_counter()
+        self._run_ba()
+        timing["ba"] = time.perf_counter() - t
+        return FrameResult(index, stamp, self._pose_of(index), self._frame_cov(kf.cov),
+                           state, is_keyframe=True, recovered=recovered, source="init",
+                           inliers=len(self._landmarks))
+
+    def _init_state(self):
+        return "lost" if self._health.lost else "initialising"
+
+    def _init_baseline(self, frames):
+        if self._speed_hint:
+            return max(self._speed_hint * frames, 1e-6)
+        return 1.0
+
+    def _try_init(self, index, ref, common, p_ref, p_cur, mask, c2w_cur, min_angle):
+        cfg = self.cfg
+        X, good, angle = triangulate(self.K, ref["c2w"], c2w_cur, p_ref, p_cur, min_angle,
+                                     cfg.tri_max_reprojection_px)
+        good &= mask
+        if good.sum() < cfg.init_min_points or np.median(angle[good]) < min_angle:
+            return False
+        # the map: two keyframes and their landmarks
+        if self._window:
+            for kf in self._window:
+                self._kf_pose[kf.kid] = kf.c2w.copy()
+        self._window, self._landmarks, self._betweens = [], {}, []
+        for i, p in zip(common[good], X[good]):
+            self._landmarks[int(i)] = p
+        k0 = self._add_keyframe(ref["frame"], ref["c2w"], ref["ids"], ref["pts"], good.sum())
+        self._records[ref["frame"]] = (k0.kid, np.eye(4))
+        k1 = self._add_keyframe(index, c2w_cur, self._ids.copy(), self._pts.copy(), good.sum())
+        self._records[index] = (k1.kid, np.eye(4))
+        k0.cov = k1.cov = np.eye(6) * 1e-4
+        self._mode = "track"
+        self.stats["inits"] += 1
+        self._placed.extend([ref["frame"], index])
+        # frames that waited: located against the new map where possible
+        for f, ids, pts in self._pending:
+            if f in (ref["frame"], index):
+                continue
+            m = np.array([i in self._landmarks for i in ids.tolist()], bool)
+            c2w = None
+            if m.sum() >= cfg.min_pnp_points:
+                Xm = np.array([self._landmarks[int(i)] for i in ids[m]])
+                c2w, inl, _ = pnp(self.K, Xm, pts[m], ref["c2w"], cfg.pnp_reprojection_px)
+                if c2w is not None and inl.sum() < cfg.min_pnp_points:
+                    c2w = None
+            if c2w is None:  # interpolate the position between the two keyframes
+                a = (f - ref["frame"]) / max(index - ref["frame"], 1)
+                c2w = self._records[f][1].copy()
+                c2w[:3, 3] = (1 - a) * ref["c2w"][:3, 3] + a * c2w_cur[:3, 3]
+            self._records[f] = (k0.kid, invert(ref["c2w"]) @ c2w)
+        self._pending = []
+        self._init_ref = None
+        self._speed_hint = None
+        return True
+
+    # ------------------------------------------------------------------ tracking
+    def _step_track(self, index, stamp, gray, timing):
+        cfg, K = self.cfg, self.K
+        t = time.perf_counter()
+        guess = self._last_pose @ self._velocity
+        has = np.fromiter((i in self._landmarks for i in self._ids.tolist()), bool,
+                          len(self._ids))
+        c2w, inliers, rms, source = None, 0, np.inf, "pnp"
+        if has.sum() >= cfg.min_pnp_points:
+            Xm = np.array([self._landmarks[int(i)] for i in self._ids[has]])
+            c2w, inl, rms = pnp(K, Xm, self._pts[has], guess, cfg.pnp_reprojection_px)
+            inliers = int(inl.sum())
+            if c2w is not None and (inliers < cfg.min_pnp_points
+                                    or inliers < cfg.pnp_min_inlier_ratio * has.sum()):
+                c2w = None
+            if c2w is not None:
+                # drop tracks whose landmark disagrees
+                bad = np.flatnonzero(has)[~inl]
+                keep = np.ones(len(self._ids), bool)
+                keep[bad] = False
+                self._pts, self._ids, has = self._pts[keep], self._ids[keep], has[keep]
+                cov = pose_covariance_from_points(K, c2w, Xm[inl], max(rms, 0.5))
+        timing["pose"] = time.perf_counter() - t
+        placed = c2w is not None
+        t = time.perf_counter()
+        if not placed:
+            inliers = 0
+            c2w, source = self._fallback_pose(index, guess)
+            cov = self._last_cov + np.diag([1e-2] * 3 + [1e-3] * 3) * (1 + self._health.failures)
+            self.stats["fallback"] += 1
+        else:
+            self.stats["pnp"] += 1
+            self._placed.append(index)
+            self._inliers[index] = inliers
+            self._inliers.pop(index - 64, None)
+        timing["fallback"] = time.perf_counter() - t
+        kf = self._window[-1]
+        self._records[index] = (kf.kid, invert(kf.c2w) @ c2w)
+        # the prior's regular window
+        t = time.perf_counter()
+        if self.prior is not None:
+            stride = cfg.prior_stride or (self.prior.window - 1)
+            if index - self._last_prior_frame >= stride and len(self._buffer) == self.prior.window:
+                self._prior_window()
+        timing["prior"] = time.perf_counter() - t
+        state, recovered = self._health.update(placed, inliers, self._disagreement)
+        if state == "lost":
+            # start again from here, keeping the trajectory continuous
+            self._mode = "init"
+            steps = [np.linalg.norm(self._velocity[:3, 3])]
+            self._speed_hint = max(float(np.median(steps)), 1e-6) if self._speed_hint is None \
+                else self._speed_hint
+            for k in self._window:
+                self._kf_pose[k.kid] = k.c2w.copy()
+            self._records[index] = (None, c2w.copy())
+            self._start_init(index, c2w, gray)
+            cov = np.eye(6) * LOST_COVARIANCE
+            return FrameResult(index, stamp, c2w, cov, "lost", source=source, inliers=inliers,
+                               disagreement_deg=self._disagreement)
+        # keyframe?
+        t = time.perf_counter()
+        is_kf = self._need_keyframe(index, c2w, inliers, placed)
+        if is_kf:
+            new = self._add_keyframe(index, c2w, self._ids.copy(), self._pts.copy(), inliers)
+            new.cov = cov
+            self._records[index] = (new.kid, np.eye(4))
+            self._triangulate_new(new)
+            self._slide_window()
+            timing["keyframe"] = time.perf_counter() - t
+            t = time.perf_counter()
+            self._run_ba()
+            timing["ba"] = time.perf_counter() - t
+            if new.cov is not None:
+                cov = new.cov
+        self._last_cov = cov
+        return FrameResult(index, stamp, self._pose_of(index), self._frame_cov(cov), state,
+                           is_keyframe=is_kf, recovered=recovered, source=source,
+                           inliers=inliers, disagreement_deg=self._disagreement)
+
+    def _fallback_pose(self, index, guess):
+        """Pose of a frame the map cannot place: the model's motion, else two-view rotation
+        from the previous frame with a constant-velocity step."""
+        cfg = self.cfg
+        if self.prior is not None and cfg.prior_on_fallback and \
+                len(self._buffer) == self.prior.window and index - self._last_prior_frame > 1:
+            rel = self._prior_relative(index - 1, index)
+            if rel is not None:
+                self.stats["prior_fallback"] += 1
+                return self._last_pose @ rel, "prior"
+        step = self._velocity.copy()
+        prev_pts = self._tracked_prev
+        if prev_pts is not None and len(prev_pts) == len(self._pts) and len(prev_pts) >= 8:
+            R, tdir, mask = relative_rotation(self.K, prev_pts, self._pts)
+            if R is not None:
+                speed = np.linalg.norm(step[:3, 3])
+                step[:3, :3] = R.T
+                if rotation_compensated_parallax(self.K, R, prev_pts[mask],
+                                                 self._pts[mask]) > 1.0:
+                    step[:3, 3] = -R.T @ tdir * speed
+        return self._last_pose @ step, "fallback"
+
+    def _need_keyframe(self, index, c2w, inliers, placed):
+        cfg = self.cfg
+        kf = self._window[-1]
+        if index - kf.frame >= cfg.kf_max_gap:
+            return True
+        common, ia, ib = np.intersect1d(kf.ids, self._ids, return_indices=True)
+        if len(common) < 8:
+            return True
+        R_21 = c2w[:3, :3].T @ kf.c2w[:3, :3]
+        parallax = rotation_compensated_parallax(self.K, R_21, kf.pts[ia], self._pts[ib])
+        threshold = cfg.kf_parallax_frac * self._diag
+        if parallax >= threshold:
+            return True
+        weak = inliers < cfg.kf_min_tracked or inliers < cfg.kf_min_survival * kf.tracked
+        return (weak or not placed) and parallax >= 0.5 * threshold
+
+    def _add_keyframe(self, frame, c2w, ids, pts, tracked):
+        kf = _Keyframe(self._next_kid, frame, c2w.copy(), ids, pts, int(tracked))
+        self._next_kid += 1
+        self._window.append(kf)
+        self._kf_pose[kf.kid] = kf.c2w
+        self.stats["keyframes"] += 1
+        return kf
+
+    def _triangulate_new(self, new):
+        cfg = self.cfg
+        todo = np.array([i not in self._landmarks for i in new.ids.tolist()], bool)
+        for kf in self._window[:-1]:  # oldest first: the widest baseline
+            if not todo.any():
+                break
+            common, ia, ib = np.intersect1d(kf.ids, new.ids[todo], return_indices=True)
+            if len(common) == 0:
+                continue
+            ib = np.flatnonzero(todo)[ib]
+            X, good, _ = triangulate(self.K, kf.c2w, new.c2w, kf.pts[ia], new.pts[ib],
+                                     cfg.tri_min_angle_deg, cfg.tri_max_reprojection_px)
+            for i, p in zip(common[good], X[good]):
+                self._landmarks[int(i)] = p
+            todo[ib[good]] = False
+
+    def _slide_window(self):
+        cfg = self.cfg
+        while len(self._window) > cfg.window_keyframes:
+            old = self._window.pop(0)
+            self._kf_pose[old.kid] = old.c2w.copy()
+        alive = set(self._ids.tolist())
+        for kf in self._window:
+            alive.update(kf.ids.tolist())
+        self._landmarks = {i: p for i, p in self._landmarks.items() if i in alive}
+        kids = {kf.kid for kf in self._window}
+        self._betweens = [b for b in self._betweens if b[0] in kids and b[1] in kids]
+
+    # ------------------------------------------------------------------ bundle adjustment
+    def _ba_problem(self):
+        cfg = self.cfg
+        kfs = self._window
+        poses = {kf.kid: kf.c2w.copy() for kf in kfs}
+        fixed = {kf.kid for kf in kfs[:max(cfg.ba_fixed, 1)]}
+        obs_kf, obs_lm, obs_uv = [], [], []
+        for kf in kfs:
+            m = np.fromiter((i in self._landmarks for i in kf.ids.tolist()), bool, len(kf.ids))
+            obs_kf.append(np.full(m.sum(), kf.kid))
+            obs_lm.append(kf.ids[m])
+            obs_uv.append(kf.pts[m])
+        return BAProblem(self.K.copy(), poses, fixed, dict(self._landmarks),
+                         np.concatenate(obs_kf), np.concatenate(obs_lm),
+                         np.concatenate(obs_uv).astype(float), list(self._betweens))
+
+    def _run_ba(self):
+        if not self.cfg.ba or len(self._window) < 2:
+            return
+        if self._ba_future is not None:
+            if self._executor is not None:
+                return  # one at a time; the next keyframe will include this one
+        problem = self._ba_problem()
+        if self._executor is not None:
+            self._ba_future = self._executor.submit(self.ba.solve, problem)
+        else:
+            self._apply_ba(self.ba.solve(problem))
+
+    def _collect_ba(self, wait):
+        if self._ba_future is None:
+            return
+        if not wait and not self._ba_future.done():
+            return
+        result = self._ba_future.result()
+        self._ba_future = None
+        self._apply_ba(result)
+
+    def _apply_ba(self, result):
+        self.stats["ba_runs"] += 1
+        self.stats["ba_seconds"] += result.seconds
+        self._ba_last = result
+        for kf in self._window:
+            if kf.kid in result.poses:
+                kf.c2w = result.poses[kf.kid]
+                self._kf_pose[kf.kid] = kf.c2w
+            if kf.kid in result.covariances:
+                kf.cov = result.covariances[kf.kid]
+                self._kf_cov[kf.kid] = kf.cov
+        for i, p in result.points.items():
+            if i in self._landmarks:
+                self._landmarks[i] = p
+        self._cull_landmarks()
+        if self._index in self._records and self._records[self._index][0] is not None:
+            self._last_pose = self._pose_of(self._index)
+
+    def _cull_landmarks(self):
+        """Remove landmarks that reproject badly (or behind) in a window keyframe."""
+        bad = set()
+        for kf in self._window:
+            m = np.fromiter((i in self._landmarks for i in kf.ids.tolist()), bool, len(kf.ids))
+            if not m.any():
+                continue
+            ids = kf.ids[m]
+            Xm = np.array([self._landmarks[int(i)] for i in ids])
+            uv, z = project(self.K, kf.c2w, Xm)
+            err = np.linalg.norm(uv - kf.pts[m], axis=1)
+            bad.update(ids[(err > self.cfg.max_reprojection_px) | (z <= 0)].tolist())
+        for i in bad:
+            self._landmarks.pop(i, None)
+
+    # ------------------------------------------------------------------ motion prior
+    def _window_frames(self):
+        frames = [f for f, _ in self._buffer]
+        images = np.stack([im for _, im in self._buffer])
+        return frames, images
+
+    def _prior_estimate(self):
+        frames, images = self._window_frames()
+        t = time.perf_counter()
+        window = self.prior.estimate(images, self.K)
+        self.stats["prior_seconds"] += time.perf_counter() - t
+        self.stats["prior_windows"] += 1
+        self._last_prior_frame = frames[-1]
+        return frames, window
+
+    def _geo_poses(self, frames):
+        poses, valid = [], []
+        for f in frames:
+            rec = self._records.get(f)
+            ok = rec is not None and rec[0] is not None and (rec[0] in self._kf_pose) \
+                and f in self._placed
+            poses.append(self._pose_of(f) if rec is not None else np.eye(4))
+            valid.append(ok)
+        return np.array(poses), np.array(valid)
+
+    def _prior_relative(self, a, b):
+        """The model's relative pose from frame a to frame b (both in the buffer), scaled to
+        the map (last known window scale), or None."""
+        frames, window = self._prior_estimate()
+        if a not in frames or b not in frames:
+            return None
+        geo, valid = self._geo_poses(frames)
+        valid[frames.index(b)] = False
+        s = window_scale(window.c2w, geo, valid)
+        if s is None or s <= 0:
+            s = self._prior_scale
+        if s is None:
+            return None
+        ia, ib = frames.index(a), frames.index(b)
+        rel = invert(window.c2w[ia]) @ window.c2w[ib]
+        rel[:3, 3] *= s
+        return rel
+
+    def _prior_window(self):
+        """Run the model on the buffered window; scale it to the map; add between-factors
+        between consecutive keyframes inside it; update the disagreement signal."""
+        cfg = self.cfg
+        frames, window = self._prior_estimate()
+        geo, valid = self._geo_poses(frames)
+        s = window_scale(window.c2w, geo, valid)
+        if s is not None and s > 0:
+            self._prior_scale = s if self._prior_scale is None else \
+                0.5 * self._prior_scale + 0.5 * s
+        s = s if s else self._prior_scale
+        idx = np.flatnonzero(valid)
+        if len(idx) >= 2:
+            a, b = idx[0], idx[-1]
+            R_geo = (invert(geo[a]) @ geo[b])[:3, :3]
+            R_mod = (invert(window.c2w[a]) @ window.c2w[b])[:3, :3]
+            self._disagreement = float(np.degrees(rotation_angle(R_geo.T @ R_mod)))
+        if s is None:
+            return
+        weak = (~valid).any() or min(self._inliers.get(f, 0) for f in frames) \
+            < 2 * cfg.degraded_inliers
+        if cfg.prior_factors == "weak" and not weak:
+            return
+        by_frame = {kf.frame: kf for kf in self._window}
+        kfs = [by_frame[f] for f in frames if f in by_frame]
+        for ka, kb in zip(kfs[:-1], kfs[1:]):
+            i, j = frames.index(ka.frame), frames.index(kb.frame)
+            T, cov = relative_factor(window, i, j, s, np.radians(cfg.prior_rot_floor_deg),
+                                     cfg.prior_trans_floor, 1e-3 * s)
+            self._betweens.append((ka.kid, kb.kid, T, cov))
+            self.stats["prior_factors"] += 1
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _pose_of(self, frame):
+        kid, T = self._records[frame]
+        if kid is None:
+            return T.copy()
+        return self._kf_pose[kid] @ T
+
+    def _held_cov(self):
+        return np.eye(6) * (LOST_COVARIANCE if self._health.lost else 1.0)
+
+    def _frame_cov(self, cov):
+        cov = np.asarray(cov if cov is not None else self._last_cov, float)
+        if not np.any(cov):
+            cov = np.eye(6) * 1e-6
+        return cov
+
+    def _trim_history(self):
+        """Without history keep only records of frames that are keyframes in the window or
+        newer than the window's first keyframe."""
+        if not self._window:
+            return
+        first = self._window[0].frame
+        for f in [f for f in self._records if f < first]:
+            self._records.pop(f)
+            self._stamps.pop(f, None)
+        kids = {kf.kid for kf in self._window}
+        for k in [k for k in self._kf_pose if k not in kids]:
+            self._kf_pose.pop(k)
+            self._kf_cov.pop(k, None)
+
+
+def _rgb(image):
+    image = np.asarray(image, np.uint8)
+    if image.ndim == 2:
+        return np.repeat(image[..., None], 3, axis=2)
+    return image[..., :3]
