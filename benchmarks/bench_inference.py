@@ -7,8 +7,9 @@ Measures
    Runtime is the best of each against the best of the other);
 2. video -> camera end to end (resize, encode + motion channels, denoise with 2 Euler steps,
    decode to poses) on camera-sized frames, in input frames per second: per window
-   (T frames / window time) and streaming with the chainer at the node's default stride
-   (``STRIDE`` new frames per window; the other T - STRIDE frames overlap and fix the scale);
+   (T frames / window time) and streaming through ``WindowStream`` (the node's and the
+   evaluator's code path) at the node's default stride (``DEFAULT_STRIDE`` new frames per
+   window; the other T - DEFAULT_STRIDE frames overlap and fix the scale);
 3. how that grows with the window length T and with the input image size.
 
 Usage::
@@ -35,8 +36,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from rap_ros.backend import OnnxBackend, TorchBackend  # noqa: E402
-from rap_ros.pipeline import TrajectoryPipeline  # noqa: E402
+from rap_ros.backend.onnx_backend import OnnxBackend  # noqa: E402
+from rap_ros.backend.torch_backend import TorchBackend  # noqa: E402
+from rap_ros.pipeline.streaming import DEFAULT_STRIDE, WindowStream  # noqa: E402
+from rap_ros.pipeline.trajectory import TrajectoryPipeline  # noqa: E402
 
 
 def median_ms(fn, repeat, warmup=3):
@@ -76,10 +79,11 @@ def intrinsics(width, height):
 
 def load_backends(args, workdir):
     """(config, onnx backend, torch backend, description of the weights)."""
-    from rap_ros.model import export
+    from rap_ros.backend import export
 
     if args.config:
-        from rap_ros.model.config import CONFIG_DIR, SIZES, load_config
+        from rap_ros.contract.config import SIZES, load_config
+        from rap_ros.model.config import CONFIG_DIR
 
         if args.config in SIZES:
             config = SIZES[args.config]()
@@ -94,7 +98,7 @@ def load_backends(args, workdir):
         from rap_ros.backend.shared import default_weights
 
         weights = Path(args.weights) if args.weights else default_weights()
-        export.export_weights(weights, workdir, verify=False)
+        export.export_onnx(weights, workdir, verify=False)
         torch_backend = TorchBackend(weights)
         config = torch_backend.config
         source = str(weights.relative_to(REPO) if weights.is_relative_to(REPO) else weights)
@@ -102,13 +106,9 @@ def load_backends(args, workdir):
     return config, onnx_backend, torch_backend, source
 
 
-# trajectory_estimator's default window_stride: new frames per window when streaming
-STRIDE = 4
-
-
 def bench_networks(config, backends, samples, repeat):
     """Per-call times of the three graphs at batch 1 and batch ``samples``."""
-    from rap_ros.model.export import example_inputs
+    from rap_ros.backend.export import example_inputs
 
     rows = []
     for batch in sorted({1, samples}):
@@ -129,7 +129,7 @@ def bench_denoiser_threads(config, model_dir, torch_backend, samples, repeat):
     """Denoiser step times with 1 and with all cores' intra-op threads, both backends."""
     import torch
 
-    from rap_ros.model.export import example_inputs
+    from rap_ros.backend.export import example_inputs
 
     all_threads, torch_default = os.cpu_count(), torch.get_num_threads()
     rows = []
@@ -150,22 +150,27 @@ def bench_window(backend, frames, K, samples, repeat, steps=2, refine=False, win
     """Median wall time of estimate_window and the median of each stage (refine: with the
     optical-flow refinement, the node's default, timed as its own stage).
 
-    frames: the window itself, estimated ``repeat`` times; or, with ``window``, a longer
-    sequence on which windows of that length slide by ``STRIDE`` frames as in the node (the
-    refinement remembers the frame pairs consecutive windows share, so repeating one window
-    would time it for free)."""
+    frames: the window itself, estimated ``repeat`` times; or, with ``window`` (the model's
+    window length), a longer sequence streamed through ``WindowStream`` as in the node:
+    windows slide by ``DEFAULT_STRIDE`` frames (the refinement remembers the frame pairs
+    consecutive windows share, so repeating one window would time it for free)."""
     pipeline = TrajectoryPipeline(backend, steps=steps, sampler="euler", samples=samples,
                                   refine=refine)
     if window is None:
-        windows = [frames] * (repeat + 2)
+        for _ in range(2):  # warm-up
+            pipeline.estimate_window(frames, K)
+        runs = [pipeline.estimate_window(frames, K).timings for _ in range(repeat)]
     else:
-        windows = [frames[k * STRIDE:k * STRIDE + window] for k in range(repeat + 2)]
-        if len(windows[-1]) < window:
-            raise ValueError(f"need {window + (repeat + 1) * STRIDE} frames, got {len(frames)}")
-    for w in windows[:2]:  # warm-up
-        pipeline.estimate_window(w, K)
-    runs = [pipeline.estimate_window(w, K).timings for w in windows[2:]]
-    frames = windows[0]
+        needed = window + (repeat + 1) * DEFAULT_STRIDE
+        if len(frames) < needed:
+            raise ValueError(f"need {needed} frames, got {len(frames)}")
+        timings = []
+        stream = WindowStream(pipeline, stride=DEFAULT_STRIDE, K=K, keep_history=False,
+                              on_window=lambda _, estimate: timings.append(estimate.timings))
+        for index, frame in enumerate(frames[:needed]):
+            stream.push(frame, index / 10.0)
+        runs = timings[2:]  # the first two windows warm up
+        frames = frames[:window]
     stages = {key: 1000.0 * float(np.median([r[key] for r in runs])) for key in runs[0]}
     T = len(frames)
     return {"frames": T, "samples": samples, "steps": steps, "refine": refine,
@@ -173,7 +178,7 @@ def bench_window(backend, frames, K, samples, repeat, steps=2, refine=False, win
             "input": f"{frames.shape[2]}x{frames.shape[1]}",
             **{f"{key}_ms": value for key, value in stages.items()},
             "window_fps": T / (stages["total"] / 1000.0),
-            "stream_fps": min(STRIDE, T - 1) / (stages["total"] / 1000.0)}
+            "stream_fps": min(DEFAULT_STRIDE, T - 1) / (stages["total"] / 1000.0)}
 
 
 def main():
@@ -220,7 +225,7 @@ def main():
         for row, backend in zip(end_to_end, [b for b in backends.values()
                                              for _ in sorted({1, args.samples})]):
             row["backend"] = backend.name
-        stream = moving_frames(T + (args.repeat + 1) * STRIDE, height, width)
+        stream = moving_frames(T + (args.repeat + 1) * DEFAULT_STRIDE, height, width)
         end_to_end.append({**bench_window(onnx_backend, stream, K, 1, args.repeat, refine=True,
                                           window=T), "backend": onnx_backend.name})
         print(f"\nvideo -> camera, {width}x{height} input, 2 Euler steps (ms)")
@@ -229,7 +234,7 @@ def main():
                   f"  encode {row['encode_ms']:6.2f}  denoise {row['denoise_ms']:6.2f}"
                   f"  decode {row['decode_ms']:6.2f}  total {row['total_ms']:7.2f}"
                   f"  -> {row['window_fps']:6.1f} frames/s per window,"
-                  f" {row['stream_fps']:6.1f} streaming (stride {STRIDE})")
+                  f" {row['stream_fps']:6.1f} streaming (stride {DEFAULT_STRIDE})")
 
         max_frames = 1 + tf * (config.max_latent_frames - 1)
         lengths = [1 + tf * k for k in range(1, config.max_latent_frames)]
@@ -307,7 +312,8 @@ def markdown(result, width, height):
         f"## Video -> camera end to end ({width}x{height} input, 2 Euler steps)",
         "",
         "Frames/s per window = T / window time; streaming = new frames per window / window "
-        f"time at the estimator's default `window_stride` of {STRIDE} (T - {STRIDE} overlapping "
+        f"time at the estimator's default `window_stride` of {DEFAULT_STRIDE} "
+        f"(T - {DEFAULT_STRIDE} overlapping "
         "frames fix the scale between windows; a stride of T - 2 is the fastest that does).",
         "",
         "| backend | K samples | resize | encode | denoise | decode | flow refinement | total "

@@ -29,13 +29,13 @@ import time
 import numpy as np
 import torch
 
+from rap_ros.contract import preprocess
 from rap_ros.model import data as data_mod
-from rap_ros.model import preprocess
+from rap_ros.model.checkpoint import load_checkpoint, load_weights, weights_from_run
 from rap_ros.model.codec import encode_raxels_latent
 from rap_ros.model.config import load_run_config
 from rap_ros.model.flow import flow_loss, job_batch_masks
-from rap_ros.model.train import (evaluate_pose, export_weights, load_checkpoint, load_weights,
-                                 run_training)
+from rap_ros.model.train import evaluate_pose, run_training
 
 RESULTS = pathlib.Path(__file__).parent / "results"
 
@@ -99,7 +99,7 @@ def held_out_loss(codec, dit, val, config, n: int = 64, repeats: int = 4):
 
 def score(run_dir: pathlib.Path, val, n: int):
     """Held-out scores of a variant's EMA weights (exported as the shipped ones are)."""
-    weights = export_weights(run_dir, run_dir / "rap_small.pt")
+    weights = weights_from_run(run_dir, run_dir / "rap_small.pt")
     config, codec, dit = load_weights(weights)
     meta = load_checkpoint(weights)["meta"]
     out = {"steps": meta["dit_step"], "train_minutes": round(meta["dit_minutes"], 1)}

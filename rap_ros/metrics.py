@@ -13,10 +13,10 @@ Poses are camera-to-world (N, 4, 4) float64 in metres, as in
 """
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
+from skimage.metrics import structural_similarity
 
-from rap_ros.geometry import apply_scale, camera_centres, invert_pose, pose_from_rt
-from rap_ros.geometry import rotation_angle_deg
+from rap_ros.geometry.cameras import apply_scale, camera_centres, invert_pose, pose_from_rt
+from rap_ros.geometry.rotations import rotation_angle_deg
 
 ALIGNMENT_MODES = ("sim3", "se3", "none")
 
@@ -132,11 +132,9 @@ def _statistics(errors):
 
 # ---------------------------------------------------------------- images
 
-# SSIM constants of Wang et al. 2004, with skimage's Gaussian window
-# (sigma 1.5, truncated at 3.5 sigma: 11 taps).
+# skimage's Gaussian SSIM window: sigma 1.5, truncated at 3.5 sigma (11 taps).
 _SSIM_SIGMA = 1.5
-_SSIM_TRUNCATE = 3.5
-_SSIM_K1, _SSIM_K2 = 0.01, 0.03
+_SSIM_MARGIN = int(3.5 * _SSIM_SIGMA + 0.5)
 
 
 def psnr(a, b, data_range=1.0):
@@ -155,33 +153,23 @@ def psnr(a, b, data_range=1.0):
 def ssim(a, b, data_range=1.0):
     """Structural similarity of each image, shape (...), averaged over channels.
 
-    a, b: (..., H, W, C) float images, H, W >= 11. Local statistics use a
-    Gaussian window (sigma 1.5, 11 taps, reflected at the borders), the
-    population covariance and K1 = 0.01, K2 = 0.03; the SSIM map is averaged
-    without its 5-pixel border. This matches skimage's
-    ``structural_similarity(gaussian_weights=True, sigma=1.5,
-    use_sample_covariance=False, channel_axis=-1)``.
+    a, b: (..., H, W, C) float images, H, W >= 11. scikit-image's
+    ``structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+    channel_axis=-1)``: a Gaussian window (11 taps, reflected at the borders), the population
+    covariance, K1 = 0.01, K2 = 0.03 (Wang et al. 2004), the SSIM map averaged without its
+    5-pixel border; one call per image of the batch.
     """
     a, b = _check_images(a, b)
-    margin = int(_SSIM_TRUNCATE * _SSIM_SIGMA + 0.5)
-    if min(a.shape[-3:-1]) < 2 * margin + 1:
-        raise ValueError(f"ssim needs images of at least {2 * margin + 1} pixels a side, "
+    if min(a.shape[-3:-1]) < 2 * _SSIM_MARGIN + 1:
+        raise ValueError(f"ssim needs images of at least {2 * _SSIM_MARGIN + 1} pixels a side, "
                          f"got {a.shape[-3:-1]}")
-    sigma = [0.0] * (a.ndim - 3) + [_SSIM_SIGMA, _SSIM_SIGMA, 0.0]
-
-    def local_mean(x):
-        return gaussian_filter(x, sigma, mode="reflect", truncate=_SSIM_TRUNCATE)
-
-    mean_a, mean_b = local_mean(a), local_mean(b)
-    var_a = local_mean(a * a) - mean_a ** 2
-    var_b = local_mean(b * b) - mean_b ** 2
-    cov = local_mean(a * b) - mean_a * mean_b
-    c1 = (_SSIM_K1 * data_range) ** 2
-    c2 = (_SSIM_K2 * data_range) ** 2
-    ssim_map = ((2 * mean_a * mean_b + c1) * (2 * cov + c2)
-                / ((mean_a ** 2 + mean_b ** 2 + c1) * (var_a + var_b + c2)))
-    interior = ssim_map[..., margin:-margin, margin:-margin, :]
-    return interior.mean(axis=(-3, -2, -1))
+    lead = a.shape[:-3]
+    flat_a, flat_b = a.reshape((-1,) + a.shape[-3:]), b.reshape((-1,) + b.shape[-3:])
+    values = [structural_similarity(x, y, gaussian_weights=True, sigma=_SSIM_SIGMA,
+                                    use_sample_covariance=False, channel_axis=-1,
+                                    data_range=data_range)
+              for x, y in zip(flat_a, flat_b)]
+    return np.array(values, dtype=np.float64).reshape(lead)
 
 
 def _check_images(a, b):

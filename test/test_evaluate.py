@@ -8,8 +8,11 @@ import cv2
 import numpy as np
 import pytest
 
-from rap_ros.evaluation.inputs import (InputError, InputOptions, associate, load_intrinsics,
-                                       open_input, tum_rows)
+from rap_ros.evaluation.inputs import InputOptions, open_input
+from rap_ros.io.errors import InputError
+from rap_ros.io.intrinsics import load_intrinsics
+from rap_ros.io.stamped import associate
+from rap_ros.io.tum import tum_rows
 from rap_ros.geometry import invert_pose, pose_from_rt, quat_from_matrix
 from rap_ros.tools.cli import main as cli_main
 
@@ -352,8 +355,8 @@ def model_spec(tmp_path_factory):
     except (ModelFileError, FileNotFoundError):
         pass
     pytest.importorskip("torch")
-    from rap_ros.model.config import rap_tiny
-    from rap_ros.model.export import export_modules, random_modules
+    from rap_ros.contract.config import rap_tiny
+    from rap_ros.backend.export import export_modules, random_modules
 
     config = rap_tiny()
     codec, dit = random_modules(config, seed=2)

@@ -17,7 +17,8 @@ from evo.core import sync as evo_sync  # noqa: E402
 from evo.tools import file_interface  # noqa: E402
 
 from rap_ros import metrics  # noqa: E402
-from rap_ros.evaluation.inputs import associate, read_tum_trajectory  # noqa: E402
+from rap_ros.io.stamped import associate  # noqa: E402
+from rap_ros.io.tum import read_tum_trajectory  # noqa: E402
 from rap_ros.evaluation.report import write_tum  # noqa: E402
 from rap_ros.geometry import pose_from_rt, random_rotation, rotation_from_axis_angle  # noqa: E402
 
@@ -104,7 +105,7 @@ def test_random_trajectories_agree_with_evo(tmp_path, seed):
 
 def test_evaluator_output_agrees_with_evo(tmp_path):
     """The TUM files and metrics.json the evaluator writes score the same in evo."""
-    from rap_ros.evaluation.inputs import tum_rows
+    from rap_ros.io.tum import tum_rows
     from rap_ros.evaluation.run import RunOptions, evaluate_input
 
     rng = np.random.default_rng(7)

@@ -16,12 +16,13 @@ import pytest
 torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 
-from rap_ros.backend import ModelFileError, OnnxBackend, TorchBackend, shared  # noqa: E402
+from rap_ros.backend import ModelFileError, OnnxBackend, shared  # noqa: E402
+from rap_ros.backend.torch_backend import TorchBackend  # noqa: E402
 from rap_ros.backend.onnx_backend import (DECODER_FILE, DENOISER_FILE, ENCODER_FILE,  # noqa: E402
                                           MANIFEST_FILE, PROVIDER_PREFERENCE, select_providers)
-from rap_ros.backend.torch_backend import load_checkpoint, save_checkpoint  # noqa: E402
-from rap_ros.model.config import rap_tiny  # noqa: E402
-from rap_ros.model.export import example_inputs, random_modules  # noqa: E402
+from rap_ros.model.checkpoint import read_weights, save_weights  # noqa: E402
+from rap_ros.contract.config import rap_tiny  # noqa: E402
+from rap_ros.backend.export import example_inputs, random_modules  # noqa: E402
 from rap_ros.tools import cli  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,7 +36,7 @@ def tiny(tmp_path_factory):
     config = rap_tiny()
     codec, dit = random_modules(config, seed=1)
     weights = root / "tiny.pt"
-    save_checkpoint(weights, config, codec, dit)
+    save_weights(weights, config, codec, dit)
     model_dir = root / "onnx"
     assert cli.main(["export", "--weights", str(weights), "--out", str(model_dir)]) == 0
     return {"config": config, "weights": weights, "dir": model_dir,
@@ -105,7 +106,7 @@ def test_onnx_matches_torch_on_rendered_clip(tiny):
     """A rendered clip and its raxels through every graph: frames and raxels encoded, the
     video -> camera denoiser step on them, and both decoded."""
     from rap_ros.geometry import encode_raxels, relative_to_first
-    from rap_ros.model.preprocess import images_to_model, motion_channels, normalize_raxels
+    from rap_ros.contract.preprocess import images_to_model, motion_channels, normalize_raxels
 
     config = tiny["config"]
     clip = _rendered_clip(config)
@@ -142,7 +143,7 @@ def test_backends_check_window_length(tiny):
 
 
 def test_checkpoint_loads_weights_only(tiny):
-    config, codec_state, dit_state = load_checkpoint(tiny["weights"])
+    config, codec_state, dit_state = read_weights(tiny["weights"])
     assert config == tiny["config"]
     assert set(codec_state) and set(dit_state)
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from rosbags.rosbag2 import Reader
 
-from rap_ros.io.bag import image_to_rgb, read_bag_clip, write_bag
+from rap_ros.io.bag import read_bag_clip, write_bag
+from rap_ros.io.messages import image_to_rgb8
 from rap_ros.io.sequence import read_sequence, write_sequence
 from rap_ros.io.tum import read_tum, write_tum
 from rap_ros.synth.dataset import make_drive, sample_clip
@@ -119,7 +120,7 @@ def test_bag_messages_deserialize_in_rclpy(tmp_path, clip):
     assert np.allclose([position.x, position.y, position.z], clip.c2w[2, :3, 3])
 
 
-def test_image_to_rgb_handles_bgr_mono_and_row_padding():
+def test_image_to_rgb8_handles_bgr_mono_and_row_padding():
     rgb = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
 
     def message(encoding, pixels, channels):
@@ -128,12 +129,12 @@ def test_image_to_rgb_handles_bgr_mono_and_row_padding():
         return SimpleNamespace(encoding=encoding, height=2, width=3, step=rows.shape[1],
                                data=rows.reshape(-1))
 
-    assert np.array_equal(image_to_rgb(message("rgb8", rgb, 3)), rgb)
-    assert np.array_equal(image_to_rgb(message("bgr8", rgb[..., ::-1], 3)), rgb)
-    grey = image_to_rgb(message("mono8", rgb[..., 0], 1))
+    assert np.array_equal(image_to_rgb8(message("rgb8", rgb, 3)), rgb)
+    assert np.array_equal(image_to_rgb8(message("bgr8", rgb[..., ::-1], 3)), rgb)
+    grey = image_to_rgb8(message("mono8", rgb[..., 0], 1))
     assert np.array_equal(grey, np.repeat(rgb[..., :1], 3, axis=2))
     with pytest.raises(ValueError, match="yuv422"):
-        image_to_rgb(message("yuv422", rgb, 3))
+        image_to_rgb8(message("yuv422", rgb, 3))
 
 
 def run_cli(argv):

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from rap_ros.model import preprocess
+from rap_ros.contract import preprocess
 from rap_ros.model.codec import CausalVideoCodec, decode_raxels_latent, encode_raxels_latent
-from rap_ros.model.config import ModelConfig, rap_small, rap_tiny
+from rap_ros.contract.config import ModelConfig, rap_small, rap_tiny
 from rap_ros.model.dit import RaxelDiT, count_parameters
 from rap_ros.model.flow import draw_jobs, flow_loss, job_batch_masks, sample
 
@@ -186,7 +186,7 @@ def test_motion_channels_follow_a_shift():
 
 
 def test_preprocess_imports_no_torch():
-    code = ("import sys, rap_ros.model.preprocess, rap_ros.model.config; "
+    code = ("import sys, rap_ros.contract.preprocess, rap_ros.contract.config; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 

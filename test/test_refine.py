@@ -4,7 +4,7 @@ import pytest
 
 from rap_ros.geometry import pose_from_rt, relative_to_first, rotation_angle_deg
 from rap_ros.metrics import rpe
-from rap_ros.refine import RefineOptions, refine_at_resolution, refine_window
+from rap_ros.pipeline.refine import RefineOptions, refine_at_resolution, refine_window
 from rap_ros.synth.dataset import held_out_seed, sample_clip
 
 
@@ -59,7 +59,7 @@ def test_large_inputs_are_refined_at_a_capped_resolution():
 
 
 def test_pairs_shared_by_overlapping_windows_are_computed_once(monkeypatch):
-    from rap_ros import refine
+    from rap_ros.pipeline import refine
 
     clip = sample_clip(held_out_seed(6), frames=7, height=96, width=96)
     model = centres_only(clip.c2w)

@@ -20,6 +20,7 @@ from rap_ros.geometry import (
     relative_to_first,
     rotation_angle_deg,
     rotation_from_axis_angle,
+    rotation_vector,
     scale_intrinsics,
     skew,
 )
@@ -220,3 +221,10 @@ def test_rotation_helpers_keep_batch_shapes(seed):
     assert rotation_angle_deg(R).shape == (2, 3)
     assert project_to_so3(R).shape == R.shape
     assert invert_pose(pose_from_rt(R, np.zeros(3))).shape == (2, 3, 4, 4)
+
+
+def test_rotation_vector_small_and_large_angles():
+    axis = np.array([0.2, -0.5, 0.8]) / np.linalg.norm([0.2, -0.5, 0.8])
+    for angle in (0.0, 1e-9, 0.3, 3.1, np.pi - 1e-7):
+        R = rotation_from_axis_angle(axis, angle)
+        assert np.allclose(rotation_vector(R), axis * angle, atol=1e-7)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from rap_ros.model.checkpoint import CheckpointError, load_checkpoint, load_weights
 from rap_ros.model.config import load_run_config
-from rap_ros.model.train import (CheckpointError, load_checkpoint, load_weights,
-                                 run_training)
+from rap_ros.model.train import run_training
 
 ROOT = Path(__file__).resolve().parent.parent
 

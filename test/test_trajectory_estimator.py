@@ -1,7 +1,7 @@
 """trajectory_estimator as a real ROS 2 node.
 
-* Unit level: the window buffer (bounded, windows advance by the stride) and the REP-103/105
-  frame mapping of the published poses.
+* Unit level: the REP-103/105 frame mapping of the published poses (the window stream the
+  node runs on: test_streaming.py).
 * Across processes: `rap-ros up --no-predictor` runs the node in a subprocess on simulated
   time; a synthetic drive is published at camera rate; /tf, path, odometry, diagnostics and
   estimated_camera_info arrive; the reset service and a jump back in time restart the
@@ -11,7 +11,6 @@
 Model: the shipped default when trained weights are present, otherwise a randomly
 initialised tiny model exported to ONNX (the production backend kind).
 """
-import math
 import os
 import shutil
 import signal
@@ -31,8 +30,9 @@ from std_srvs.srv import Trigger  # noqa: E402
 from tf2_msgs.msg import TFMessage  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 
+from rap_ros import geometry as geo  # noqa: E402
+from rap_ros.io import messages as msgs  # noqa: E402
 from rap_ros.nodes import conversions as cv  # noqa: E402
-from rap_ros.nodes.trajectory_estimator import Frame, WindowBuffer  # noqa: E402
 
 CAMERA_HZ = 10.0
 # Accuracy bound with trained weights: ATE RMSE (Sim(3)-aligned, evo's definition) at most
@@ -63,8 +63,8 @@ def model_spec(tmp_path_factory):
     if trained_weights_present():
         return "onnx", True
     pytest.importorskip("torch")
-    from rap_ros.model.config import rap_tiny
-    from rap_ros.model.export import export_modules, random_modules
+    from rap_ros.contract.config import rap_tiny
+    from rap_ros.backend.export import export_modules, random_modules
 
     config = rap_tiny()
     codec, dit = random_modules(config, seed=0)
@@ -202,26 +202,6 @@ def diagnostic_values(arrays, name_part):
 # ------------------------------------------------------------------ unit level
 
 
-def test_window_buffer_is_bounded_and_advances_by_stride():
-    buffer = WindowBuffer(window=5, stride=2)
-    taken = []
-    for i in range(40):
-        if buffer.full:
-            if i % 3:  # the model is busy two frames in three: the frame is dropped
-                continue
-            taken.append([f.seconds for f in buffer.take()])
-        buffer.add(Frame(float(i), None, None))
-        assert len(buffer) <= 5
-    assert taken[0] == [0, 1, 2, 3, 4]
-    for previous, window in zip(taken, taken[1:]):
-        assert len(window) == 5
-        assert window[:3] == previous[2:]  # overlap of window - stride frames, in order
-    with pytest.raises(RuntimeError):
-        full = WindowBuffer(3, 1)
-        for i in range(4):
-            full.add(Frame(float(i), None, None))
-
-
 def test_published_frames_follow_rep103(model_spec):
     """odom = the base pose at start (x forward, z up); the camera's optical z axis is the
     base's x axis for a level forward-looking mount; a camera moving along its optical z
@@ -247,7 +227,7 @@ def test_published_frames_follow_rep103(model_spec):
         finally:
             node.destroy_node()
         bad = [Parameter("backend", value=model_spec[0]), Parameter("window_stride", value=50)]
-        from rap_ros.nodes.trajectory_estimator import ParameterError
+        from rap_ros.nodes.params import ParameterError
 
         with pytest.raises(ParameterError, match="window_stride"):
             TrajectoryEstimator(parameter_overrides=bad)
@@ -327,9 +307,10 @@ def test_estimator_across_processes(estimator_process, clip, model_spec):
         start = 1000.0
         publish_clip(probe, image_pub, clock_pub, clip, start, pace=(window, STRIDE))
         probe.spin_until(lambda: len(probe.received["odometry"]) >= len(clip.frames) - 2, 15)
-        # Path, TF and odometry are separate topics: let the last path catch up.
+        # Path, TF and odometry are separate topics: let the last path and the odometry
+        # catch up with each other (either may arrive first).
         probe.spin_until(lambda: probe.received["path"] and len(
-            probe.received["path"][-1].poses) >= len(probe.received["odometry"]), 5)
+            probe.received["path"][-1].poses) == len(probe.received["odometry"]), 5)
 
         odometry = probe.received["odometry"]
         assert odometry, "no odometry arrived"
@@ -342,14 +323,14 @@ def test_estimator_across_processes(estimator_process, clip, model_spec):
         assert path.header.frame_id == "odom" and len(path.poses) == len(odometry)
         assert odometry[0].child_frame_id == "camera_optical_frame"
         # The first pose is the odom origin: the camera's body frame at start.
-        np.testing.assert_allclose(cv.pose_to_matrix(odometry[0].pose.pose)[:3, :3],
-                                   cv.BODY_FROM_OPTICAL, atol=1e-6)
+        np.testing.assert_allclose(msgs.pose_to_matrix(odometry[0].pose.pose)[:3, :3],
+                                   geo.BODY_FROM_OPTICAL, atol=1e-6)
         # Stamps are the frames' stamps, in order; poses are finite.
-        seconds = np.array([cv.stamp_to_seconds(o.header.stamp) for o in odometry])
+        seconds = np.array([msgs.stamp_seconds(o.header.stamp) for o in odometry])
         assert np.all(np.diff(seconds) > 0)
         indices = np.rint((seconds - start) * CAMERA_HZ).astype(int)
         np.testing.assert_allclose(seconds, start + indices / CAMERA_HZ, atol=1e-6)
-        estimate = np.stack([cv.pose_to_matrix(o.pose.pose) for o in odometry])
+        estimate = np.stack([msgs.pose_to_matrix(o.pose.pose) for o in odometry])
         assert np.isfinite(estimate).all()
         covariance = np.array(odometry[-1].pose.covariance).reshape(6, 6)
         assert np.allclose(covariance, covariance.T) and np.all(np.diag(covariance) >= 0)
@@ -366,7 +347,7 @@ def test_estimator_across_processes(estimator_process, clip, model_spec):
             assert key in values, f"{key} missing from {sorted(values)}"
         assert "closed-loop consistency (dB)" in values
         last_diag = probe.received["/diagnostics"][-1]
-        assert abs(cv.stamp_to_seconds(last_diag.header.stamp) - seconds[-1]) < 60, \
+        assert abs(msgs.stamp_seconds(last_diag.header.stamp) - seconds[-1]) < 60, \
             "diagnostics are not stamped in simulated time"
 
         RESULTS["estimate"], RESULTS["truth"] = estimate, clip.c2w[indices]
@@ -381,10 +362,10 @@ def test_estimator_across_processes(estimator_process, clip, model_spec):
 
         def after_reset():  # windows in flight before the reset may publish late: skip them
             return [m for m in probe.received["odometry"]
-                    if cv.stamp_to_seconds(m.header.stamp) >= start + 10.0]
+                    if msgs.stamp_seconds(m.header.stamp) >= start + 10.0]
 
         assert probe.spin_until(lambda: len(after_reset()) > 0, 15)
-        first = cv.pose_to_matrix(after_reset()[0].pose.pose)
+        first = msgs.pose_to_matrix(after_reset()[0].pose.pose)
         np.testing.assert_allclose(first[:3, 3], 0.0, atol=1e-6)
 
         # A jump back in time (a looping bag) resets by itself.
@@ -395,11 +376,11 @@ def test_estimator_across_processes(estimator_process, clip, model_spec):
 
         def replayed():  # windows still in flight before the jump may publish late: skip them
             return [m for m in probe.received["odometry"]
-                    if cv.stamp_to_seconds(m.header.stamp) < start + 2]
+                    if msgs.stamp_seconds(m.header.stamp) < start + 2]
 
         assert probe.spin_until(lambda: len(replayed()) > 0, 15)
         np.testing.assert_allclose(
-            cv.pose_to_matrix(replayed()[0].pose.pose)[:3, 3], 0.0, atol=1e-6)
+            msgs.pose_to_matrix(replayed()[0].pose.pose)[:3, 3], 0.0, atol=1e-6)
         assert probe.spin_until(lambda: int(diagnostic_values(
             probe.received["/diagnostics"], "trajectory_estimator").get("resets", 0))
             > resets_before, 5)

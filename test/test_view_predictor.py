@@ -21,8 +21,10 @@ from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
 from rap_ros_msgs.msg import PredictedView  # noqa: E402
 from rap_ros_msgs.srv import PreviewPaths  # noqa: E402
+from rap_ros import geometry as geo  # noqa: E402
+from rap_ros.io import messages as msgs  # noqa: E402
 from rap_ros.nodes import conversions as cv  # noqa: E402
-from rap_ros.nodes.view_predictor import plan_cameras, resample_path  # noqa: E402
+from rap_ros.pipeline.plans import plan_cameras, resample_path  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
 from test_trajectory_estimator import (Probe, model_spec, node_command,  # noqa: E402,F401
@@ -31,7 +33,7 @@ from test_trajectory_estimator import (Probe, model_spec, node_command,  # noqa:
 
 def straight_plan(count, length, start=(0.0, 0.0, 0.0), yaw_end=0.0):
     """Base poses (count, 4, 4) along +x from ``start``, turning linearly to ``yaw_end``."""
-    poses = np.stack([cv.matrix_from_xyz_rpy(
+    poses = np.stack([geo.matrix_from_xyz_rpy(
         (start[0] + length * f, start[1], start[2]), (0.0, 0.0, yaw_end * f))
         for f in np.linspace(0.0, 1.0, count)])
     return poses
@@ -55,9 +57,9 @@ def test_resample_path_by_arc_length():
 
 
 def test_plan_cameras_relative_to_the_camera():
-    mount = cv.body_to_optical(np.eye(4))
+    mount = geo.body_to_optical(np.eye(4))
     plan = straight_plan(20, 2.0, start=(1.0, 0.0, 0.0))
-    T_now = cv.body_to_optical(cv.matrix_from_xyz_rpy((1.0, 0.0, 0.0), (0, 0, 0)))
+    T_now = geo.body_to_optical(geo.matrix_from_xyz_rpy((1.0, 0.0, 0.0), (0, 0, 0)))
     world, stamps, rel = plan_cameras(plan, np.zeros(20), T_now, 100.0, mount, 5, 0.5)
     np.testing.assert_allclose(rel[0], np.eye(4), atol=1e-12)
     # Moving forward (+x in odom) is moving along the optical z axis.
@@ -107,7 +109,7 @@ def test_plan_to_predicted_view_and_previews(model_spec, frames_per_view):
         odometry = Odometry(child_frame_id="base_link")
         odometry.header.frame_id = "odom"
         odometry.header.stamp = source_stamp
-        odometry.pose.pose = cv.matrix_to_pose(cv.matrix_from_xyz_rpy((1, 0, 0), (0, 0, 0)))
+        odometry.pose.pose = cv.matrix_to_pose(geo.matrix_from_xyz_rpy((1, 0, 0), (0, 0, 0)))
         for _ in range(3):
             image_pub.publish(cv.array_to_image(clip.frames[0], "rgb8", source_stamp))
             info_pub.publish(cv.K_to_camera_info(clip.K, 64, 48, source_stamp))
@@ -124,20 +126,20 @@ def test_plan_to_predicted_view_and_previews(model_spec, frames_per_view):
         assert view.header.frame_id == "odom" and view.source_stamp.sec == 200
         assert len(view.frames) == len(view.poses) == len(view.scores) == T
         assert all(np.isfinite(view.scores))
-        frame = cv.image_to_rgb8(view.frames[1])
+        frame = msgs.image_to_rgb8(view.frames[1])
         assert frame.ndim == 3 and frame.shape[0] == frame.shape[1]
-        seconds = np.array([cv.stamp_to_seconds(p.header.stamp) for p in view.poses])
+        seconds = np.array([msgs.stamp_seconds(p.header.stamp) for p in view.poses])
         assert seconds[0] == pytest.approx(200.0) and seconds[-1] == pytest.approx(206.0)
         assert np.all(np.diff(seconds) > 0)
-        poses = np.stack([cv.pose_stamped_to_matrix(p) for p in view.poses])
+        poses = np.stack([msgs.pose_message_to_matrix(p) for p in view.poses])
         # First: the current camera; last: the plan's end, camera optical axes.
         np.testing.assert_allclose(poses[0][:3, 3], [1.0, 0.0, 0.0], atol=1e-6)
         np.testing.assert_allclose(poses[-1][:3, 3], [4.0, 0.0, 0.0], atol=1e-6)
-        np.testing.assert_allclose(poses[0][:3, :3], cv.BODY_FROM_OPTICAL, atol=1e-6)
+        np.testing.assert_allclose(poses[0][:3, :3], geo.BODY_FROM_OPTICAL, atol=1e-6)
         np.testing.assert_allclose(poses[-1][:3, :3],
-                                   cv.body_to_optical(plan_poses[-1])[:3, :3], atol=1e-6)
+                                   geo.body_to_optical(plan_poses[-1])[:3, :3], atol=1e-6)
         assert probe.spin_until(lambda: len(probe.received["predicted_image"]) >= T, 10)
-        image_stamps = [cv.stamp_to_seconds(m.header.stamp)
+        image_stamps = [msgs.stamp_seconds(m.header.stamp)
                         for m in probe.received["predicted_image"][:T]]
         np.testing.assert_allclose(image_stamps, seconds, atol=1e-6)
 

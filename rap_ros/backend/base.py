@@ -15,37 +15,16 @@ M = motion channels. Samplers, pre- and post-processing live in
 This module imports neither torch nor onnxruntime.
 """
 
-import hashlib
 import abc
 
 import numpy as np
-
-
-def file_sha256(path):
-    """Hex sha256 of a file's bytes (identifies the weights an export came from)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-class ModelFileError(RuntimeError):
-    """A model file (weights, ONNX graph, config) is missing or unreadable.
-
-    ``path`` names the offending file.
-    """
-
-    def __init__(self, path, reason):
-        self.path = str(path)
-        super().__init__(f"{reason}: {self.path}")
 
 
 class Backend(abc.ABC):
     """One loaded model. Subclasses set ``config`` and ``name``.
 
     Attributes:
-        config: the ``rap_ros.model.config.ModelConfig`` the networks were built with.
+        config: the ``rap_ros.contract.config.ModelConfig`` the networks were built with.
         name: where the networks run, e.g. ``"onnxruntime:CPUExecutionProvider"`` or
             ``"torch"``.
 

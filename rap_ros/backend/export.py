@@ -1,6 +1,6 @@
 """Export the trained model to ONNX: codec encoder, codec decoder and one denoiser step.
 
-A model folder holds (names from ``rap_ros.backend.onnx_backend``)::
+A model folder holds (names from ``rap_ros.backend.onnx_backend``, which runs it)::
 
     codec_encoder.onnx   x (B, T, 3, S, S)                       -> z (B, t, C, s, s)
     codec_decoder.onnx   z (B, t, C, s, s)                       -> x (B, T, 3, S, S)
@@ -12,8 +12,9 @@ A model folder holds (names from ``rap_ros.backend.onnx_backend``)::
 
 Dynamic axes: batch B everywhere, and the number of frames T / latent frames t
 (t up to ``config.max_latent_frames``), so one export serves every window length.
-The samplers stay in numpy (``rap_ros.pipeline``), so a denoising step is one call of
-``denoiser.onnx`` and the number of steps is chosen at run time.
+The samplers stay in numpy (``rap_ros.pipeline.sampling``), so a denoising step is one call
+of ``denoiser.onnx`` and the number of steps is chosen at run time. Export sits on the backend
+floor: it needs the torch modules (``rap_ros.model``) and writes what ``OnnxBackend`` reads.
 
 The exporter is torch's TorchScript-based one (``dynamo=False``): it needs no extra
 packages (the dynamo exporter needs onnxscript) and handles these plain modules.
@@ -28,13 +29,14 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import onnxruntime
 import torch
 
 from rap_ros.backend.onnx_backend import (CONFIG_FILE, DECODER_FILE, DENOISER_FILE,
                                           ENCODER_FILE, MANIFEST_FILE)
-from rap_ros.backend.base import file_sha256
-from rap_ros.backend.torch_backend import build_modules, load_checkpoint
-from rap_ros.model.config import save_config
+from rap_ros.contract.config import save_config
+from rap_ros.contract.files import file_sha256
+from rap_ros.model.checkpoint import build_modules, load_weights
 
 OPSET = 17
 FORMAT_VERSION = 1
@@ -168,11 +170,10 @@ def random_modules(config, seed=0, std=0.05):
     return codec, dit
 
 
-def export_weights(weights, out_dir, opset=OPSET, verify=True):
-    """Export the checkpoint ``weights`` (see ``torch_backend.load_checkpoint``) to
+def export_onnx(weights, out_dir, opset=OPSET, verify=True):
+    """Export the weights file ``weights`` (``rap_ros.model.checkpoint``) to the model folder
     ``out_dir``. Returns the manifest."""
-    config, codec_state, dit_state = load_checkpoint(weights)
-    codec, dit = build_modules(config, codec_state, dit_state)
+    config, codec, dit = load_weights(weights)
     return export_modules(config, codec, dit, out_dir, source=weights, opset=opset,
                           verify=verify)
 
@@ -183,8 +184,6 @@ def verify_model_dir(model_dir, config, modules, batches=(1, 3)):
     modules: dict graph name -> torch module with the graph's forward signature.
     Returns dict graph name -> float.
     """
-    import onnxruntime
-
     errors = {}
     for graph, module in modules.items():
         file, input_names, _, _ = _GRAPHS[graph]

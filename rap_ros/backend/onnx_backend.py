@@ -1,6 +1,6 @@
 """ONNX Runtime backend: the exported codec and denoiser graphs.
 
-A model folder, as written by ``rap-ros export`` (``rap_ros.model.export``), holds
+A model folder, as written by ``rap-ros export`` (``rap_ros.backend.export``), holds
 
 * ``codec_encoder.onnx``: x (B, T, 3, S, S) -> z (B, t, C, s, s)
 * ``codec_decoder.onnx``: z (B, t, C, s, s) -> x (B, T, 3, S, S)
@@ -20,8 +20,11 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnxruntime
 
-from rap_ros.backend.base import Backend, ModelFileError, as_float32
+from rap_ros.backend.base import Backend, as_float32
+from rap_ros.contract.config import load_config
+from rap_ros.contract.files import ModelFileError
 
 ENCODER_FILE = "codec_encoder.onnx"
 DECODER_FILE = "codec_decoder.onnx"
@@ -48,8 +51,6 @@ def select_providers(requested=None, available=None):
     requested ones is available and CPU was not among them.
     """
     if available is None:
-        import onnxruntime
-
         available = onnxruntime.get_available_providers()
     requested = list(PROVIDER_PREFERENCE if requested is None else requested)
     chosen = [p for p in requested if p in available]
@@ -82,7 +83,7 @@ def read_manifest(model_dir):
 class OnnxBackend(Backend):
     """The model's three graphs in ONNX Runtime sessions.
 
-    model_dir: folder written by ``rap-ros export`` (``rap_ros.model.export``).
+    model_dir: folder written by ``rap-ros export`` (``rap_ros.backend.export``).
     providers: execution providers in order of preference (default: TensorRT, CUDA,
         CPU, whichever this onnxruntime has).
     threads: intra-op threads of the codec sessions (None: ONNX Runtime's default, one per
@@ -105,10 +106,6 @@ class OnnxBackend(Backend):
 
     def __init__(self, model_dir, providers=None, threads=None, denoiser_threads=1,
                  warmup=True, spinning=False):
-        import onnxruntime
-
-        from rap_ros.model.config import load_config
-
         self.model_dir = Path(model_dir)
         check_model_dir(self.model_dir)
         try:

@@ -19,7 +19,8 @@ Where the default ONNX model comes from, first match wins:
 3. otherwise the shipped weights are exported into that cache folder now (once; this
    needs torch, and takes seconds).
 
-This module imports neither torch nor onnxruntime at import time.
+This module never imports torch at module level (the runtime install has none): exporting a
+checkpoint on first use imports ``rap_ros.backend.export`` then, or says torch is missing.
 """
 
 import os
@@ -28,7 +29,9 @@ import tempfile
 import threading
 from pathlib import Path
 
-from rap_ros.backend.base import Backend, ModelFileError, file_sha256
+from rap_ros.backend.base import Backend
+from rap_ros.backend.onnx_backend import MODEL_FILES, OnnxBackend, read_manifest
+from rap_ros.contract.files import ModelFileError, file_sha256
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "model" / "weights"
 DEFAULT_WEIGHTS_NAME = "rap_small.pt"
@@ -68,8 +71,6 @@ def cache_dir():
 
 
 def _complete(model_dir):
-    from rap_ros.backend.onnx_backend import MODEL_FILES
-
     return all((Path(model_dir) / name).is_file() for name in MODEL_FILES)
 
 
@@ -85,8 +86,8 @@ def onnx_dir_for(weights):
     target = cache_dir() / f"onnx-{file_sha256(weights)[:16]}"
     if _complete(target):
         return target
-    try:
-        from rap_ros.model.export import export_weights
+    try:  # optional dependency: torch (and onnx) are not part of the runtime install
+        from rap_ros.backend.export import export_onnx
     except ImportError as error:
         raise ModelFileError(target, f"no exported ONNX model for {weights} and torch is not "
                                      f"available to export one ({error}); run `rap-ros export` "
@@ -94,7 +95,7 @@ def onnx_dir_for(weights):
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".onnx-export-", dir=target.parent))
     try:
-        export_weights(weights, staging)
+        export_onnx(weights, staging)
         try:
             os.rename(staging, target)
         except OSError:
@@ -107,8 +108,6 @@ def onnx_dir_for(weights):
 
 def default_onnx_dir():
     """The default ONNX model folder (shipped, cached or freshly exported; see module doc)."""
-    from rap_ros.backend.onnx_backend import read_manifest
-
     try:
         weights = default_weights()
     except ModelFileError:
@@ -138,12 +137,10 @@ def parse_spec(spec):
 def create_backend(spec="onnx", providers=None, threads=None):
     """A new backend for ``spec`` (not shared; see ``get_backend``)."""
     kind, path = parse_spec(spec)
-    if kind == "torch":
+    if kind == "torch":  # optional dependency: torch
         from rap_ros.backend.torch_backend import TorchBackend
 
         return TorchBackend(path or default_weights(), threads=threads)
-    from rap_ros.backend.onnx_backend import OnnxBackend
-
     if path is None:
         model_dir = default_onnx_dir()
     elif path.suffix == ".pt":

@@ -1,8 +1,10 @@
 """Eager PyTorch backend: the codec and denoiser modules as trained.
 
 It is the reference the ONNX graphs are checked against, and the backend for training
-machines. Checkpoints are read with ``torch.load(..., weights_only=True)``: plain dicts of
-tensors and builtins, never pickled code.
+machines. Weights are read by ``rap_ros.model.checkpoint.load_weights``
+(``torch.load(..., weights_only=True)``: plain dicts of tensors and builtins, never pickled
+code). This module and ``rap_ros.backend.export`` are the only ones of the backend floor that
+import torch and ``rap_ros.model``.
 """
 
 from pathlib import Path
@@ -10,71 +12,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rap_ros.backend.base import Backend, ModelFileError, as_float32
-from rap_ros.model.codec import CausalVideoCodec
-from rap_ros.model.config import ModelConfig
-from rap_ros.model.dit import RaxelDiT
-
-
-def load_checkpoint(path):
-    """Read a checkpoint: ``(config, codec_state, dit_state)``.
-
-    A checkpoint is a dict with ``"config"`` (``ModelConfig.to_dict()``), ``"codec"``
-    and ``"dit"`` (state dicts); when ``"ema"`` is present it holds the denoiser
-    weights to use. Raises ModelFileError naming the file when it is missing,
-    unreadable or lacks these entries.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(path, "model weights not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise ModelFileError(path, f"cannot read model weights ({error})") from error
-    if not isinstance(state, dict) or not {"config", "codec", "dit"} <= set(state):
-        keys = sorted(state) if isinstance(state, dict) else type(state).__name__
-        raise ModelFileError(path, f"not a rap_ros checkpoint (need config, codec, dit; "
-                                   f"found {keys})")
-    try:
-        config = ModelConfig.from_dict(dict(state["config"]))
-    except Exception as error:
-        raise ModelFileError(path, f"bad model config in checkpoint ({error})") from error
-    dit_state = state.get("ema") or state["dit"]
-    return config, state["codec"], dit_state
-
-
-def build_modules(config, codec_state=None, dit_state=None):
-    """Codec and denoiser for ``config`` in eval mode, with the given weights if any."""
-    codec, dit = CausalVideoCodec(config), RaxelDiT(config)
-    if codec_state is not None:
-        codec.load_state_dict(codec_state)
-    if dit_state is not None:
-        dit.load_state_dict(dit_state)
-    return codec.eval(), dit.eval()
-
-
-def save_checkpoint(path, config, codec, dit):
-    """Write a checkpoint that ``load_checkpoint`` reads (config, codec, dit)."""
-    torch.save({"config": config.to_dict(), "codec": codec.state_dict(),
-                "dit": dit.state_dict()}, path)
+from rap_ros.backend.base import Backend, as_float32
+from rap_ros.model.checkpoint import load_weights
 
 
 class TorchBackend(Backend):
     """The model in eager torch on the CPU (or ``device``).
 
-    weights: path of a checkpoint (see ``load_checkpoint``).
+    weights: path of a weights file (``rap_ros.model.checkpoint``).
     threads: torch intra-op threads for the process (None: leave torch's setting).
     Use ``TorchBackend.from_modules`` for modules already in memory.
     """
 
     def __init__(self, weights, device="cpu", threads=None):
         self.weights = Path(weights)
-        config, codec_state, dit_state = load_checkpoint(self.weights)
-        try:
-            codec, dit = build_modules(config, codec_state, dit_state)
-        except RuntimeError as error:  # state dict does not fit the config
-            raise ModelFileError(self.weights, f"weights do not match their config "
-                                               f"({error})") from error
+        config, codec, dit = load_weights(self.weights)  # CheckpointError is a ModelFileError
         self._setup(config, codec, dit, device, threads)
 
     @classmethod

@@ -1,29 +1,27 @@
-"""Model and training configuration: one dataclass, named sizes as small functions.
+"""The model's sizes: one dataclass shared by the model, the backends and the pipeline.
 
 `ModelConfig` fixes every tensor size of the contract in docs/architecture.md; it is saved
 next to the weights as YAML (`save_config` / `load_config`) and inside checkpoints as a plain
-dict, so `torch.load(..., weights_only=True)` can read it back.
+dict (`to_dict` / `from_dict`), so `torch.load(..., weights_only=True)` can read it back.
 
 Named sizes: `rap_small()` (the shipped default), `rap_tiny()` (tests; seconds on a CPU).
-YAML files under `rap_ros/model/configs/` hold the same values plus training settings.
+Training settings (`TrainConfig`, `RunConfig`) live with the trainer in `rap_ros.model.config`.
+numpy-free and torch-free: PyYAML only.
 """
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import yaml
 
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
-
-
-
-def _from_known_keys(cls, d: dict, what: str):
+def from_known_keys(cls, d: dict, what: str):
     """cls(**d), refusing keys that are not fields of the dataclass cls (a typo in a YAML
     file is an error, not a silently ignored setting)."""
     unknown = set(d) - {f.name for f in fields(cls)}
     if unknown:
         raise ValueError(f"unknown {what} config keys: {sorted(unknown)}")
     return cls(**d)
+
 
 @dataclass
 class ModelConfig:
@@ -95,70 +93,11 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
-        return _from_known_keys(cls, d, "model")
+        return from_known_keys(cls, d, "model")
 
 
 def latent_frames(frames: int, temporal_factor: int) -> int:
     return 1 + (frames - 1) // temporal_factor
-
-
-@dataclass
-class TrainConfig:
-    # data (rendered ahead into runs/<name>/cache; train seeds only)
-    train_clips: int = 4000
-    val_clips: int = 64
-    render_workers: int = 2
-    # codec stage
-    codec_batch: int = 16
-    codec_lr: float = 2e-3
-    codec_minutes: float = 8.0
-    codec_raxel_fraction: float = 0.5  # share of clips in a codec batch that are raxel clips
-    # dit stage
-    batch: int = 32
-    lr: float = 6e-4
-    weight_decay: float = 0.0
-    warmup_steps: int = 200
-    grad_clip: float = 1.0
-    minutes: float = 160.0
-    max_steps: int = 0                 # 0: limited by minutes only
-    job_probs: tuple = (0.7, 0.2, 0.1)  # in the order of preprocess.JOBS
-    p_k_known: float = 0.8             # raxel frame 0 clean (K known) in jobs that allow it
-    raxel_loss_weight: float = 2.0
-    time_shift: float = 3.0            # flow-time shift towards t = 1 (1 = uniform)
-    cosine_weight: float = 1.0         # 0 = the "without cosine loss" ablation
-    cosine_samples: int = 8            # clips per batch decoded for the cosine term
-    ema: float = 0.999
-    # bookkeeping
-    seed: int = 0
-    save_every_s: float = 180.0
-    log_every: int = 10
-    threads: int = 2
-
-    def __post_init__(self):
-        self.job_probs = tuple(float(p) for p in self.job_probs)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["job_probs"] = list(self.job_probs)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        return _from_known_keys(cls, d, "train")
-
-
-@dataclass
-class RunConfig:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-
-    def to_dict(self) -> dict:
-        return {"model": self.model.to_dict(), "train": self.train.to_dict()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "RunConfig":
-        return cls(ModelConfig.from_dict(d.get("model", {})),
-                   TrainConfig.from_dict(d.get("train", {})))
 
 
 # ---------------------------------------------------------------- named sizes
@@ -180,26 +119,6 @@ SIZES = {"small": rap_small, "tiny": rap_tiny}
 
 
 # ---------------------------------------------------------------- YAML
-
-
-def load_run_config(path, overrides=None) -> RunConfig:
-    """Read a run YAML (`model:` and `train:` sections) and apply `key=value` overrides,
-    e.g. ``["train.minutes=5", "model.attention=joint"]`` (values parsed as YAML)."""
-    path = Path(path)
-    if not path.is_file():
-        named = CONFIG_DIR / f"{path.name}.yaml" if path.suffix == "" else None
-        if named is not None and named.is_file():
-            path = named
-        else:
-            raise FileNotFoundError(f"config file not found: {path}")
-    data = yaml.safe_load(path.read_text()) or {}
-    for item in overrides or ():
-        key, sep, value = item.partition("=")
-        if not sep or "." not in key:
-            raise ValueError(f"override must look like section.key=value, got {item!r}")
-        section, name = key.split(".", 1)
-        data.setdefault(section, {})[name] = yaml.safe_load(value)
-    return RunConfig.from_dict(data)
 
 
 def save_config(config: ModelConfig, path) -> None:

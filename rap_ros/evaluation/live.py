@@ -10,7 +10,7 @@ For each input:
 3. ``/tf``, ``path``, ``odometry`` and ``/diagnostics`` are recorded until the node has been
    quiet for ``settle_s`` after the last frame.
 4. The odometry poses (``T_odom_child``, stamped with the input image stamps) are the estimate;
-   they are scored exactly as offline (``run._score``). Latency = arrival of the odometry
+   they are scored exactly as offline (``run.score``). Latency = arrival of the odometry
    message for a frame minus the moment that frame was published (wall clock, seconds); drops =
    frames published that never got a pose (the node skips frames by ``frame_interval`` and
    while the model is busy).
@@ -29,10 +29,21 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from nav_msgs.msg import Odometry, Path
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image
+from tf2_msgs.msg import TFMessage
 
 from rap_ros.evaluation import report
-from rap_ros.evaluation.inputs import InputError, InputOptions, open_input
-from rap_ros.evaluation.run import RunOptions, _score, unique_names
+from rap_ros.evaluation.inputs import InputOptions, open_input
+from rap_ros.evaluation.run import RunOptions, score, unique_names
+from rap_ros.io.errors import InputError
+from rap_ros.io.messages import pose_to_matrix, stamp_seconds
+from rap_ros.nodes.conversions import K_to_camera_info, array_to_image, seconds_to_stamp
+from rap_ros.ros_env import prepare_ros_environment
 
 LIVE_IMAGE_TOPIC = "/rap_ros_eval/image"
 LIVE_INFO_TOPIC = "/rap_ros_eval/camera_info"
@@ -57,10 +68,6 @@ class _Recorder:
     """Subscriptions to the node's outputs; thread-safe lists of what arrived when."""
 
     def __init__(self, node):
-        from diagnostic_msgs.msg import DiagnosticArray
-        from nav_msgs.msg import Odometry, Path
-        from tf2_msgs.msg import TFMessage
-
         self.lock = threading.Lock()
         self.odometry = []     # (stamp s, T 4x4, arrival wall s)
         self.tf = 0
@@ -74,12 +81,10 @@ class _Recorder:
         node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
 
     def _on_odometry(self, msg):
-        from rap_ros.evaluation.inputs import _pose_msg_to_matrix, stamp_seconds
-
         now = time.monotonic()
         with self.lock:
             self.odometry.append((stamp_seconds(msg.header.stamp),
-                                  _pose_msg_to_matrix(msg.pose.pose), now))
+                                  pose_to_matrix(msg.pose.pose), now))
             self.last_output = now
 
     def _on_path(self, msg):
@@ -97,29 +102,17 @@ class _Recorder:
                 self.diagnostics[status.name] = {kv.key: kv.value for kv in status.values}
 
 
-def image_msg(frame, stamp):
-    from builtin_interfaces.msg import Time
-    from sensor_msgs.msg import Image
+CAMERA_FRAME = "camera_optical_frame"
 
-    msg = Image(height=frame.shape[0], width=frame.shape[1], encoding="rgb8",
-                step=frame.shape[1] * 3, data=np.ascontiguousarray(frame).tobytes())
-    ns = int(round(stamp * 1e9))
-    msg.header.stamp = Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
-    msg.header.frame_id = "camera_optical_frame"
-    return msg
+
+def image_msg(frame, stamp):
+    """sensor_msgs/Image rgb8 of a frame (uint8 RGB (H, W, 3)) stamped ``stamp`` seconds."""
+    return array_to_image(frame, "rgb8", seconds_to_stamp(stamp), CAMERA_FRAME)
 
 
 def camera_info_msg(K, frame, stamp_msg):
-    from sensor_msgs.msg import CameraInfo
-
-    msg = CameraInfo(height=frame.shape[0], width=frame.shape[1], distortion_model="plumb_bob")
-    msg.header.stamp = stamp_msg
-    msg.header.frame_id = "camera_optical_frame"
-    msg.k = [float(v) for v in np.asarray(K).ravel()]
-    msg.d = [0.0] * 5
-    msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-    msg.p = [float(v) for v in np.hstack([K, np.zeros((3, 1))]).ravel()]
-    return msg
+    """sensor_msgs/CameraInfo of K (3, 3) for frames like ``frame``, stamped ``stamp_msg``."""
+    return K_to_camera_info(K, frame.shape[1], frame.shape[0], stamp_msg, CAMERA_FRAME)
 
 
 def start_up_process(options, live, log_path):
@@ -156,12 +149,6 @@ def stop_process(process):
 
 def evaluate_live_input(path, out_dir, input_options, options, live, name):
     """Play one input into `rap-ros up` and score the published odometry; returns metrics."""
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-
-    from rap_ros.ros_env import prepare_ros_environment
-
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     result = {"name": name, "input": str(path), "method": "rap (live)", "status": "failed",
@@ -188,8 +175,6 @@ def evaluate_live_input(path, out_dir, input_options, options, live, name):
         spinner = threading.Thread(target=executor.spin, daemon=True)
         try:
             qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-            from sensor_msgs.msg import CameraInfo, Image
-
             image_pub = node.create_publisher(Image, LIVE_IMAGE_TOPIC, qos)
             info_pub = node.create_publisher(CameraInfo, LIVE_INFO_TOPIC, qos)
             recorder = _Recorder(node)
@@ -258,7 +243,7 @@ def evaluate_live_input(path, out_dir, input_options, options, live, name):
         stamps = np.array(sorted(poses))
         c2w = np.array([poses[s] for s in stamps])
         report.write_tum(out_dir / "estimate_tum.txt", stamps, c2w)
-        _score(result, source, stamps, c2w, input_options, out_dir)
+        score(result, source, stamps, c2w, input_options, out_dir)
         result["status"] = "ok"
     except Exception as error:
         result["error"] = str(error) if isinstance(error, InputError) else \

@@ -1,32 +1,30 @@
 """Evaluate trajectory estimators on recorded inputs, offline and as fast as possible.
 
-Methods (``METHODS``):
-
-* ``rap``: the model, through the same windowed code path as the ROS node: windows of
-  ``T = backend.config.frames`` frames starting every ``stride`` frames go through
-  ``TrajectoryPipeline.estimate_batch`` (several windows per model call) and are stitched by
-  ``TrajectoryChainer``. Frames after the last full window come from one extra window over
-  the last T frames, aligned on the frames it shares with the chain (``align_sim3``).
-* ``opencv-vo``: the classical monocular baseline of ``rap_ros.evaluation.vo``.
+Methods (``METHODS``, ``rap_ros.evaluation.estimators``): ``rap``, the model through the
+node's stream code path (``rap_ros.pipeline.streaming.WindowStream``), and ``opencv-vo``,
+the classical baseline; each is a ``PoseStream`` fed frame by frame.
 
 ``evaluate_input`` runs one input and writes its folder (see ``report``); ``evaluate_inputs``
 runs several (in worker processes or as Ray tasks) and writes the summary. Poses are
 camera-to-world in OpenCV camera axes; the estimate's world frame is its first camera and its
 scale is arbitrary, so metrics align it to the ground truth first (Sim(3), and SE(3)).
 """
+import concurrent.futures
+import multiprocessing
 import os
 import pathlib
 import time
 import traceback
 from dataclasses import dataclass, replace
 
-import numpy as np
+from tqdm import tqdm
 
+from rap_ros.contract.files import ModelFileError
 from rap_ros.evaluation import report
-from rap_ros.evaluation.inputs import (InputError, InputOptions, associate, describe_stamps,
-                                       open_input)
-
-METHODS = ("rap", "opencv-vo")
+from rap_ros.evaluation.estimators import make_estimator
+from rap_ros.evaluation.inputs import InputOptions, input_name, open_input
+from rap_ros.io.errors import InputError
+from rap_ros.io.stamped import associate, describe_stamps
 
 
 @dataclass
@@ -34,7 +32,7 @@ class RunOptions:
     """How to run a method.
 
     method: one of METHODS. steps: flow integration steps (rap). refine: refine the model's
-    windows against optical flow, as the node does by default (rap; ``rap_ros.refine``).
+    windows against optical flow, as the node does by default (rap; ``rap_ros.pipeline.refine``).
     stride: frames between window starts (rap; None = half a window). batch: windows per model call (rap).
     backend: spec for ``rap_ros.backend.get_backend`` (None = the shipped default).
     max_frames: stop after this many frames (None = all). consistency_windows: windows on
@@ -54,170 +52,6 @@ class RunOptions:
     command: str = None
 
 
-# ------------------------------------------------------------------ estimators
-
-
-class VOEstimator:
-    """Frames in, poses out, with `opencv-vo`."""
-
-    def __init__(self, K):
-        from rap_ros.evaluation.vo import MonocularVO
-
-        if K is None:
-            raise InputError("opencv-vo needs the camera intrinsics: the input has none; pass "
-                             "--fx --fy --cx --cy or --intrinsics FILE")
-        self.vo = MonocularVO(K)
-
-    def push(self, frame):
-        self.vo.process(frame)
-
-    def finish(self):
-        return self.vo.trajectory()
-
-    def partial(self):
-        return self.vo.trajectory()
-
-    def details(self):
-        vo = self.vo
-        return {"keyframes": vo.keyframes, "pnp_keyframes": vo.pnp_keyframes,
-                "pnp_frames": vo.pnp_frames,
-                "held_frames": vo.held_frames, "scale_fallbacks": vo.scale_fallbacks,
-                "vo_working_width_scale": vo.scale_factor}
-
-
-class RapEstimator:
-    """Frames in, poses out, with the model: TrajectoryPipeline windows + TrajectoryChainer."""
-
-    def __init__(self, K, options):
-        from rap_ros.backend import get_backend
-        from rap_ros.pipeline import TrajectoryChainer, TrajectoryPipeline
-
-        self.backend = get_backend(options.backend or "onnx")
-        self.pipeline = TrajectoryPipeline(self.backend, steps=options.steps, samples=1,
-                                           refine=options.refine)
-        self.window = int(self.backend.config.frames)
-        self.stride = int(options.stride or max(1, self.window // 2))
-        if not 1 <= self.stride < self.window:
-            raise InputError(f"--stride must be in [1, {self.window - 1}] for windows of "
-                             f"{self.window} frames, got {self.stride}")
-        self.chainer = TrajectoryChainer(self.window, self.stride)
-        self.batch = max(1, int(options.batch))
-        self.K = None if K is None else np.asarray(K, np.float64)
-        self.frames = []        # buffered frames, the first at index self.offset
-        self.offset = 0
-        self.next_start = 0     # first frame of the next window
-        self.poses = []         # fixed poses, in order
-        self.windows = 0
-        self.K_estimates = []
-        self.keep_for_consistency = max(0, int(options.consistency_windows))
-        self.consistency_every = 1
-        self.kept = []          # (frames window, c2w, K) for the consistency test
-        self.residual_deg = []
-
-    def plan(self, total_frames):
-        """Spread the consistency windows over a run of ``total_frames`` frames."""
-        if total_frames and self.keep_for_consistency:
-            windows = max(1, (total_frames - self.window) // self.stride + 1)
-            self.consistency_every = max(1, windows // self.keep_for_consistency)
-
-    def push(self, frame):
-        self.frames.append(frame)
-        self._run_ready(final=False)
-
-    def _run_ready(self, final):
-        while True:
-            available = self.offset + len(self.frames)
-            starts = []
-            start = self.next_start
-            while start + self.window <= available and len(starts) < self.batch:
-                starts.append(start)
-                start += self.stride
-            if not starts or (len(starts) < self.batch and not final):
-                return
-            self._run_windows(starts)
-            self.next_start = starts[-1] + self.stride
-            # Keep the frames of the next window, and the last T frames for a tail window.
-            drop = min(self.next_start - self.offset, len(self.frames) - self.window)
-            if drop > 0:
-                del self.frames[:drop]
-                self.offset += drop
-
-    def _window_frames(self, start):
-        i = start - self.offset
-        return np.stack(self.frames[i:i + self.window])
-
-    def _run_windows(self, starts):
-        windows = np.stack([self._window_frames(s) for s in starts])
-        estimates = self.pipeline.estimate_batch(windows, self.K)
-        for start, window, estimate in zip(starts, windows, estimates):
-            fixed = self.chainer.push(estimate.c2w)
-            self.poses.extend(fixed.c2w)
-            self.K_estimates.append(estimate.K)
-            if estimate.residual_deg is not None:
-                self.residual_deg.append(float(np.mean(estimate.residual_deg)))
-            if (self.keep_for_consistency and self.windows % self.consistency_every == 0
-                    and len(self.kept) < self.keep_for_consistency):
-                self.kept.append((window, estimate.c2w, estimate.K))
-            self.windows += 1
-
-    def finish(self):
-        """Run what is left; frames after the last full window get a final window."""
-        from rap_ros.pipeline import align_sim3, apply_sim3
-
-        self._run_ready(final=True)
-        total = self.offset + len(self.frames)
-        if total < self.window and not self.poses:
-            raise InputError(f"rap needs at least {self.window} frames (one window), got {total}")
-        if len(self.poses) < total:
-            start = total - self.window
-            frames = np.stack(self.frames[start - self.offset:])
-            estimate = self.pipeline.estimate_batch(frames[None], self.K)[0]
-            shared = len(self.poses) - start
-            target = np.array(self.poses[start:])
-            scale, R, t = align_sim3(estimate.c2w[:shared], target,
-                                     fallback_scale=getattr(self.chainer, "_scale", 1.0))
-            aligned = apply_sim3(estimate.c2w, scale, R, t)
-            self.poses.extend(aligned[shared:])
-            self.windows += 1
-        return np.array(self.poses)
-
-    def partial(self):
-        """The poses fixed so far, (n, 4, 4)."""
-        return np.array(self.poses).reshape(-1, 4, 4)
-
-    def consistency_psnr(self):
-        """Closed-loop consistency (dB), as the trajectory node reports it: on the kept windows,
-        ``ViewPipeline.closed_loop(first frame, K, estimated poses)`` predicts frames along
-        the estimated path, re-estimates their poses, regenerates and compares (mean PSNR)."""
-        if not self.kept:
-            return None
-        from rap_ros.pipeline import ViewPipeline
-
-        view = ViewPipeline(self.backend, steps=self.pipeline.steps,
-                            sampler=self.pipeline.sampler, estimator=self.pipeline)
-        scores = [view.closed_loop(frames[0], K, c2w).psnr for frames, c2w, K in self.kept]
-        return float(np.mean(scores))
-
-    def details(self):
-        info = {"window": self.window, "stride": self.stride, "windows": self.windows,
-                "steps": self.pipeline.steps, "backend": getattr(self.backend, "name", "?"),
-                "intrinsics_estimated": self.K is None}
-        if self.K is None and self.K_estimates:
-            K = np.median(np.array(self.K_estimates), axis=0)
-            info["K_estimated_median"] = K.tolist()
-        if self.residual_deg:
-            info["raxel_residual_deg_mean"] = float(np.mean(self.residual_deg))
-        return info
-
-
-def make_estimator(method, K, options):
-    if method == "opencv-vo":
-        return VOEstimator(K)
-    if method == "rap":
-        return RapEstimator(K, options)
-    raise InputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-
-
 # ------------------------------------------------------------------ one input
 
 
@@ -228,8 +62,6 @@ def evaluate_input(path, out_dir, input_options=None, options=None, name=None):
     the frames read before it) or "failed", and ``error`` with the reason. Whatever was
     computed before a fault is written.
     """
-    from tqdm import tqdm
-
     input_options = input_options or InputOptions()
     options = options or RunOptions()
     out_dir = pathlib.Path(out_dir)
@@ -266,7 +98,7 @@ def evaluate_input(path, out_dir, input_options=None, options=None, name=None):
                     raise InputError(f"frame {len(stamps)} is {frame.shape[1]}x{frame.shape[0]}, "
                                      f"the first was {size[1]}x{size[0]}")
                 mark = time.perf_counter()
-                estimator.push(frame)
+                estimator.push(frame, stamp)
                 compute += time.perf_counter() - mark
                 stamps.append(stamp)
                 bar.update()
@@ -287,7 +119,7 @@ def evaluate_input(path, out_dir, input_options=None, options=None, name=None):
                 f"finishing the estimate failed ({type(error).__name__}: {error})"
         compute += time.perf_counter() - mark
         wall = time.perf_counter() - wall
-        stamps = np.array(stamps[:len(poses)])
+        stamps, poses = poses.stamps, poses.c2w
         result.update(frames=int(len(poses)), image_size=list(size[::-1]) if size else None,
                       fps=len(poses) / compute if compute > 0 else None,
                       fps_wall=len(poses) / wall if wall > 0 else None,
@@ -297,7 +129,7 @@ def evaluate_input(path, out_dir, input_options=None, options=None, name=None):
             result["error"] = fault
             if not len(poses):
                 raise InputError(fault)
-        _score(result, source, stamps, poses, input_options, out_dir)
+        score(result, source, stamps, poses, input_options, out_dir)
         if options.method == "rap" and options.consistency_windows:
             mark = time.perf_counter()
             result["consistency_psnr"] = estimator.consistency_psnr()
@@ -321,16 +153,12 @@ def evaluate_input(path, out_dir, input_options=None, options=None, name=None):
 
 def _is_clean_error(error):
     """Errors whose message says it all (bad input, missing model file): no traceback."""
-    if isinstance(error, InputError):
-        return True
-    try:
-        from rap_ros.backend.base import ModelFileError
-    except ImportError:  # pragma: no cover
-        return False
-    return isinstance(error, ModelFileError)
+    return isinstance(error, (InputError, ModelFileError))
 
 
-def _score(result, source, stamps, poses, input_options, out_dir):
+def score(result, source, stamps, poses, input_options, out_dir):
+    """Associate the estimate (stamps (n,), poses (n, 4, 4)) with the input's ground truth,
+    write the TUM files and plots into ``out_dir`` and the metrics into ``result``."""
     gt = source.groundtruth
     max_diff = input_options.max_time_diff
     i_est, i_gt = associate(stamps, gt.stamps, max_diff)
@@ -357,8 +185,6 @@ def _score(result, source, stamps, poses, input_options, out_dir):
 
 def unique_names(paths):
     """Output folder names for the inputs: their own names, numbered when they clash."""
-    from rap_ros.evaluation.inputs import input_name
-
     names, seen = [], {}
     for path in paths:
         base = input_name(path)
@@ -387,9 +213,6 @@ def evaluate_inputs(paths, out_dir, input_options=None, options=None, workers=1,
     if use_ray:
         results = _run_ray(jobs)
     elif parallel:
-        import concurrent.futures
-        import multiprocessing
-
         context = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(max_workers=min(workers, len(jobs)),
                                                     mp_context=context) as pool:
@@ -402,7 +225,7 @@ def evaluate_inputs(paths, out_dir, input_options=None, options=None, workers=1,
 
 
 def _run_ray(jobs):
-    try:
+    try:  # optional dependency: ray
         import ray
     except ImportError:
         raise RuntimeError("--ray needs the `ray` package, which is not installed here "

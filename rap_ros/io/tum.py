@@ -1,14 +1,25 @@
-"""TUM trajectory files: one pose per line, ``timestamp tx ty tz qx qy qz qw``.
+"""TUM formats: trajectory files and the image lists of TUM RGB-D folders.
 
-Poses are camera-to-world (the camera centre and orientation in the world frame); the
-quaternion is Hamilton, scalar last. Lines starting with '#' and blank lines are ignored.
+Trajectory files hold one pose per line, ``timestamp tx ty tz qx qy qz qw``: camera-to-world
+(the camera centre and orientation in the world frame), the quaternion Hamilton, scalar
+last. List files (``rgb.txt``) hold ``timestamp path`` lines. In both, lines starting with
+'#' and blank lines are ignored.
 """
 from pathlib import Path
 
 import numpy as np
-from scipy.spatial.transform import Rotation
+
+from rap_ros.geometry.rotations import matrix_from_quat, quat_from_matrix
+from rap_ros.io.errors import InputError
+from rap_ros.io.stamped import sorted_poses
 
 HEADER = "# timestamp tx ty tz qx qy qz qw  (c2w, OpenCV camera axes)"
+
+
+def tum_rows(stamps, c2w):
+    """(N,) stamps and (N, 4, 4) poses -> (N, 8) rows timestamp tx ty tz qx qy qz qw."""
+    c2w = np.asarray(c2w, dtype=np.float64)
+    return np.column_stack([stamps, c2w[:, :3, 3], quat_from_matrix(c2w[:, :3, :3])])
 
 
 def write_tum(path, stamps: np.ndarray, c2w: np.ndarray) -> None:
@@ -16,8 +27,7 @@ def write_tum(path, stamps: np.ndarray, c2w: np.ndarray) -> None:
     stamps, c2w = np.asarray(stamps, float), np.asarray(c2w, float)
     if c2w.shape != (len(stamps), 4, 4):
         raise ValueError(f"c2w shape {c2w.shape} does not match {len(stamps)} stamps")
-    quats = Rotation.from_matrix(c2w[:, :3, :3]).as_quat()  # x, y, z, w
-    rows = np.column_stack([stamps, c2w[:, :3, 3], quats])
+    rows = tum_rows(stamps, c2w)
     lines = [HEADER] + [f"{row[0]:.9f} " + " ".join(f"{x:.12f}" for x in row[1:]) for row in rows]
     Path(path).write_text("\n".join(lines) + "\n")
 
@@ -40,8 +50,39 @@ def read_tum(path):
             raise ValueError(f"{path}:{number}: expected 'timestamp tx ty tz qx qy qz qw', "
                              f"got {text!r}")
         pose = np.eye(4)
-        pose[:3, :3] = Rotation.from_quat(values[4:]).as_matrix()
+        pose[:3, :3] = matrix_from_quat(values[4:])
         pose[:3, 3] = values[1:4]
         stamps.append(values[0])
         poses.append(pose)
     return np.array(stamps), np.array(poses).reshape(-1, 4, 4)
+
+
+def read_tum_trajectory(path):
+    """A TUM trajectory file -> StampedPoses sorted by stamp (InputError when missing,
+    unreadable or empty)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"TUM trajectory file not found: {path}")
+    try:
+        stamps, c2w = read_tum(path)
+    except ValueError as error:
+        raise InputError(f"cannot read TUM file: {error}") from None
+    if not len(stamps):
+        raise InputError(f"TUM file {path} holds no poses")
+    return sorted_poses(stamps, c2w)
+
+
+def read_tum_list(path):
+    """A TUM list file (``timestamp value...`` lines) -> [(stamp, [values])]."""
+    path = Path(path)
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.replace(",", " ").split()
+        try:
+            rows.append((float(parts[0]), parts[1:]))
+        except ValueError:
+            raise InputError(f"{path}:{number}: expected 'timestamp ...', got {line!r}") from None
+    return rows

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from rap_ros.model.config import ModelConfig
+from rap_ros.contract.config import ModelConfig
 
 
 class ResBlock(nn.Module):

@@ -13,13 +13,19 @@ raxel halves) and computes the motion channels, so a denoiser step only reads ar
     latents_<tag>.npz  video (N, t, C, s, s), raxel (N, t, 2C, s, s), motion (N, t, M, s, s)
 """
 import json
+import multiprocessing
 import os
 import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from rap_ros.model import preprocess
+from rap_ros.contract import preprocess
+from rap_ros.geometry.cameras import relative_to_first
+from rap_ros.geometry.raxels import encode_raxels
+from rap_ros.model.codec import encode_raxels_latent
+from rap_ros.synth import dataset
 
 CACHE_VERSION = 1
 
@@ -32,7 +38,6 @@ VAL_INDEX_START = 500_000
 def clip_seed(split: str, index: int) -> int:
     """Seed of clip `index` of a split: "train" -> dataset.train_seed (seeds < 10**9),
     "val" -> dataset.held_out_seed(VAL_INDEX_START + index)."""
-    from rap_ros.synth import dataset
     if split == "train":
         return int(dataset.train_seed(index))
     if split == "val":
@@ -42,11 +47,8 @@ def clip_seed(split: str, index: int) -> int:
 
 def _render_one(args):
     seed, frames, size = args
-    import torch
     torch.set_num_threads(1)
-    from rap_ros.geometry import relative_to_first
-    from rap_ros.synth.dataset import sample_clip
-    clip = sample_clip(seed, frames, size, size)
+    clip = dataset.sample_clip(seed, frames, size, size)
     rel, _ = relative_to_first(clip.c2w)
     return np.asarray(clip.frames, np.uint8), np.asarray(clip.K, np.float64), rel
 
@@ -83,8 +85,7 @@ def build_frame_cache(cache_dir, n: int, frames: int, size: int, workers: int = 
 
     def results():
         if workers > 1:
-            import multiprocessing as mp
-            with mp.get_context("spawn").Pool(workers) as pool:
+            with multiprocessing.get_context("spawn").Pool(workers) as pool:
                 yield from pool.imap(_render_one, jobs, chunksize=4)
         else:
             yield from map(_render_one, jobs)
@@ -123,7 +124,6 @@ class FrameCache:
 
 def raxels_for(K, rel_c2w, size: int, encoding: str) -> np.ndarray:
     """Normalised raxels (T, 6, S, S) float32 of one clip."""
-    from rap_ros.geometry import encode_raxels
     return preprocess.normalize_raxels(encode_raxels(K, rel_c2w, size, size, encoding))
 
 
@@ -152,9 +152,7 @@ def codec_batch(cache: FrameCache, rng: np.random.Generator, n_video: int, n_rax
 
 def build_latent_cache(path, cache: FrameCache, codec, config, batch: int = 32, log=print):
     """Encode every cached clip with the frozen codec and compute motion channels; save to
-    `path` (.npz). Returns a dict of arrays. Torch is imported here only."""
-    import torch
-    from rap_ros.model.codec import encode_raxels_latent
+    `path` (.npz). Returns a dict of arrays."""
     path = Path(path)
     if path.is_file():
         with np.load(path) as z:

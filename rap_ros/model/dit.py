@@ -38,7 +38,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from rap_ros.model.config import ModelConfig
+from rap_ros.contract.config import ModelConfig
 
 # x0-prediction turns clean-latent outputs into velocities v = (x_t - x0) / max(t, T_MIN).
 T_MIN = 0.05

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rap_ros.model.preprocess import JOBS, job_masks
+from rap_ros.contract.preprocess import JOBS, job_masks
 
 
 def draw_jobs(batch: int, latent_frames: int, job_probs, p_k_known: float,

@@ -12,10 +12,10 @@ Run folder (default runs/<config name>/):
     rap_small.pt        exported weights {"config", "codec", "dit" (EMA), "meta"} (weights_only)
 
 Checkpoints are written atomically every `save_every_s` seconds and at the end, and read with
-torch.load(weights_only=True); a missing or corrupt file raises CheckpointError naming it.
+torch.load(weights_only=True) (`rap_ros.model.checkpoint`); a missing or corrupt file raises
+CheckpointError naming it.
 """
 import csv
-import math
 import os
 import time
 from pathlib import Path
@@ -23,71 +23,19 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
+from tqdm import tqdm
 
+from rap_ros.contract import preprocess
+from rap_ros.contract.config import ModelConfig
+from rap_ros.geometry.raxels import decode_raxels, encode_raxels
+from rap_ros.geometry.rotations import rotation_angle_deg
 from rap_ros.model import data as data_mod
-from rap_ros.model.codec import CausalVideoCodec, decode_raxels_latent
-from rap_ros.model.config import ModelConfig, RunConfig
+from rap_ros.model.checkpoint import (CheckpointError, load_checkpoint, load_weights,
+                                      save_checkpoint, weights_from_run)
+from rap_ros.model.codec import CausalVideoCodec, decode_raxels_latent, encode_raxels_latent
+from rap_ros.model.config import RunConfig
 from rap_ros.model.dit import RaxelDiT, count_parameters
 from rap_ros.model.flow import draw_jobs, flow_loss, job_batch_masks, sample
-from rap_ros.model import preprocess
-
-
-class CheckpointError(RuntimeError):
-    def __init__(self, path, message):
-        super().__init__(f"{path}: {message}")
-        self.path = Path(path)
-
-
-# ---------------------------------------------------------------- checkpoints
-
-
-def save_checkpoint(path, obj):
-    """Atomic torch.save (write a temp file, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path):
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(path, "checkpoint not found")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated, not a torch file, pickled code ...
-        raise CheckpointError(path, f"cannot read checkpoint ({error})") from error
-
-
-def export_weights(run_dir, out_path):
-    """Exported weights from a run: {"config", "codec", "dit" (the EMA weights), "meta"} plus
-    the model config as YAML beside it (same name, .yaml)."""
-    run_dir = Path(run_dir)
-    codec_ck, dit_ck = load_checkpoint(run_dir / "codec.pt"), load_checkpoint(run_dir / "dit.pt")
-    config = dit_ck["config"]["model"]
-    # only the EMA denoiser weights ship (as "dit"): the file stays within the size budget
-    out = {"config": config, "codec": codec_ck["model"], "dit": dit_ck["ema"],
-           "meta": {"codec_step": codec_ck["step"], "dit_step": dit_ck["step"],
-                    "dit_minutes": dit_ck["elapsed"] / 60.0, "dit_weights": "ema"}}
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(out_path, out)
-    from rap_ros.model.config import save_config
-    save_config(ModelConfig.from_dict(config), out_path.with_suffix(".yaml"))
-    return out_path
-
-
-def load_weights(path):
-    """(config, codec, dit) in eval mode from exported weights; the DiT gets the EMA weights."""
-    ck = load_checkpoint(path)
-    if not isinstance(ck, dict) or not {"config", "codec", "dit"} <= set(ck):
-        raise CheckpointError(path, "not a rap_ros weights file (need config, codec, dit)")
-    config = ModelConfig.from_dict(dict(ck["config"]))
-    codec, dit = CausalVideoCodec(config), RaxelDiT(config)
-    codec.load_state_dict(ck["codec"])
-    dit.load_state_dict(ck.get("ema") or ck["dit"])
-    return config, codec.eval(), dit.eval()
 
 
 # ---------------------------------------------------------------- run helpers
@@ -150,7 +98,6 @@ class Run:
         return np.random.default_rng(seed), torch.Generator().manual_seed(seed)
 
     def progress(self, total_s, initial_s, desc):
-        from tqdm import tqdm
         return tqdm(total=int(total_s), initial=int(initial_s), unit="s", desc=desc,
                     disable=not self.main or self.quiet, dynamic_ncols=True, mininterval=5)
 
@@ -282,7 +229,6 @@ def train_codec(run: Run, minutes: float, resume: bool, max_steps: int = 0, crop
 def evaluate_codec(codec, val: data_mod.FrameCache, config: ModelConfig, n: int = 64):
     """Held-out reconstruction: video PSNR (dB, uint8 images) and the pose error of cameras
     decoded (known K) from codec-reconstructed raxels."""
-    from rap_ros.geometry import decode_raxels, rotation_angle_deg
     codec.eval()
     n = min(n, len(val))
     S = config.image_size
@@ -310,7 +256,6 @@ def evaluate_codec(codec, val: data_mod.FrameCache, config: ModelConfig, n: int 
 
 
 def encode_raxels_latent_t(codec, rax: np.ndarray):
-    from rap_ros.model.codec import encode_raxels_latent
     return encode_raxels_latent(codec, torch.from_numpy(rax))
 
 
@@ -418,7 +363,7 @@ def train_dit(run: Run, minutes: float, resume: bool, max_steps: int = 0):
     run.barrier()
     run.log(f"dit: finished at step {step} ({elapsed / 60:.1f} min)")
     if run.main:
-        out = export_weights(run.dir, run.dir / "rap_small.pt")
+        out = weights_from_run(run.dir, run.dir / "rap_small.pt")
         run.log(f"exported weights -> {out}")
         metrics = evaluate_pose(codec, ema.eval(), val, mc)
         run.log("pose eval (held-out, video->camera, EMA): "
@@ -433,8 +378,6 @@ def evaluate_pose(codec, dit, val: data_mod.FrameCache, config: ModelConfig, n: 
     against the truth and of consecutive relative rotations, vs. the identity baseline, and
     the angle between the predicted and true direction of the last camera centre (clips whose
     last camera moved more than 0.2 of the normalised scale)."""
-    from rap_ros.geometry import decode_raxels, encode_raxels, rotation_angle_deg
-    from rap_ros.model.codec import encode_raxels_latent
     n = min(n, len(val))
     S, t_lat = config.image_size, config.latent_frames
     gen = torch.Generator().manual_seed(seed)

@@ -32,104 +32,32 @@ import threading
 import time
 
 import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry, Path
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, Image
 
-from rap_ros.geometry import invert_pose, relative_to_first, scale_intrinsics
+from rap_ros.geometry.cameras import K_from_fov, scale_intrinsics
+from rap_ros.io import messages
+from rap_ros.metrics import ssim
 from rap_ros.nodes import conversions as cv
 from rap_ros.nodes.diagnostics import LogThrottle, NodeDiagnostics
-from rap_ros.nodes.trajectory_estimator import (ParameterError, declare, resolve_backend,
-                                                declare_model_parameters,
-                                                declare_mount_parameters, reliability_qos,
-                                                run_nodes)
+from rap_ros.nodes.params import (ParameterError, declare, declare_model_parameters,
+                                  declare_mount_parameters, reliability_qos, resolve_backend)
+from rap_ros.nodes.runner import run_nodes
+from rap_ros.pipeline.framing import prepare_frames
+from rap_ros.pipeline.plans import plan_cameras
+from rap_ros.pipeline.views import ViewPipeline, per_frame_psnr
 from rap_ros_msgs.msg import PredictedView
 from rap_ros_msgs.srv import PreviewPaths
 
-try:  # tf2_ros is optional: without it the current pose comes from the odometry topic
+try:  # optional dependency: without tf2_ros the current pose comes from the odometry topic
     import tf2_ros
 except ImportError:  # pragma: no cover - depends on the installation
     tf2_ros = None
-
-
-# ------------------------------------------------------------------ path geometry
-
-
-def _slerp_rotations(R0, R1, weights):
-    """Rotations between R0[i] and R1[i] (n, 3, 3) at fractions weights (n,)."""
-    from scipy.spatial.transform import Rotation
-
-    relative = Rotation.from_matrix(np.swapaxes(R0, -1, -2) @ R1).as_rotvec()
-    return R0 @ Rotation.from_rotvec(relative * weights[:, None]).as_matrix()
-
-
-def resample_path(poses, stamps, count):
-    """Resample poses (N, 4, 4) and stamps (N,) to ``count`` poses equally spaced in arc
-    length (camera centres); rotations are interpolated on the shortest arc.
-
-    A path that does not move (total length ~ 0) is spaced by rotation angle instead, and
-    a path that neither moves nor turns by index. Returns (poses (count, 4, 4), stamps).
-    """
-    poses = np.asarray(poses, dtype=np.float64)
-    stamps = np.asarray(stamps, dtype=np.float64)
-    if len(poses) == 1:
-        return np.repeat(poses, count, axis=0), np.repeat(stamps, count)
-    steps = np.linalg.norm(np.diff(poses[:, :3, 3], axis=0), axis=1)
-    if steps.sum() < 1e-9:
-        cos = (np.einsum("nii->n", np.swapaxes(poses[:-1, :3, :3], 1, 2) @ poses[1:, :3, :3])
-               - 1) / 2
-        steps = np.arccos(np.clip(cos, -1.0, 1.0))
-    if steps.sum() < 1e-9:
-        steps = np.ones(len(poses) - 1)
-    arc = np.concatenate([[0.0], np.cumsum(steps)])
-    targets = np.linspace(0.0, arc[-1], count)
-    segment = np.clip(np.searchsorted(arc, targets, side="right") - 1, 0, len(poses) - 2)
-    length = arc[segment + 1] - arc[segment]
-    weight = np.where(length > 0, (targets - arc[segment]) / np.where(length > 0, length, 1), 0)
-    weight = np.clip(weight, 0.0, 1.0)
-    out = np.tile(np.eye(4), (count, 1, 1))
-    a, b = poses[segment], poses[segment + 1]
-    out[:, :3, 3] = (1 - weight[:, None]) * a[:, :3, 3] + weight[:, None] * b[:, :3, 3]
-    out[:, :3, :3] = _slerp_rotations(a[:, :3, :3], b[:, :3, :3], weight)
-    out_stamps = (1 - weight) * stamps[segment] + weight * stamps[segment + 1]
-    return out, out_stamps
-
-
-def plan_cameras(plan_poses, plan_stamps, T_plan_camera_now, source_seconds, T_base_camera,
-                 count, default_speed):
-    """Camera poses and stamps along a plan, ready for the model.
-
-    plan_poses (N, 4, 4): base (or camera body) poses in the plan frame; plan_stamps (N,)
-    seconds, all zero when unstamped; T_plan_camera_now (4, 4): the current camera (optical)
-    in the plan frame; source_seconds: stamp of the source image.
-    Returns (world (count, 4, 4) optical camera poses in the plan frame, stamps (count,),
-    rel (count, 4, 4) relative to the current camera at the model's normalised scale).
-    """
-    cameras = np.asarray(plan_poses) @ T_base_camera
-    poses = np.concatenate([T_plan_camera_now[None], cameras])
-    if np.any(plan_stamps):
-        stamps = np.concatenate([[source_seconds], plan_stamps])
-        stamps = np.maximum.accumulate(stamps)
-    else:
-        steps = np.linalg.norm(np.diff(poses[:, :3, 3], axis=0), axis=1)
-        stamps = source_seconds + np.concatenate([[0.0], np.cumsum(steps)]) / default_speed
-        if not steps.any():  # turning in place: one frame per 0.1 s
-            stamps = source_seconds + 0.1 * np.arange(len(poses))
-    world, stamps = resample_path(poses, stamps, count)
-    world[0] = T_plan_camera_now
-    stamps[0] = source_seconds
-    rel, _ = relative_to_first(invert_pose(T_plan_camera_now) @ world)
-    return world, stamps, rel
-
-
-def per_frame_psnr(a, b, cap=100.0):
-    """PSNR (dB) of each frame of uint8 videos a, b (T, H, W, 3), capped at ``cap``."""
-    from rap_ros.metrics import psnr
-
-    values = psnr(a.astype(np.float64) / 255.0, b.astype(np.float64) / 255.0)
-    return np.minimum(np.nan_to_num(values, nan=cap, posinf=cap), cap)
 
 
 # ------------------------------------------------------------------ node
@@ -141,8 +69,6 @@ class ViewPredictor(Node):
     def __init__(self, backend=None, node_name="view_predictor", **kwargs):
         super().__init__(node_name, **kwargs)
         self._declare_parameters()
-        from rap_ros.pipeline import ViewPipeline
-
         backend = resolve_backend(backend, self.model["backend"])
         self.backend = backend
         self.frames = int(backend.config.frames)
@@ -182,8 +108,6 @@ class ViewPredictor(Node):
                                                callback_group=model_group)
         self.view_pub = self.create_publisher(PredictedView, "predicted_view", 10)
         self.image_pub = self.create_publisher(Image, "predicted_image", 10)
-        from diagnostic_msgs.msg import DiagnosticArray
-
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.diag_timer = self.create_timer(self.diagnostics_period, self._publish_diagnostics)
         pose_source = "tf2" if self.tf_buffer is not None else "the odometry topic"
@@ -228,11 +152,11 @@ class ViewPredictor(Node):
     def _on_image(self, msg):
         self.diagnostics.tick("input")
         try:
-            rgb = cv.image_to_rgb8(msg)
+            rgb = messages.image_to_rgb8(msg)
         except ValueError as error:
             self._bad_input(f"image dropped: {error}")
             return
-        seconds = cv.stamp_to_seconds(msg.header.stamp)
+        seconds = messages.stamp_seconds(msg.header.stamp)
         with self._lock:
             self._source = (seconds, msg.header.stamp, rgb)
 
@@ -244,7 +168,7 @@ class ViewPredictor(Node):
 
     def _store_info(self, msg, attribute):
         try:
-            info = cv.camera_info_to_K(msg)
+            info = messages.camera_info_to_K(msg)
         except ValueError as error:
             self._bad_input(f"camera info ignored: {error}")
             return
@@ -253,7 +177,7 @@ class ViewPredictor(Node):
 
     def _on_odometry(self, msg):
         try:
-            T = cv.pose_to_matrix(msg.pose.pose)
+            T = messages.pose_to_matrix(msg.pose.pose)
         except ValueError as error:
             self._bad_input(f"odometry ignored: {error}")
             return
@@ -275,7 +199,7 @@ class ViewPredictor(Node):
             if info is None:
                 info, source = self._estimated_info, "estimated_camera_info"
         if info is None:
-            return cv.K_from_fov(self.fov_deg, width, height), "fov_deg"
+            return K_from_fov(self.fov_deg, width, height), "fov_deg"
         K, (info_width, info_height) = info
         if (info_width, info_height) != (width, height):
             K = scale_intrinsics(K, width / info_width, height / info_height)
@@ -285,11 +209,9 @@ class ViewPredictor(Node):
         """T_plan_camera (4, 4) of the camera now, optical axes, and how it was found."""
         if self.tf_buffer is not None:
             try:
-                from rclpy.time import Time
-
                 transform = self.tf_buffer.lookup_transform(plan_frame, self.camera_frame,
                                                             Time())
-                return cv.transform_to_matrix(transform), "tf2"
+                return messages.transform_to_matrix(transform), "tf2"
             except Exception as error:  # tf2 lookup/extrapolation/connectivity errors
                 self.get_logger().warn(f"tf2 lookup {plan_frame} -> {self.camera_frame} "
                                        f"failed ({error}); trying odometry",
@@ -313,7 +235,7 @@ class ViewPredictor(Node):
     def _prepare(self, plan, source):
         """nav_msgs/Path -> (world poses, stamps, rel poses) for the model; ValueError if
         the plan is unusable."""
-        plan_stamps, plan_poses = cv.path_to_arrays(plan, self.max_plan_poses)
+        plan_stamps, plan_poses = messages.path_to_arrays(plan, self.max_plan_poses)
         T_now, _ = self.current_camera(plan.header.frame_id, plan_poses[0])
         return plan_cameras(plan_poses, plan_stamps, T_now, source[0], self.T_base_camera,
                             self.frames, self.default_speed)
@@ -397,7 +319,7 @@ class ViewPredictor(Node):
         goal = None
         if request.goal_image.height and request.goal_image.width:
             try:
-                goal = cv.image_to_rgb8(request.goal_image)
+                goal = messages.image_to_rgb8(request.goal_image)
             except ValueError as error:
                 response.message = f"goal image rejected: {error}"
                 self._bad_input(f"preview_paths: {response.message}")
@@ -417,9 +339,8 @@ class ViewPredictor(Node):
         response.consistency = ([float(s.mean()) for s in scores] if scores is not None
                                 else [math.nan] * len(prepared))
         if goal is not None:
-            from rap_ros.metrics import ssim
-
-            target = _centre_square(goal, frames.shape[2]).astype(np.float64) / 255.0
+            # the goal as the model frames an image (centre square at its size)
+            target = prepare_frames(goal[None], None, frames.shape[2])[0][0] / 255.0
             response.goal_similarity = [float(ssim(frames[i, -1].astype(np.float64) / 255.0,
                                                    target)) for i in range(len(prepared))]
         response.success = True
@@ -432,14 +353,6 @@ class ViewPredictor(Node):
             have_source = self._source is not None
         self.diagnostics.set_value("source image", "yes" if have_source else "no")
         self.diag_pub.publish(self.diagnostics.to_message(self.get_clock().now().to_msg()))
-
-
-def _centre_square(rgb, size):
-    """Centre square of an RGB image resized to size x size (as the model frames it)."""
-    height, width = rgb.shape[:2]
-    side = min(height, width)
-    y0, x0 = (height - side) // 2, (width - side) // 2
-    return cv.resize_rgb8(np.ascontiguousarray(rgb[y0:y0 + side, x0:x0 + side]), size, size)
 
 
 def main(args=None):

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from rap_ros.geometry import (pose_from_rt, relative_to_first, rotation_angle_deg,
-                              scale_intrinsics)
+from rap_ros.geometry import (pose_from_rt, project_to_so3, relative_to_first,
+                              rotation_angle_deg, scale_intrinsics)
 
 _DIS_LOCK = threading.Lock()
 _DIS = None
@@ -98,9 +98,7 @@ def rotation_only(p0, p1, K):
     b1 = np.c_[p1, np.ones(len(p1))] @ Kinv.T
     b0 /= np.linalg.norm(b0, axis=1, keepdims=True)
     b1 /= np.linalg.norm(b1, axis=1, keepdims=True)
-    U, _, Vt = np.linalg.svd(b1.T @ b0)          # b1 ~ R10 b0 with R10 = R^T
-    D = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))])
-    R10 = U @ D @ Vt
+    R10 = project_to_so3(b1.T @ b0)              # b1 ~ R10 b0 with R10 = R^T
     projected = (b0 @ R10.T) @ K.T
     error = np.linalg.norm(projected[:, :2] / projected[:, 2:] - p1, axis=1)
     return R10.T, float(np.median(error))

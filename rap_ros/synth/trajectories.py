@@ -17,11 +17,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from rap_ros.geometry.frames import BODY_FROM_OPTICAL
+
 KINDS = ("forward", "turn_in_place", "arc", "strafe", "stop_and_go", "handheld", "orbit")
 SUBSTEPS = 10  # integration steps per frame interval
 # Rotation from the body frame (x fwd, y left, z up) to the OpenCV camera frame: its columns
 # are the camera's x (right), y (down) and z (forward) axes written in the body frame.
-BODY_FROM_CAMERA = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+BODY_FROM_CAMERA = BODY_FROM_OPTICAL
 
 
 @dataclass

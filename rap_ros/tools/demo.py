@@ -11,12 +11,17 @@
 
 Everything lands in --out: `trajectory/` (metrics.json, TUM files, plots, report.md),
 `preview_contact_sheet.png`, `demo.json`. DDS discovery is forced to localhost.
+
+Imports of rclpy, matplotlib and the rap_ros library are local to the functions that use
+them: `rap-ros --help` imports every tool module and takes 0.2 s; these take seconds.
 """
 import json
 import pathlib
 import shutil
 import sys
 import time
+
+import numpy as np
 
 NAME = "demo"
 CANDIDATE_TURNS_DEG = (0.0, 20.0, -20.0)
@@ -70,10 +75,8 @@ def _candidate_paths(c2w_future, angles_deg=CANDIDATE_TURNS_DEG):
     """Candidate plans: the future camera poses as body-frame poses (x forward, z up), turned
     about the first one's vertical axis by each angle. c2w_future: (T, 4, 4) optical axes.
     Returns a list of (T, 4, 4) body poses in the input's world frame."""
-    import numpy as np
-
-    from rap_ros.geometry import rotation_from_axis_angle
-    from rap_ros.nodes.conversions import optical_to_body
+    from rap_ros.geometry.frames import optical_to_body
+    from rap_ros.geometry.rotations import rotation_from_axis_angle
 
     body = np.stack([optical_to_body(T) for T in c2w_future])
     pivot, up = body[0, :3, 3], body[0, :3, 2]
@@ -89,18 +92,19 @@ def _candidate_paths(c2w_future, angles_deg=CANDIDATE_TURNS_DEG):
 
 def _preview(bag, out, args):
     """Ask the running view_predictor for previews of three candidate paths."""
-    import numpy as np
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
+    from rap_ros_msgs.srv import PreviewPaths
+    from sensor_msgs.msg import CameraInfo, Image
 
     from rap_ros.evaluation.inputs import InputOptions, open_input
     from rap_ros.evaluation.live import (LIVE_IMAGE_TOPIC, LIVE_INFO_TOPIC, LiveOptions,
                                          camera_info_msg, image_msg, start_up_process,
                                          stop_process)
     from rap_ros.evaluation.run import RunOptions
+    from rap_ros.io.messages import image_to_rgb8
     from rap_ros.nodes.conversions import poses_to_path, seconds_to_stamp
-    from rap_ros_msgs.srv import PreviewPaths
-    from sensor_msgs.msg import CameraInfo, Image
+    from rap_ros.pipeline.framing import prepare_frames
 
     source = open_input(bag, InputOptions())
     frames = list(source.frames())
@@ -151,11 +155,7 @@ def _preview(bag, out, args):
         rclpy.try_shutdown(context=context)
         stop_process(process)
 
-    from rap_ros.nodes.conversions import image_to_rgb8
-
     previews = [np.stack([image_to_rgb8(f) for f in view.frames]) for view in response.previews]
-    from rap_ros.pipeline import prepare_frames
-
     # the real frames as the model sees them (centre square), at the previews' size
     truth, _, _ = prepare_frames(np.stack([f for _, f in frames[start:start + T]]), None,
                                  previews[0].shape[1])

@@ -1,5 +1,6 @@
 """`rap-ros export`: torch weights -> ONNX model folder (codec encoder/decoder, one
 denoiser step, config.yaml, manifest.json), checked against torch with ONNX Runtime."""
+import sys
 
 
 def register(subparsers):
@@ -24,23 +25,22 @@ def register(subparsers):
 
 
 def main(args) -> int:
-    import sys
-
-    from rap_ros.backend.base import ModelFileError
+    # torch and onnx are optional (training extra); with numpy and onnxruntime they take
+    # seconds to import, and `rap-ros --help` imports every tool module (0.2 s): imported here.
+    from rap_ros.backend import export
     from rap_ros.backend.shared import SHIPPED_ONNX_DIR, default_weights
-    from rap_ros.model import export
+    from rap_ros.contract.config import rap_tiny
+    from rap_ros.contract.files import ModelFileError
 
     out = args.out or SHIPPED_ONNX_DIR
     try:
         if args.tiny:
-            from rap_ros.model.config import rap_tiny
-
             config = rap_tiny()
             codec, dit = export.random_modules(config, seed=0)
             manifest = export.export_modules(config, codec, dit, out, opset=args.opset)
         else:
             weights = args.weights or default_weights()
-            manifest = export.export_weights(weights, out, opset=args.opset)
+            manifest = export.export_onnx(weights, out, opset=args.opset)
     except (ModelFileError, FileNotFoundError) as error:
         print(f"rap-ros export: {error}", file=sys.stderr)
         return 1

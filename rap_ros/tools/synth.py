@@ -1,6 +1,6 @@
 """`rap-ros synth`: render a synthetic robot drive to a sequence folder or a rosbag2.
 
-Heavy imports (torch, rosbags) happen inside `main`, so `rap-ros --help` stays fast.
+Heavy imports (the renderer, rosbags) happen inside `main`, so `rap-ros --help` stays fast.
 """
 import argparse
 import sys

@@ -6,6 +6,8 @@
     python -m torch.distributed.run --nproc_per_node=2 -m rap_ros.tools.cli train ...  # DDP/gloo
     rap-ros train --run-dir runs/default --export rap_ros/model/weights/rap_small.pt   # export only
 """
+import sys
+from pathlib import Path
 
 
 def register(subparsers):
@@ -43,17 +45,15 @@ def register(subparsers):
 
 
 def main(args) -> int:
-    import sys
-    from pathlib import Path
-
+    # torch is optional (training extra) and slow to import: imported when the tool runs.
+    from rap_ros.model import checkpoint, train
     from rap_ros.model.config import load_run_config
-    from rap_ros.model import train
 
     name = Path(args.config).stem
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / name
     try:
         if args.export:
-            out = train.export_weights(run_dir, args.export)
+            out = checkpoint.weights_from_run(run_dir, args.export)
             print(f"wrote {out} and {Path(out).with_suffix('.yaml')}")
             return 0
         config = load_run_config(args.config, args.set)
@@ -64,7 +64,7 @@ def main(args) -> int:
         train.run_training(config, run_dir, stage=args.stage, resume=args.resume,
                            minutes=args.minutes, codec_minutes=args.codec_minutes,
                            max_steps=args.max_steps, quiet=args.quiet)
-    except (FileNotFoundError, ValueError, train.CheckpointError) as error:
+    except (FileNotFoundError, ValueError, checkpoint.CheckpointError) as error:
         print(f"rap-ros train: error: {error}", file=sys.stderr)
         return 1
     return 0
