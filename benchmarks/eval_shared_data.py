@@ -1,8 +1,9 @@
-"""`rap-ros evaluate` on the real sequences in ../shared/data, three ways, one table.
+"""`rap-ros evaluate` on the real sequences in ../shared/data, every method, one table.
 
-Methods: the classical OpenCV VO baseline, the shipped model with the optical-flow refinement
-(the node's default) and the model alone (`--no-refine`). Every row goes through
-``rap_ros.evaluation.run.evaluate_input``, the code path of `rap-ros evaluate`.
+Methods: ``rap`` (the default: the odometry core with the shipped model as its motion prior),
+``geometry`` (the same core without the model), ``model`` (the windowed model alone, with the
+optical-flow refinement, and ``--no-refine``) and the classical OpenCV VO baseline. Every row
+goes through ``rap_ros.evaluation.run.evaluate_input``, the code path of `rap-ros evaluate`.
 
 Writes benchmarks/results/evaluation_shared_data.{json,md} (``--out``).
 Run:  .venv/bin/python benchmarks/eval_shared_data.py [--data ../shared/data]
@@ -15,17 +16,23 @@ import sys
 import tempfile
 import time
 
+import numpy as np
+
 from rap_ros.evaluation.run import RunOptions, evaluate_input
 
 RESULTS = pathlib.Path(__file__).parent / "results"
 
 METHODS = {
+    "rap (default)": RunOptions(method="rap", progress=False),
+    "geometry": RunOptions(method="geometry", progress=False),
+    "model (+ flow refinement)": RunOptions(method="model", progress=False),
+    "model --no-refine": RunOptions(method="model", refine=False, progress=False),
     "opencv-vo": RunOptions(method="opencv-vo", progress=False),
-    "rap (model + flow refinement, default)": RunOptions(method="rap", progress=False),
-    "rap --no-refine (model alone)": RunOptions(method="rap", refine=False, progress=False),
 }
 
-COLUMNS = [("frames", "frames", "{}"), ("path_length", "path (GT units)", "{:.2f}"),
+COLUMNS = [("frames", "frames", "{}"), ("frames_tracked", "tracked", "{}"),
+           ("lost_frames", "lost gaps (frames)", "{}"),
+           ("path_length", "path (GT units)", "{:.2f}"),
            ("ate_rmse", "ATE Sim(3) RMSE", "{:.4g}"), ("ate_rmse_pct", "ATE % of path", "{:.3g}"),
            ("ate_se3_rmse", "ATE SE(3) RMSE", "{:.4g}"),
            ("rpe_trans_rmse", "RPE trans RMSE (d=1)", "{:.4g}"),
@@ -40,13 +47,20 @@ NOTES = """
   monocular estimate, whose scale is arbitrary). RPE: consecutive frames of the Sim(3)-aligned
   estimate; translation in ground-truth units (metres for KITTI, Blender units for lego),
   rotation in degrees.
-- `opencv-vo` runs at full resolution with the given intrinsics. `rap` sees what the
-  trajectory node sees: each frame centre-cropped to a square (KITTI keeps the middle 370x370
-  of 1226x370) and resized to 64x64, 9-frame windows chained by `TrajectoryChainer`, 2 Euler
-  steps; the refinement (default) re-estimates each frame-to-frame rotation (and, where the
+- `rap` and `geometry` run the odometry core (`rap_ros.odometry`: KLT tracks, PnP against a
+  local map, sliding-window bundle adjustment on GTSAM) at full resolution with the given
+  intrinsics; `rap` adds the model's relative motion on 9-frame windows (64x64 centre crops,
+  2 Euler steps, 1 sample, no refinement) as a motion prior. Their scores are of the final
+  bundle-adjusted trajectory. `tracked`: frames with health ok or degraded; `lost gaps`: the
+  [first, last] frame ranges of tracking loss (– for methods without a tracking health).
+- `opencv-vo` runs at full resolution with the given intrinsics. `model` sees what the
+  windowed trajectory node saw: each frame centre-cropped to a square (KITTI keeps the middle
+  370x370 of 1226x370) and resized to 64x64, 9-frame windows chained by `TrajectoryChainer`,
+  2 Euler steps; the refinement re-estimates each frame-to-frame rotation (and, where the
   flow allows, the direction of travel) from optical flow at up to 320 px and keeps the model's
   step lengths. `consistency PSNR` is the closed-loop check of the node on 2 windows.
-- fps: frames per second of the estimator alone on this 2-core CPU; single runs, fixed seed 0.
+- fps: frames per second of the estimator alone on this 2-core CPU (shared with other jobs
+  while measured: take speeds as rough); single runs, fixed seed 0.
 """
 
 
@@ -54,9 +68,34 @@ def fmt(value, spec):
     if value is None or value == "":
         return "–"
     try:
+        if isinstance(value, list):  # loss gaps
+            return ", ".join(f"{a}-{b}" for a, b in value) or "none"
         return spec.format(value)
     except (TypeError, ValueError):
         return str(value)
+
+
+def targets(rows):
+    """Issue 11's accuracy targets on these sequences: rap's ATE at most 0.5x opencv-vo's as a
+    geometric mean and below it on every sequence; rap no worse than geometry anywhere."""
+    ate = {(r["sequence"], r["method"].split()[0]): r["ate_rmse_pct"] for r in rows}
+    seqs = sorted({s for s, _ in ate})
+
+    def ratios(other):
+        return [ate[(s, "rap")] / ate[(s, other)] for s in seqs
+                if ate.get((s, "rap")) and ate.get((s, other))]
+
+    lines = ["Targets (issue 11), ATE % of path:"]
+    for other, bar in (("opencv-vo", "geometric mean <= 0.5, below 1 on every sequence"),
+                       ("geometry", "<= 1 on every sequence, below 1 on average")):
+        r = ratios(other)
+        if not r:
+            continue
+        gmean = float(np.exp(np.mean(np.log(r))))
+        lines.append(f"- rap / {other}: " + ", ".join(f"{x:.3g}" for x in r)
+                     + f" (per sequence, {', '.join(seqs)}); geometric mean {gmean:.3g} "
+                     f"(target: {bar})")
+    return lines
 
 
 def main(argv=None):
@@ -75,11 +114,13 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as work:
         for method, options in METHODS.items():
             for seq in sequences:
-                out = pathlib.Path(work, method.split()[0] + str(options.refine), seq.name)
+                slug = "".join(c if c.isalnum() else "_" for c in method)
+                out = pathlib.Path(work, slug, seq.name)
                 metrics = evaluate_input(seq, out, options=options)
                 row = {"sequence": seq.name, "method": method,
                        **{k: metrics.get(k) for k, _, _ in COLUMNS},
-                       "status": metrics["status"]}
+                       "status": metrics["status"], "error": metrics.get("error"),
+                       "estimator": metrics.get("estimator")}
                 report["rows"].append(row)
                 print(json.dumps(row), flush=True)
     out = pathlib.Path(args.out)
@@ -90,9 +131,10 @@ def main(argv=None):
              "through its ONNX export. Command: `" + report["command"] + "`.", "",
              "| sequence | method | " + " | ".join(c[1] for c in COLUMNS) + " |",
              "|---|---|" + "---|" * len(COLUMNS)]
-    for row in report["rows"]:
+    for row in sorted(report["rows"], key=lambda r: r["sequence"]):  # stable: method order
         lines.append(f"| {row['sequence']} | {row['method']} | "
                      + " | ".join(fmt(row[k], spec) for k, _, spec in COLUMNS) + " |")
+    lines += [""] + targets(report["rows"])
     out.with_suffix(".md").write_text("\n".join(lines) + "\n" + NOTES)
     print(out.with_suffix(".md").read_text())
     return 0

@@ -1,5 +1,6 @@
 """`rap-ros evaluate` end to end: bags (MCAP and sqlite3; Image and CompressedImage; PoseStamped,
-Odometry and TF ground truth), sequence and TUM folders, both methods, and the bad inputs."""
+Odometry and TF ground truth), sequence and TUM folders, every method (rap, geometry, model,
+opencv-vo) through make_estimator, tracking-loss gaps in the report, and the bad inputs."""
 import json
 import subprocess
 import sys
@@ -340,6 +341,94 @@ def test_ray_flag_without_ray(tmp_path, clip, capsys):
     assert "--ray needs the `ray` package" in capsys.readouterr().err
 
 
+# ------------------------------------------------------------------ methods and tracking
+
+
+def test_cli_method_choices_are_the_estimators():
+    from rap_ros.evaluation.estimators import METHODS
+    from rap_ros.tools.evaluate import METHODS as CLI_METHODS
+
+    assert CLI_METHODS == METHODS == ("rap", "geometry", "model", "opencv-vo")
+
+
+def test_loss_gaps_and_tracking_summary():
+    from rap_ros.evaluation.estimators import FrameLog, loss_gaps, tracking_summary
+
+    health = ["initialising", "ok", "lost", "lost", "ok", "degraded", "lost"]
+    assert loss_gaps(health) == [[2, 3], [6, 6]]
+    assert loss_gaps(["ok", "ok"]) == [] and loss_gaps([]) == []
+    log = [FrameLog(i, 10.0 + i, h, i == 4, "pnp", False, 40, 100, 0.0, 1.0)
+           for i, h in enumerate(health)]
+    summary = tracking_summary(log)
+    assert summary["frames_tracked"] == 3 and summary["lost_frame_count"] == 3
+    assert summary["lost_stamps"] == [[12.0, 13.0], [16.0, 16.0]]
+    assert summary["recoveries"] == [4] and summary["ended_lost"]
+
+
+@pytest.mark.parametrize("method", ["rap", "geometry", "model", "opencv-vo"])
+def test_every_method_gives_one_pose_per_frame(method, clip, model_spec):
+    """Every --method through make_estimator on the same frames: one pose per frame; rap,
+    geometry and opencv-vo give each frame its pose as it comes."""
+    from rap_ros.evaluation.estimators import make_estimator
+    from rap_ros.evaluation.run import RunOptions
+
+    frames = clip["frames"][:20]
+    estimator = make_estimator(method, clip["K"], RunOptions(method=method, backend=model_spec,
+                                                             consistency_windows=0))
+    per_push = [len(estimator.push(f, s)) for f, s in zip(frames, clip["stamps"])]
+    poses = estimator.finish()
+    assert len(poses) == len(frames) and np.isfinite(poses.c2w).all()
+    assert np.allclose(poses.stamps, clip["stamps"][:len(frames)])
+    assert np.allclose(poses.c2w[0], np.eye(4), atol=1e-4)  # the first camera is the world
+    if method == "model":
+        assert sum(per_push) <= len(frames)  # windows, then the tail at finish
+    else:
+        assert per_push == [1] * len(frames)
+    if method in ("rap", "geometry"):
+        assert estimator.details()["method"] == method
+        assert poses.covariance.shape == (len(frames), 6, 6)
+        assert all(np.any(c) for c in poses.covariance)  # never all zeros
+        assert len(estimator.frame_log) == len(frames)
+
+
+def test_geometry_without_intrinsics_guesses_them(clip):
+    from rap_ros.evaluation.estimators import make_estimator
+    from rap_ros.evaluation.run import RunOptions
+
+    estimator = make_estimator("geometry", None, RunOptions(method="geometry"))
+    for f, s in zip(clip["frames"][:12], clip["stamps"]):
+        estimator.push(f, s)
+    assert len(estimator.finish()) == 12
+    assert estimator.details()["intrinsics"].startswith("guessed")
+
+
+def test_tracking_loss_gap_is_marked(tmp_path, clip):
+    """Frames blacked out in the middle (a covered lens): the evaluator reports the gap of
+    lost frames and the recovery after it, per frame and in the report."""
+    dark = dict(clip, frames=clip["frames"].copy())
+    dark["frames"][10:16] = 0
+    bag = write_bag(tmp_path / "dark", dark)
+    out = tmp_path / "out"
+    assert evaluate(bag, "--out", out, "--method", "geometry") == 0
+    result = metrics_of(out, "dark")
+    assert result["status"] == "ok" and result["frames"] == FRAMES
+    gaps = result["lost_frames"]
+    assert len(gaps) >= 1
+    first, last = gaps[0]
+    assert 10 <= first <= last < FRAMES
+    assert result["lost_frame_count"] == sum(b - a + 1 for a, b in gaps)
+    assert result["health"]["lost"] == result["lost_frame_count"]
+    assert result["recoveries"] and result["recoveries"][0] == last + 1
+    assert result["frames_tracked"] <= FRAMES - result["lost_frame_count"]
+    assert result["lost_stamps"][0][0] == pytest.approx(clip["stamps"][first])
+    rows = (out / "dark" / "tracking.csv").read_text().splitlines()[1:]
+    assert sum(",lost," in r for r in rows) == result["lost_frame_count"]
+    text = (out / "dark" / "report.md").read_text()
+    assert f"**lost** frames {first} to {last}" in text
+    assert f"recovered at frame {last + 1}" in text
+    assert len(np.loadtxt(out / "dark" / "estimate_tum.txt")) == FRAMES  # no hole in the path
+
+
 # ------------------------------------------------------------------ the model
 
 
@@ -365,18 +454,42 @@ def model_spec(tmp_path_factory):
     return f"onnx:{model_dir}"
 
 
-def test_rap_method_on_a_bag(tmp_path, clip, model_spec):
+def test_model_method_on_a_bag(tmp_path, clip, model_spec):
     bag = write_bag(tmp_path / "drive", clip)
     out = tmp_path / "out"
-    assert evaluate(bag, "--out", out, "--method", "rap", "--backend", model_spec,
+    assert evaluate(bag, "--out", out, "--method", "model", "--backend", model_spec,
                     "--consistency-windows", "1") == 0
     result = metrics_of(out, "drive")
     assert result["status"] == "ok", result.get("error")
-    assert result["method"] == "rap" and result["frames"] == FRAMES  # tail window included
+    assert result["method"] == "model" and result["frames"] == FRAMES  # tail window included
+    assert "lost_frames" not in result and not (out / "drive" / "tracking.csv").exists()
     assert result["estimator"]["windows"] >= 2
     assert np.isfinite(result["ate_rmse"]) and result["consistency_psnr"] is not None
     est = np.loadtxt(out / "drive" / "estimate_tum.txt")
     assert len(est) == FRAMES and np.allclose(est[0, 1:], [0, 0, 0, 0, 0, 0, 1], atol=1e-6)
+
+
+def test_default_method_is_rap_odometry_with_the_model(tmp_path, clip, model_spec):
+    """No --method: rap, the odometry core with the model as its prior; per-frame health."""
+    from rap_ros.evaluation.run import RunOptions
+
+    assert RunOptions().method == "rap"
+    bag = write_bag(tmp_path / "drive", clip)
+    out = tmp_path / "out"
+    assert evaluate(bag, "--out", out, "--backend", model_spec) == 0
+    result = metrics_of(out, "drive")
+    assert result["status"] == "ok", result.get("error")
+    assert result["method"] == "rap" and result["frames"] == FRAMES
+    assert result["ate_rmse_pct"] < 15.0
+    details = result["estimator"]
+    assert details["method"] == "rap" and details["intrinsics"] == "given"
+    assert details["keyframes"] >= 2 and details["ba_runs"] >= 1
+    assert details["map"]["landmarks"] > 0 and "model_windows" in details
+    assert result["lost_frames"] == [] and result["frames_tracked"] >= FRAMES - 3
+    assert sum(result["health"].values()) == FRAMES
+    log = (out / "drive" / "tracking.csv").read_text().splitlines()
+    assert log[0].startswith("index,stamp,health") and len(log) == FRAMES + 1
+    assert "tracking-loss gaps: none" in (out / "drive" / "report.md").read_text()
 
 
 def test_synth_bag_end_to_end(tmp_path, model_spec):

@@ -213,20 +213,23 @@ def test_published_frames_follow_rep103(model_spec):
     try:
         overrides = [Parameter("backend", value=model_spec[0]),
                      Parameter("base_frame", value="base_link"),
+                     Parameter("mount_source", value="parameters"),
                      Parameter("camera_mount_xyz", value=[0.2, 0.0, 0.5]),
                      Parameter("scale", value=2.0)]
         node = TrajectoryEstimator(parameter_overrides=overrides)
         try:
             run = np.tile(np.eye(4), (2, 1, 1))
             run[1, 2, 3] = 1.0  # one model unit forward along the optical axis
-            poses = node.child_poses(run)
+            mount = node.T_base_camera_parameters
+            poses = [node.child_pose(T, mount) for T in run]
             np.testing.assert_allclose(poses[0], np.eye(4), atol=1e-12)
             np.testing.assert_allclose(poses[1][:3, 3], [2.0, 0.0, 0.0], atol=1e-12)
-            np.testing.assert_allclose(node.T_base_camera[:3, 2], [1, 0, 0], atol=1e-12)
-            assert node.child_frame == "base_link"
+            np.testing.assert_allclose(mount[:3, 2], [1, 0, 0], atol=1e-12)
+            assert node._child_frame("camera_optical_frame") == "base_link"
         finally:
             node.destroy_node()
-        bad = [Parameter("backend", value=model_spec[0]), Parameter("window_stride", value=50)]
+        bad = [Parameter("backend", value=model_spec[0]), Parameter("method", value="model"),
+               Parameter("window_stride", value=50)]
         from rap_ros.nodes.params import ParameterError
 
         with pytest.raises(ParameterError, match="window_stride"):
@@ -249,8 +252,8 @@ def clip():
 @pytest.fixture(scope="module")
 def estimator_process(model_spec):
     process = start_process(node_command(
-        "estimator", model_spec[0], "-p", "use_sim_time:=true",
-        "-p", f"window_stride:={STRIDE}",
+        "estimator", model_spec[0], "-p", "use_sim_time:=true", "-p", "method:=model",
+        "-p", "base_frame:=''", "-p", f"window_stride:={STRIDE}",
         "-p", "samples:=2", "-p", "scale:=1.0", "-p", "consistency_every:=3",
         "-p", "diagnostics_period:=0.5"))
     yield process
@@ -353,7 +356,7 @@ def test_estimator_across_processes(estimator_process, clip, model_spec):
         RESULTS["estimate"], RESULTS["truth"] = estimate, clip.c2w[indices]
 
         # reset: the next frames start a new trajectory at the odom origin.
-        reset = probe.node.create_client(Trigger, "reset")
+        reset = probe.node.create_client(Trigger, "trajectory_estimator/reset")
         assert probe.call(reset, Trigger.Request()).success
         probe.received["odometry"].clear()
         # The whole clip: frames that arrive while the last windows before the reset are still
@@ -413,7 +416,8 @@ def test_camera_info_and_compressed_transport(model_spec, clip):
     process = start_process(node_command(
         "estimator", model_spec[0], "-p", "image_transport:=compressed",
         "-p", "qos_reliability:=reliable", "-p", "frame_interval:=0.0",
-        "-p", "base_frame:=base_link", "-r", "__ns:=/compressed"))
+        "-p", "base_frame:=base_link", "-p", "mount_source:=parameters",
+        "-r", "__ns:=/compressed"))
     rclpy.init()
     probe = Probe("compressed_probe", namespace="/compressed")
     try:

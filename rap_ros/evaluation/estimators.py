@@ -1,24 +1,41 @@
 """The pose sources of ``rap-ros evaluate --method``, each a ``PoseStream``.
 
-* ``rap``: the model through ``WindowStream``, the code path of the trajectory_estimator
-  node: windows of ``T = backend.config.frames`` frames every ``stride`` frames, ``batch``
-  windows per model call, chained, and a tail window for the frames after the last full
-  window. Frames are taken as they come (``ordered=False``): offline, the input's order is
-  the truth.
+* ``rap`` (the default): the odometry core (``rap_ros.odometry.VisualOdometry``: KLT tracks,
+  PnP against a local map, sliding-window bundle adjustment) with the joint model as its
+  motion prior (``ModelPrior`` over a ``TrajectoryPipeline``: ``steps`` Euler steps, one
+  sample, no flow refinement). Without intrinsics the core takes K from the model.
+* ``geometry``: the same core without the prior (without intrinsics: a 60 degree guess).
+* ``model``: the windowed model alone through ``WindowStream``, the code path of the
+  trajectory_estimator node before the odometry core: windows of ``T =
+  backend.config.frames`` frames every ``stride`` frames, ``batch`` windows per model call,
+  chained, and a tail window for the frames after the last full window. Frames are taken as
+  they come (``ordered=False``): offline, the input's order is the truth.
 * ``opencv-vo``: the classical monocular baseline of ``rap_ros.evaluation.vo``.
+
+``rap`` and ``geometry`` are one class, ``OdometryEstimator``; the prior is the only
+difference. It gives each frame its pose as the frame comes (``push`` returns one pose) and,
+at ``finish``, the core's bundle-adjusted ``trajectory()``; it keeps a per-frame log
+(health, source, inliers, ...) from which ``tracking()`` marks the tracking-loss gaps.
 
 ``make_estimator(method, K, options)`` is the one dispatch; another method is one more entry
 of ``ESTIMATORS``. Poses are camera-to-world (n, 4, 4), OpenCV axes, the first frame's camera
 as world frame, arbitrary scale (the metrics align them to the ground truth).
 """
+from dataclasses import dataclass
+from functools import partial
+
 import numpy as np
 
 from rap_ros.backend.shared import get_backend
 from rap_ros.evaluation.vo import MonocularVO
 from rap_ros.io.errors import InputError
+from rap_ros.odometry import ModelPrior, OdometryConfig, VisualOdometry
 from rap_ros.pipeline.streaming import FixedPoses, PoseStream, WindowStream
 from rap_ros.pipeline.trajectory import TrajectoryPipeline
 from rap_ros.pipeline.views import ViewPipeline
+
+# Health states that count as tracked (the core's "initialising" and "lost" do not).
+TRACKED = ("ok", "degraded")
 
 
 class VOEstimator(PoseStream):
@@ -53,9 +70,202 @@ class VOEstimator(PoseStream):
                 "vo_working_width_scale": vo.scale_factor}
 
 
-class RapEstimator(PoseStream):
-    """Frames in, poses out, with the model: a ``WindowStream`` plus what the report says of
-    it (windows, intrinsics estimates, raxel residuals, closed-loop consistency)."""
+# ------------------------------------------------------------------ rap and geometry
+
+
+@dataclass
+class FrameLog:
+    """One frame of an odometry run, as the core reported it when the frame was pushed.
+
+    index: frame number in the run (0-based); stamp: seconds; health: "initialising", "ok",
+    "degraded" or "lost"; recovered: the frame ends a loss; source: how it was placed
+    ("init", "pnp", "prior", "fallback", "hold", "buffered"); keyframe: it became one;
+    inliers: PnP inliers; tracks: live KLT tracks; disagreement_deg: model vs geometry
+    rotation over the last model window; ms: time of the push, milliseconds.
+    """
+
+    index: int
+    stamp: float
+    health: str
+    recovered: bool
+    source: str
+    keyframe: bool
+    inliers: int
+    tracks: int
+    disagreement_deg: float
+    ms: float
+
+
+def loss_gaps(health):
+    """[first, last] frame ranges (inclusive) of consecutive "lost" frames, oldest first."""
+    gaps, start = [], None
+    for i, state in enumerate(health):
+        if state == "lost" and start is None:
+            start = i
+        elif state != "lost" and start is not None:
+            gaps.append([start, i - 1])
+            start = None
+    if start is not None:
+        gaps.append([start, len(health) - 1])
+    return gaps
+
+
+def tracking_summary(log, initialised=False):
+    """What the report says of a run's tracking, from its per-frame ``FrameLog`` list:
+    health counts, frames tracked, the loss gaps as frame ranges and stamps, the recoveries
+    (frames that end a loss) and whether the run ended lost.
+
+    Tracked: health ok or degraded; frames held for the model's K (source "buffered", health
+    "initialising" when pushed) count too once the core has ``initialised`` (it places them
+    when the model's K comes; ``benchmarks/eval_odometry.py`` counts the same way)."""
+    health = [f.health for f in log]
+    gaps = loss_gaps(health)
+    stamps = [f.stamp for f in log]
+    tracked = sum(h in TRACKED or (initialised and f.source == "buffered")
+                  for h, f in zip(health, log))
+    return {
+        "frames_tracked": int(tracked),
+        "health": {state: int(health.count(state))
+                   for state in ("initialising", "ok", "degraded", "lost")},
+        "lost_frames": gaps,
+        "lost_stamps": [[stamps[a], stamps[b]] for a, b in gaps],
+        "lost_frame_count": int(sum(b - a + 1 for a, b in gaps)),
+        "recoveries": [f.index for f in log if f.recovered],
+        "ended_lost": bool(health) and health[-1] == "lost",
+    }
+
+
+class OdometryEstimator(PoseStream):
+    """Frames in, poses out, with the odometry core: method ``rap`` (``with_model``: the
+    joint model as the core's motion prior) or ``geometry`` (the core alone).
+
+    ``push`` returns the frame's pose as the core placed it then (one pose per push; frames
+    held while the model's K is awaited get the start pose); ``finish`` returns the core's
+    ``trajectory()``: keyframes as last bundle-adjusted, other frames relative to their
+    keyframe. ``frame_log`` holds each frame's health; ``tracking()`` summarises it.
+    """
+
+    def __init__(self, K, options, with_model=True):
+        self.K = None if K is None else np.asarray(K, np.float64)
+        self.backend = None
+        prior = None
+        if with_model:
+            self.backend = get_backend(options.backend or "onnx")
+            self.steps = int(options.steps)
+            prior = ModelPrior(TrajectoryPipeline(self.backend, steps=self.steps, samples=1,
+                                                  refine=False))
+        self.vo = VisualOdometry(self.K, OdometryConfig(), prior=prior)
+        self.frame_log = []
+        self._c2w, self._cov, self._tags = [], [], []
+        self._closed = False
+
+    @property
+    def method(self):
+        return self.vo.method
+
+    def push(self, frame, stamp, tag=None):
+        result = self.vo.push(frame, float(stamp))
+        index = len(self.frame_log)
+        self.frame_log.append(FrameLog(
+            index=index, stamp=float(stamp), health=result.health,
+            recovered=bool(result.recovered), source=result.source,
+            keyframe=bool(result.is_keyframe), inliers=int(result.inliers),
+            tracks=int(result.tracks), disagreement_deg=float(result.disagreement_deg),
+            ms=1e3 * float(result.timing.get("total", 0.0))))
+        c2w = np.asarray(result.c2w, np.float64)
+        cov = np.asarray(result.covariance, np.float64)
+        self._c2w.append(c2w)
+        self._cov.append(cov)
+        self._tags.append(tag)
+        return FixedPoses(first=index, stamps=np.array([float(stamp)]), c2w=c2w[None],
+                          covariance=cov[None], tags=[tag])
+
+    def _stamps(self):
+        return np.array([f.stamp for f in self.frame_log], np.float64)
+
+    def finish(self):
+        n = len(self.frame_log)
+        if self._buffered():
+            raise InputError(f"{self.method} without intrinsics takes K from the model's first "
+                             f"window of {self.vo.prior.window} frames, but the input has "
+                             f"{n}; pass --fx --fy --cx --cy or --intrinsics FILE")
+        c2w = self.vo.trajectory()
+        self._close()
+        if len(c2w) != n:  # the core keeps every frame (history): a mismatch is a bug
+            raise RuntimeError(f"the odometry core's trajectory has {len(c2w)} poses for "
+                               f"{n} frames")
+        return FixedPoses(stamps=self._stamps(), c2w=np.asarray(c2w, np.float64),
+                          covariance=np.array(self._cov).reshape(n, 6, 6), tags=list(self._tags))
+
+    def partial(self):
+        """The poses as each frame got them when pushed (no later BA corrections); none
+        while every frame still waits for the model's K."""
+        n = len(self.frame_log)
+        if self._buffered():
+            return FixedPoses()
+        return FixedPoses(stamps=self._stamps(), c2w=np.array(self._c2w).reshape(n, 4, 4),
+                          covariance=np.array(self._cov).reshape(n, 6, 6), tags=list(self._tags))
+
+    def _buffered(self):
+        """Every frame so far still waits for the model's K (fewer than one window)."""
+        return bool(self.frame_log) and all(f.source == "buffered" for f in self.frame_log)
+
+    def _close(self):
+        if not self._closed:
+            self.vo.close()
+            self._closed = True
+
+    def tracking(self):
+        return tracking_summary(self.frame_log, self.vo.stats.get("inits", 0) > 0)
+
+    def details(self):
+        vo, stats = self.vo, self.vo.stats
+        ba_runs = int(stats.get("ba_runs", 0))
+        info = {"method": self.method, "keyframes": int(stats.get("keyframes", 0)),
+                "map": vo.map_size(),
+                "ba_runs": ba_runs, "ba_seconds": float(stats.get("ba_seconds", 0.0)),
+                "ba_ms_per_run": 1e3 * float(stats.get("ba_seconds", 0.0)) / max(ba_runs, 1),
+                "ba_failures": int(getattr(vo.ba, "failures", 0)),
+                "pnp_frames": int(stats.get("pnp", 0)),
+                "fallback_frames": int(stats.get("fallback", 0)),
+                "initialisations": int(stats.get("inits", 0)),
+                "losses": int(stats.get("losses", 0)),
+                "recoveries": int(stats.get("recoveries", 0))}
+        if self.K is not None:
+            info["intrinsics"] = "given"
+        elif vo.prior is not None:
+            info["intrinsics"] = "estimated by the model (first window)"
+        else:
+            info["intrinsics"] = (f"guessed ({vo.cfg.default_hfov_deg:g} degree horizontal "
+                                  "field of view)")
+        if vo.K is not None:
+            info["K"] = np.asarray(vo.K).tolist()
+        if vo.prior is not None:
+            disagreement = [f.disagreement_deg for f in self.frame_log
+                            if f.disagreement_deg > 0]
+            info.update(backend=getattr(self.backend, "name", "?"), steps=self.steps,
+                        model_window=int(vo.prior.window),
+                        model_windows=int(stats.get("prior_windows", 0)),
+                        model_factors=int(stats.get("prior_factors", 0)),
+                        model_fallback_frames=int(stats.get("prior_fallback", 0)),
+                        model_seconds=float(stats.get("prior_seconds", 0.0)),
+                        disagreement_deg_mean=float(np.mean(disagreement)) if disagreement
+                        else 0.0,
+                        disagreement_deg_max=float(np.max(disagreement)) if disagreement
+                        else 0.0)
+        ms = [f.ms for f in self.frame_log]
+        if ms:
+            info.update(frame_ms_median=float(np.median(ms)),
+                        frame_ms_p95=float(np.percentile(ms, 95)))
+        return info
+
+
+# ------------------------------------------------------------------ model
+
+
+class ModelEstimator(PoseStream):
+    """Frames in, poses out, with the model alone: a ``WindowStream`` plus what the report
+    says of it (windows, intrinsics estimates, raxel residuals, closed-loop consistency)."""
 
     def __init__(self, K, options):
         self.backend = get_backend(options.backend or "onnx")
@@ -98,7 +308,7 @@ class RapEstimator(PoseStream):
     def finish(self):
         poses = self.stream.finish()
         if not len(poses):
-            raise InputError(f"rap needs at least {self.stream.window} frames (one window), "
+            raise InputError(f"model needs at least {self.stream.window} frames (one window), "
                              f"got {self.stream.frames}")
         return poses
 
@@ -128,8 +338,12 @@ class RapEstimator(PoseStream):
         return info
 
 
-ESTIMATORS = {"rap": RapEstimator, "opencv-vo": VOEstimator}
+ESTIMATORS = {"rap": partial(OdometryEstimator, with_model=True),
+              "geometry": partial(OdometryEstimator, with_model=False),
+              "model": ModelEstimator,
+              "opencv-vo": VOEstimator}
 METHODS = tuple(ESTIMATORS)
+DEFAULT_METHOD = "rap"
 
 
 def make_estimator(method, K, options):

@@ -9,6 +9,12 @@ Per input folder ``DIR/<name>/``:
   has one (camera-to-world, ground-truth stamps and units).
 * ``estimate_aligned_tum.txt``: the associated estimate after the Sim(3) alignment.
 * ``trajectory_top.png``, ``trajectory_xyz.png``, ``errors.png``; ``report.md``.
+* ``tracking.csv`` (methods with a tracking health: ``rap``, ``geometry``): one row per frame
+  with its health (initialising, ok, degraded, lost), whether it ends a loss, how it was
+  placed, keyframe, PnP inliers, live tracks, model/geometry disagreement and time.
+  ``metrics.json`` and ``report.md`` then say ``frames_tracked``, the health counts, the
+  tracking-loss gaps ``lost_frames`` ([first, last] frame indices, inclusive; ``lost_stamps``
+  the same in seconds) and the ``recoveries`` (frames that end a loss).
 
 For several inputs ``DIR/summary.md`` and ``DIR/summary.json`` hold one row per input.
 TUM lines are ``timestamp tx ty tz qx qy qz qw``.
@@ -34,6 +40,9 @@ METRIC_NOTES = {
     "fps": "frames per second of the estimator alone (wall clock, input decoding excluded)",
     "fps_wall": "frames per second end to end: opening and decoding the input, loading the "
                 "model, estimating",
+    "frames_tracked": "frames placed with health ok or degraded (not initialising, not lost; "
+                      "frames held for the model's K count once it came)",
+    "lost_frame_count": "frames in tracking-loss gaps (health lost)",
     "consistency_psnr": "closed-loop consistency in dB (as the trajectory node reports it): "
                         "frames predicted along a window's estimated path vs frames regenerated "
                         "from the poses re-estimated on them; mean over the sampled windows",
@@ -44,6 +53,21 @@ def write_tum(path, stamps, c2w):
     """Write poses (N, 4, 4) camera-to-world at stamps (N,) s as a TUM file (rap_ros.io.tum)."""
     stamps = np.asarray(stamps, dtype=np.float64)
     io_write_tum(path, stamps, np.asarray(c2w, dtype=np.float64).reshape(len(stamps), 4, 4))
+    return pathlib.Path(path)
+
+
+FRAME_LOG_FIELDS = ("index", "stamp", "health", "recovered", "source", "keyframe", "inliers",
+                    "tracks", "disagreement_deg", "ms")
+
+
+def write_frame_log(path, log):
+    """Write the per-frame log of an odometry run (a list of ``FrameLog``) as CSV."""
+    lines = [",".join(FRAME_LOG_FIELDS)]
+    for f in log:
+        lines.append(f"{f.index},{f.stamp:.9f},{f.health},{int(f.recovered)},{f.source},"
+                     f"{int(f.keyframe)},{f.inliers},{f.tracks},{f.disagreement_deg:.3f},"
+                     f"{f.ms:.3f}")
+    pathlib.Path(path).write_text("\n".join(lines) + "\n")
     return pathlib.Path(path)
 
 
@@ -194,9 +218,35 @@ def _fmt(value, digits=4):
     return str(value)
 
 
-REPORT_KEYS = ("frames", "associated_frames", "path_length", "ate_rmse", "ate_rmse_pct",
-               "ate_se3_rmse", "rpe_trans_rmse", "rpe_rot_deg_rmse", "fps", "fps_wall",
-               "consistency_psnr")
+REPORT_KEYS = ("frames", "associated_frames", "frames_tracked", "lost_frame_count",
+               "path_length", "ate_rmse", "ate_rmse_pct", "ate_se3_rmse", "rpe_trans_rmse",
+               "rpe_rot_deg_rmse", "fps", "fps_wall", "consistency_psnr")
+TRACKING_KEYS = ("health", "lost_frames", "lost_stamps", "recoveries", "ended_lost")
+
+
+def tracking_lines(result):
+    """Markdown lines of the tracking section (methods with a tracking health), or []."""
+    if "health" not in result:
+        return []
+    health = result["health"]
+    lines = ["## Tracking", "",
+             f"- frames tracked: {result.get('frames_tracked')} of {result.get('frames')} "
+             "(" + ", ".join(f"{k} {v}" for k, v in health.items()) + ")"]
+    gaps = result.get("lost_frames") or []
+    stamps = result.get("lost_stamps") or [[None, None]] * len(gaps)
+    recoveries = list(result.get("recoveries") or [])
+    if not gaps:
+        lines.append("- tracking-loss gaps: none")
+    else:
+        lines.append(f"- tracking-loss gaps: {len(gaps)} ({result.get('lost_frame_count')} "
+                     "frames, health lost)")
+        for (a, b), (ta, tb) in zip(gaps, stamps):
+            after = [r for r in recoveries if r > b]
+            end = f"recovered at frame {after[0]}" if after else "not recovered"
+            when = f", {_fmt(ta, 12)} to {_fmt(tb, 12)} s" if ta is not None else ""
+            lines.append(f"  - **lost** frames {a} to {b} ({b - a + 1} frames{when}); {end}")
+    lines += ["- per-frame health: `tracking.csv`", ""]
+    return lines
 
 
 def write_report(out_dir, result, plots=()):
@@ -217,7 +267,9 @@ def write_report(out_dir, result, plots=()):
               "RPE uses consecutive frames (delta 1) of the Sim(3)-aligned estimate, so its "
               "translation is in ground-truth units after scale correction; a monocular "
               "estimate has no scale of its own.", ""]
+    lines += tracking_lines(result)
     details = {k: v for k, v in result.items() if k not in REPORT_KEYS and k not in
+               TRACKING_KEYS and k not in
                ("name", "input", "status", "error", "method", "command", "kind")}
     if details:
         lines += ["## Details", "", "```json", json.dumps(_clean(details), indent=2), "```", ""]
@@ -226,15 +278,16 @@ def write_report(out_dir, result, plots=()):
     (out_dir / "report.md").write_text("\n".join(lines))
 
 
-SUMMARY_KEYS = ("frames", "path_length", "ate_rmse", "ate_rmse_pct", "ate_se3_rmse",
-                "rpe_trans_rmse", "rpe_rot_deg_rmse", "fps", "consistency_psnr")
+SUMMARY_KEYS = ("frames", "frames_tracked", "path_length", "ate_rmse", "ate_rmse_pct",
+                "ate_se3_rmse", "rpe_trans_rmse", "rpe_rot_deg_rmse", "fps",
+                "consistency_psnr")
 
 
 def write_summary(out_dir, results, command=None):
     """summary.md and summary.json over several inputs (one row each)."""
     out_dir = pathlib.Path(out_dir)
     write_json(out_dir / "summary.json", {"command": command, "results": results})
-    header = ["input", "method", "status"] + list(SUMMARY_KEYS)
+    header = ["input", "method", "status"] + list(SUMMARY_KEYS) + ["lost frames"]
     lines = ["# Evaluation summary", ""]
     if command:
         lines += [f"Command: `{command}`", ""]
@@ -242,11 +295,16 @@ def write_summary(out_dir, results, command=None):
     for r in results:
         row = [str(r.get("name")), str(r.get("method")), str(r.get("status"))]
         row += [_fmt(r.get(k)) for k in SUMMARY_KEYS]
+        gaps = r.get("lost_frames")
+        row.append("–" if gaps is None else
+                   (", ".join(f"{a}-{b}" for a, b in gaps) or "none"))
         lines.append("| " + " | ".join(row) + " |")
     errors = [r for r in results if r.get("error")]
     if errors:
         lines += ["", "## Errors", ""]
         lines += [f"- {r.get('name')}: {r['error']}" for r in errors]
     lines += ["", "ATE: Sim(3) Umeyama alignment unless `se3`; RPE: delta 1 frame after "
-              "Sim(3) scale correction. Units: those of the ground truth.", ""]
+              "Sim(3) scale correction. Units: those of the ground truth. frames_tracked and "
+              "lost frames (tracking-loss gaps, first-last frame index): methods with a "
+              "tracking health (rap, geometry) only.", ""]
     (out_dir / "summary.md").write_text("\n".join(lines))

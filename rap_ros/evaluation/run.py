@@ -1,8 +1,11 @@
 """Evaluate trajectory estimators on recorded inputs, offline and as fast as possible.
 
-Methods (``METHODS``, ``rap_ros.evaluation.estimators``): ``rap``, the model through the
-node's stream code path (``rap_ros.pipeline.streaming.WindowStream``), and ``opencv-vo``,
-the classical baseline; each is a ``PoseStream`` fed frame by frame.
+Methods (``METHODS``, ``rap_ros.evaluation.estimators``): ``rap`` (the default: the odometry
+core with the joint model as its motion prior), ``geometry`` (the core alone), ``model`` (the
+windowed model through ``rap_ros.pipeline.streaming.WindowStream``) and ``opencv-vo`` (the
+classical baseline); each is a ``PoseStream`` fed frame by frame. For ``rap`` and ``geometry``
+the per-frame tracking health is written too (``tracking.csv``), and the report marks the
+tracking-loss gaps (``lost_frames``) and the recoveries.
 
 ``evaluate_input`` runs one input and writes its folder (see ``report``); ``evaluate_inputs``
 runs several (in worker processes or as Ray tasks) and writes the summary. Poses are
@@ -21,7 +24,7 @@ from tqdm import tqdm
 
 from rap_ros.contract.files import ModelFileError
 from rap_ros.evaluation import report
-from rap_ros.evaluation.estimators import make_estimator
+from rap_ros.evaluation.estimators import DEFAULT_METHOD, make_estimator
 from rap_ros.evaluation.inputs import InputOptions, input_name, open_input
 from rap_ros.io.errors import InputError
 from rap_ros.io.stamped import associate, describe_stamps
@@ -31,16 +34,19 @@ from rap_ros.io.stamped import associate, describe_stamps
 class RunOptions:
     """How to run a method.
 
-    method: one of METHODS. steps: flow integration steps (rap). refine: refine the model's
-    windows against optical flow, as the node does by default (rap; ``rap_ros.pipeline.refine``).
-    stride: frames between window starts (rap; None = half a window). batch: windows per model call (rap).
-    backend: spec for ``rap_ros.backend.get_backend`` (None = the shipped default).
+    method: one of METHODS (default ``DEFAULT_METHOD``, "rap"). steps: flow integration
+    steps of the model (rap, model). refine: refine the model's windows against optical flow,
+    as the windowed node did by default (model; ``rap_ros.pipeline.refine``: the odometry
+    core's prior runs without it). stride: frames between window starts (model; None = half
+    a window). batch: windows per model call (model). backend: spec for
+    ``rap_ros.backend.get_backend`` (None = the shipped default; rap, model).
     max_frames: stop after this many frames (None = all). consistency_windows: windows on
-    which the closed-loop consistency PSNR is measured (rap; 0 = off).
+    which the closed-loop consistency PSNR is measured (model; 0 = off).
     progress: show a progress bar. command: the command line, recorded in the reports.
+    Options of other methods are accepted and ignored.
     """
 
-    method: str = "opencv-vo"
+    method: str = DEFAULT_METHOD
     steps: int = 2
     refine: bool = True
     stride: int = None
@@ -125,12 +131,13 @@ def evaluate_input(path, out_dir, input_options=None, options=None, name=None):
                       fps_wall=len(poses) / wall if wall > 0 else None,
                       estimator=estimator.details())
         report.write_tum(out_dir / "estimate_tum.txt", stamps, poses)
+        _record_tracking(result, estimator, out_dir)
         if fault:
             result["error"] = fault
             if not len(poses):
                 raise InputError(fault)
         score(result, source, stamps, poses, input_options, out_dir)
-        if options.method == "rap" and options.consistency_windows:
+        if hasattr(estimator, "consistency_psnr") and options.consistency_windows:
             mark = time.perf_counter()
             result["consistency_psnr"] = estimator.consistency_psnr()
             result["consistency_seconds"] = time.perf_counter() - mark
@@ -149,6 +156,15 @@ def evaluate_input(path, out_dir, input_options=None, options=None, name=None):
     report.write_json(out_dir / "metrics.json", result)
     report.write_report(out_dir, result, plots)
     return result
+
+
+def _record_tracking(result, estimator, out_dir):
+    """For estimators with a tracking health (rap, geometry): the per-frame log in
+    ``tracking.csv`` and the summary (frames tracked, loss gaps, recoveries) in ``result``."""
+    if not hasattr(estimator, "tracking"):
+        return
+    result.update(estimator.tracking())
+    report.write_frame_log(out_dir / "tracking.csv", estimator.frame_log)
 
 
 def _is_clean_error(error):

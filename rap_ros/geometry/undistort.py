@@ -7,7 +7,8 @@ that everything downstream keeps the pinhole conventions of ``geometry.cameras``
 import cv2
 import numpy as np
 
-SUPPORTED_MODELS = ("plumb_bob", "rational_polynomial")  # OpenCV's radial-tangential models
+# OpenCV's radial-tangential models, and the Kannala-Brandt fisheye model (cv2.fisheye).
+SUPPORTED_MODELS = ("plumb_bob", "rational_polynomial", "equidistant")
 
 
 def undistortion(K, d, model, width, height):
@@ -24,7 +25,14 @@ def undistortion(K, d, model, width, height):
     if model not in SUPPORTED_MODELS:
         return None, f"distortion model {model!r} not supported: images used as they are"
     K = np.asarray(K, dtype=np.float64)
-    maps = cv2.initUndistortRectifyMap(K, d, None, K, (int(width), int(height)), cv2.CV_32FC1)
+    size = (int(width), int(height))
+    if model == "equidistant":
+        coefficients = np.zeros(4)
+        coefficients[:min(4, d.size)] = d[:4]
+        maps = cv2.fisheye.initUndistortRectifyMap(K, coefficients, np.eye(3), K, size,
+                                                   cv2.CV_32FC1)
+    else:
+        maps = cv2.initUndistortRectifyMap(K, d, None, K, size, cv2.CV_32FC1)
     return maps, f"{model} distortion removed (cv2.remap, same K)"
 
 

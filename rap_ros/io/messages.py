@@ -177,6 +177,25 @@ def camera_info_distortion(msg):
     return str(msg.distortion_model), np.asarray(msg.d, dtype=np.float64)
 
 
+def camera_info_calibration(msg, rectified=False):
+    """sensor_msgs/CameraInfo -> (K (3, 3), (width, height), distortion model, d).
+
+    rectified=False: the images are raw: K is ``k`` and (model, d) say how to undistort them
+    (``geometry.undistort``). rectified=True: the images are already rectified (an
+    ``image_rect`` topic): K is the left 3x3 of the projection matrix ``p`` and there is no
+    distortion to remove. Raises ValueError as ``camera_info_to_K`` does.
+    """
+    K, size = camera_info_to_K(msg)
+    if not rectified:
+        model, d = camera_info_distortion(msg)
+        return K, size, model, d
+    P = np.asarray(msg.p, dtype=np.float64).reshape(3, 4)
+    if not np.isfinite(P).all() or P[0, 0] <= 0 or P[1, 1] <= 0:
+        raise ValueError("camera info P is not a valid projection matrix (rectified images "
+                         "need it); is the camera rectified?")
+    return P[:, :3].copy(), size, "", np.zeros(0)
+
+
 # ------------------------------------------------------------------ poses
 
 

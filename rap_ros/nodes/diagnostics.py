@@ -5,10 +5,44 @@ update it concurrently. Rates are measured over a sliding window of wall-clock (
 time, so they stay meaningful under simulated time; latencies are in seconds.
 """
 import collections
+import os
+import resource
+import sys
 import threading
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+
+def _peak_from_rusage_mb() -> float:
+    """Peak resident size of this process (MB) from getrusage (KiB on Linux, bytes on
+    macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def resident_memory_mb() -> float:
+    """Resident memory of this process now, in MB (2^20 bytes), from /proc/self/statm; where
+    that cannot be read (not Linux), the peak resident size from ``resource.getrusage``."""
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return _peak_from_rusage_mb()
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process, in MB: VmHWM of /proc/self/status, else
+    ``resource.getrusage``."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return _peak_from_rusage_mb()
 
 
 class RateMeter:

@@ -1,6 +1,6 @@
 """Parameters of the rap_ros nodes: declaration with validation, and what they build.
 
-Every parameter is read-only after start; a value the node cannot run with raises
+Parameters are read-only after start unless a node says otherwise; a value the node cannot run with raises
 ``ParameterError`` (a ValueError) naming the parameter, which ``rap_ros.nodes.runner`` prints
 as a one-line error. Mount parameters follow REP-103: ``camera_mount_xyz`` in metres and
 ``camera_mount_rpy`` in radians (fixed-axis roll, pitch, yaw of the camera's body axes in the
@@ -20,13 +20,15 @@ class ParameterError(ValueError):
     """A parameter value the node cannot run with."""
 
 
-def declare(node, name, default, description, low=None, high=None, choices=None):
-    """Declare parameter ``name`` (read-only after start) and return its validated value.
+def declare(node, name, default, description, low=None, high=None, choices=None,
+            read_only=True):
+    """Declare parameter ``name`` (read-only after start unless ``read_only`` is False) and
+    return its validated value.
 
     low/high: inclusive numeric range, given to rclpy in the descriptor (so it refuses
     out-of-range overrides) and checked again here; choices: allowed strings.
     """
-    descriptor = ParameterDescriptor(description=description, read_only=True)
+    descriptor = ParameterDescriptor(description=description, read_only=bool(read_only))
     if choices:
         descriptor.additional_constraints = "one of: " + ", ".join(choices)
     if low is not None:

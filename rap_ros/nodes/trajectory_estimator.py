@@ -1,45 +1,64 @@
-"""trajectory_estimator: camera ego-motion from monocular video (the "video -> camera" job).
+"""trajectory_estimator: camera ego-motion from monocular video.
+
+Methods (parameter ``method``)
+  rap (default): the odometry core (``rap_ros.odometry``: KLT tracking every frame, PnP
+      against a local map, sliding-window bundle adjustment on GTSAM) with the joint model's
+      video -> camera job fused in as a motion prior; a pose for every processed frame.
+  geometry: the same core without the model.
+  model: the model's own windowed poses (``rap_ros.pipeline.streaming.WindowStream``: windows
+      of T frames every ``window_stride`` frames, chained), published in window batches.
 
 Subscribes
   image (sensor_msgs/Image), or image/compressed (sensor_msgs/CompressedImage) when
       ``image_transport`` is "compressed"; sensor-data QoS unless ``qos_reliability`` says
-  camera_info (sensor_msgs/CameraInfo, optional): intrinsics of the images
+  camera_info (sensor_msgs/CameraInfo, optional): intrinsics (K, or P with
+      ``rectified: true``) and distortion (plumb_bob, rational_polynomial, equidistant),
+      removed from the images before tracking, as ``rap-ros evaluate`` does
+  wheel_odometry (nav_msgs/Odometry, optional): distance travelled, which sets the metric
+      scale between keyframes (rap, geometry)
+  /tf_static, /tf: the camera mount (base_frame -> the image's header.frame_id), and who
+      parents which frame
 Publishes
-  /tf (tf2_msgs/TFMessage): odom_frame -> camera_frame, or odom_frame -> base_frame when a
-      base frame is set (REP-105)
-  path (nav_msgs/Path), odometry (nav_msgs/Odometry): the same motion, in odom_frame
-  estimated_camera_info (sensor_msgs/CameraInfo): the model's intrinsics, when no camera
-      info arrives
-  /diagnostics (diagnostic_msgs/DiagnosticArray)
-Services
-  reset (std_srvs/Trigger): start a new trajectory at the next frame
+  /tf (tf2_msgs/TFMessage): odom_frame -> base_frame (REP-105), never when base_frame
+      already has another parent (an ERROR on /diagnostics says so)
+  odometry (nav_msgs/Odometry): every processed frame, covariance from the bundle adjustment
+      (never zero); while tracking is lost a null pose with covariance 9999 (rtabmap's
+      convention) and ERROR on /diagnostics
+  path (nav_msgs/Path): the trajectory, keyframes as corrected by each bundle adjustment
+  estimated_camera_info (sensor_msgs/CameraInfo): the intrinsics in use when no camera info
+      arrives
+  /diagnostics (diagnostic_msgs/DiagnosticArray): rates, latency, drops, tracking health,
+      map size, resident memory
+Services (private names)
+  ~/reset (std_srvs/Trigger): start a new trajectory at the next frame, at the odom origin
+  ~/reset_to_pose (rap_ros_msgs/ResetToPose): the same, at a given base pose in odom_frame
 
 Frames and units (REP-103/REP-105)
-  The model works in OpenCV optical axes (x right, y down, z forward) at a normalised scale
-  (the camera centres of the first window lie on average one unit from the first). Poses
-  are published in metres with ``scale`` metres per model unit. The camera (optical frame)
-  is mounted in the base frame at ``camera_mount_xyz`` (m) and ``camera_mount_rpy`` (rad,
-  roll/pitch/yaw of the camera's body axes, x forward, z up; the optical rotation is added
-  on top). odom_frame is the base frame's pose at the first frame (x forward, z up); with no
-  base_frame the mount defines a virtual base at the camera, so odom is the camera's body
-  frame at start.
+  Camera poses are in OpenCV optical axes (x right, y down, z forward). odom_frame is where
+  base_frame was at the first frame (or the pose given to ~/reset_to_pose); base_frame has
+  body axes (x forward, z up). The camera -> base mount comes from /tf_static (the robot's
+  URDF through robot_state_publisher) for the images' header.frame_id; the
+  camera_mount_xyz/rpy parameters are used with ``mount_source: parameters``, or when no
+  mount arrives within ``mount_timeout`` seconds. Monocular odometry has no metric scale:
+  ``scale`` (metres per odometry unit; settable at run time) applies until wheel odometry
+  gives one. Lengths are metres once scaled, angles radians, stamps seconds.
 
-Frames go through the pipeline's ``WindowStream`` (``rap_ros.pipeline.streaming``), the code
-path of ``rap-ros evaluate`` too: taken at most every ``frame_interval`` seconds (header
-stamps), gathered into sliding windows of the model's frame count T, one window every
-``window_stride`` frames, estimated on a worker thread and chained. Frames arriving while
-the next window is complete but the model is still busy are dropped and counted, so at most
-T decoded frames wait at any time; a jump back in time or a new image size restarts the
-trajectory.
+Frames are processed on a worker thread; a frame arriving while the worker is busy waits in
+a queue of ``queue_size`` frames, the oldest is dropped (and counted) when the queue is full.
+A jump back in time larger than 1 s (a looping bag, a restarted simulation) restarts the
+trajectory; smaller steps back are dropped; a zero stamp (an unstamped driver) is stamped
+with the node's clock and never taken for a jump.
 """
 import collections
 import sys
 import threading
 import time
 
+import cv2
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry, Path
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -49,56 +68,68 @@ from tf2_msgs.msg import TFMessage
 
 from rap_ros.geometry.cameras import invert_pose
 from rap_ros.geometry.poses import twist_between
+from rap_ros.geometry.undistort import undistort, undistortion
 from rap_ros.io import messages
 from rap_ros.nodes import conversions as cv
-from rap_ros.nodes.diagnostics import LogThrottle, NodeDiagnostics
+from rap_ros.nodes.diagnostics import LogThrottle, NodeDiagnostics, resident_memory_mb
 from rap_ros.nodes.params import (ParameterError, declare, declare_model_parameters,
                                   declare_mount_parameters, reliability_qos, resolve_backend)
 from rap_ros.nodes.runner import run_nodes
-from rap_ros.pipeline.streaming import DEFAULT_STRIDE, WindowStream
+from rap_ros.nodes.tf_listener import TfTopics
+from rap_ros.odometry import LOST_COVARIANCE, OdometryConfig
+from rap_ros.odometry.factory import make_odometry
+from rap_ros.odometry.metric_scale import ScaleAnchor, WheelScale
+from rap_ros.pipeline.streaming import DEFAULT_STRIDE, TIME_JUMP_S, WindowStream
 from rap_ros.pipeline.trajectory import TrajectoryPipeline
 from rap_ros.pipeline.views import ViewPipeline
+from rap_ros_msgs.srv import ResetToPose
 
-# ------------------------------------------------------------------ node
+METHODS = ("rap", "geometry", "model")
 
 
 class TrajectoryEstimator(Node):
-    """ROS adapter over a WindowStream of TrajectoryPipeline windows (see the module
-    docstring)."""
+    """ROS adapter over the odometry core (rap, geometry) or a WindowStream of model windows
+    (model); see the module docstring."""
 
     def __init__(self, backend=None, node_name="trajectory_estimator", **kwargs):
         super().__init__(node_name, **kwargs)
         self._declare_parameters()
-        backend = resolve_backend(backend, self.model["backend"])
-        self.backend = backend
-        self.window_length = int(backend.config.frames)
-        if not 1 <= self.window_stride < self.window_length:
-            raise ParameterError(
-                f"parameter 'window_stride' is {self.window_stride}; the model's window has "
-                f"{self.window_length} frames, so it must be in [1, {self.window_length - 1}]")
-        self.pipeline = TrajectoryPipeline(backend, steps=self.model["steps"],
-                                           sampler=self.model["sampler"],
-                                           samples=self.samples, seed=self.model["seed"],
-                                           refine=self.refine)
-        self.view_pipeline = (ViewPipeline(backend, steps=self.model["steps"],
-                                           sampler=self.model["sampler"],
-                                           seed=self.model["seed"], estimator=self.pipeline)
-                              if self.consistency_every else None)
-        self.stream = WindowStream(self.pipeline, stride=self.window_stride,
-                                   frame_interval=self.frame_interval, keep_history=False)
+        self.backend = None
+        if self.method != "geometry" or self.consistency_every:
+            self.backend = resolve_backend(backend, self.model["backend"])
+        backend_name = getattr(self.backend, "name", "none (geometry)")
         self.diagnostics = NodeDiagnostics(f"{self.get_name()}: trajectory",
-                                           hardware_id=getattr(backend, "name", str(backend)))
-        self.diagnostics.set_value("backend", getattr(backend, "name", str(backend)))
+                                           hardware_id=backend_name)
+        self.diagnostics.set_value("backend", backend_name)
+        self.diagnostics.set_value("method", self.method)
 
-        self._lock = threading.Lock()
-        self._log_throttle = LogThrottle(2.0)
+        self._lock = threading.Lock()          # input state, queue, published path
         self._work = threading.Condition(self._lock)
-        self._busy = False
+        self._log_throttle = LogThrottle(2.0)
         self._stopping = False
-        self._windows = 0
-        self.max_buffered = 0  # most frames ever held (buffer + in flight), for tests
-        self._path = collections.deque(maxlen=self.max_path_length)
-        self._previous = None  # (seconds, T_odom_child) of the last published pose
+        self._busy = False
+        self._last_stamp = None                # seconds of the last stamped frame taken
+        self._calibration = None               # (K, (width, height), maps) from camera_info
+        self._path = collections.deque(maxlen=self.max_path_length)  # (frame key, PoseStamped)
+        self._previous = None                  # (seconds, T_odom_child) of the last pose
+        self._T_odom_start = np.eye(4)         # base pose at the first frame (reset_to_pose)
+        self.anchor = ScaleAnchor(self.scale)
+        self.wheel = WheelScale()
+        self.max_buffered = 0                  # most frames ever held, for tests
+        self._mount = None                     # T_base_camera in use, once known
+        self._mount_wait_start = None
+        self._tf_conflict = None
+
+        if self.method == "model":
+            self._setup_model_stream()
+        else:
+            self._queue = collections.deque()
+            self._odometry_lock = threading.Lock()   # the odometry core, used by one thread
+            self.odometry = None                     # built at the first frame (needs K)
+            self._odometry_key = None
+            self._lost_since = None
+            self._info_wait_start = None
+            self._frame_stamps = BoundedDict(1000)  # frame index -> stamp (s), for the scale
 
         qos = reliability_qos(self.qos_reliability, self.qos_depth)
         if self.image_transport == "compressed":
@@ -108,36 +139,46 @@ class TrajectoryEstimator(Node):
             self.image_sub = self.create_subscription(Image, "image", self._on_image, qos)
         self.info_sub = self.create_subscription(CameraInfo, "camera_info",
                                                  self._on_camera_info, qos)
+        self.wheel_sub = self.create_subscription(Odometry, "wheel_odometry",
+                                                  self._on_wheel_odometry, 50)
+        self.tf_topics = TfTopics(self)
         self.tf_pub = self.create_publisher(TFMessage, "/tf", 100)
         self.path_pub = self.create_publisher(Path, "path", 10)
         self.odom_pub = self.create_publisher(Odometry, "odometry", 50)
         self.info_pub = self.create_publisher(CameraInfo, "estimated_camera_info", 10)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        if self.publish_mount_tf and self.base_frame != self.camera_frame:
+        if self.publish_mount_tf:
             self._publish_static_mount()
-        self.reset_srv = self.create_service(Trigger, "reset", self._on_reset,
-                                             callback_group=MutuallyExclusiveCallbackGroup())
+        services = MutuallyExclusiveCallbackGroup()
+        self.reset_srv = self.create_service(Trigger, "~/reset", self._on_reset,
+                                             callback_group=services)
+        self.reset_pose_srv = self.create_service(ResetToPose, "~/reset_to_pose",
+                                                  self._on_reset_to_pose,
+                                                  callback_group=services)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
         self.diag_timer = self.create_timer(self.diagnostics_period, self._publish_diagnostics)
         self._worker = threading.Thread(target=self._work_loop, name="rap_ros_estimator",
                                         daemon=True)
         self._worker.start()
         self.get_logger().info(
-            f"trajectory_estimator ready: backend {self.diagnostics.hardware_id}, window "
-            f"{self.window_length} frames every {self.window_stride}, frame_interval "
-            f"{self.frame_interval} s, {self.odom_frame} -> {self.child_frame}")
+            f"trajectory_estimator ready: method {self.method}, backend {backend_name}, "
+            f"{self.odom_frame} -> {self.base_frame or '<camera frame>'}, mount from "
+            f"{self.mount_source}, tf via {self.tf_topics.backend}")
 
     # -------------------------------------------------------------- parameters
 
     def _declare_parameters(self):
+        self.method = declare(self, "method", "rap",
+                              "rap: odometry core + the model as motion prior; geometry: "
+                              "the core alone; model: the model's windowed poses.",
+                              choices=METHODS)
         self.model = declare_model_parameters(self, "estimate")
         self.samples = declare(self, "samples", 1,
-                               "Diffusion samples per window; their spread gives the odometry "
-                               "pose covariance (1: zero covariance).", 1, 32)
+                               "Diffusion samples per model window; their spread weighs the "
+                               "model's factors (rap) or gives the covariance (model).", 1, 32)
         self.refine = declare(self, "refine", True,
-                              "Refine each window's rotations and directions of travel against "
-                              "optical flow of the input images, keeping the model's step "
-                              "lengths (rap_ros.pipeline.refine); false: the model's poses "
-                              "alone.")
+                              "model: refine each window's rotations and directions of travel "
+                              "against optical flow (rap_ros.pipeline.refine).")
         self.image_transport = declare(self, "image_transport", "raw",
                                        "raw: subscribe 'image' (sensor_msgs/Image); "
                                        "compressed: 'image/compressed' (CompressedImage).",
@@ -148,67 +189,119 @@ class TrajectoryEstimator(Node):
                                        choices=("best_effort", "reliable"))
         self.qos_depth = declare(self, "qos_depth", 5, "Queue depth of the image subscription "
                                  "(keep last).", 1, 100)
-        self.frame_interval = declare(self, "frame_interval", 0.1,
+        self.queue_size = declare(self, "queue_size", 2,
+                                  "rap, geometry: decoded frames waiting for the tracker; "
+                                  "when full the oldest is dropped and counted.", 1, 100)
+        self.frame_interval = declare(self, "frame_interval", -1.0,
                                       "Take at most one frame every frame_interval seconds "
-                                      "(header stamps), the model's training rate; 0 takes "
-                                      "every frame.", 0.0, 10.0)
+                                      "(header stamps); 0 takes every frame; negative: the "
+                                      "method's default (rap, geometry 0; model 0.1, its "
+                                      "training rate).", -1.0, 10.0)
+        if self.frame_interval < 0:
+            self.frame_interval = 0.1 if self.method == "model" else 0.0
         self.window_stride = declare(self, "window_stride", DEFAULT_STRIDE,
-                                     "Frames between the starts of consecutive windows "
-                                     "(1 .. T-1, T the model's window length); smaller: "
-                                     "more overlap, more compute per frame.", 1, 1000)
+                                     "model: frames between the starts of consecutive windows "
+                                     "(1 .. T-1, T the model's window length).", 1, 1000)
+        self.camera_info_timeout = declare(self, "camera_info_timeout", 1.0,
+                                           "rap, geometry: seconds of frames to wait for "
+                                           "camera_info at start before going on without "
+                                           "(rap: the model's intrinsics; geometry: a 60 deg "
+                                           "field of view).", 0.0, 3600.0)
+        self.rectified = declare(self, "rectified", False,
+                                 "The images are rectified (image_rect): use camera_info P "
+                                 "and no undistortion; false: K and D of camera_info.")
+        self.max_image_pixels = declare(self, "max_image_pixels", 1280 * 1024,
+                                        "Larger images are downscaled on arrival (counted), "
+                                        "intrinsics with them.", 64 * 64, 100_000_000)
         self.odom_frame = declare(self, "odom_frame", "odom",
                                   "Fixed frame of the estimate (REP-105 odom).")
-        self.camera_frame = declare(self, "camera_frame", "camera_optical_frame",
-                                    "Camera optical frame (x right, y down, z forward).")
-        self.base_frame = declare(self, "base_frame", "",
-                                  "Robot base frame; empty: publish odom -> camera_frame. "
-                                  "Else odom -> base_frame, using the camera mount below.")
-        self.T_base_camera = declare_mount_parameters(self)
+        self.base_frame = declare(self, "base_frame", "base_link",
+                                  "Robot base frame: the node publishes odom -> base_frame. "
+                                  "Empty: odom -> the camera frame itself.")
+        self.camera_frame = declare(self, "camera_frame", "",
+                                    "Camera optical frame (x right, y down, z forward); "
+                                    "empty: the images' header.frame_id.")
+        self.mount_source = declare(self, "mount_source", "tf",
+                                    "tf: the base -> camera mount from /tf_static and /tf "
+                                    "(URDF); parameters: camera_mount_xyz/rpy.",
+                                    choices=("tf", "parameters"))
+        self.mount_timeout = declare(self, "mount_timeout", 2.0,
+                                     "Seconds of frames to wait for the mount on /tf before "
+                                     "using the mount parameters (with a warning).", 0.0, 3600.0)
+        self.T_base_camera_parameters = declare_mount_parameters(self)
         self.publish_mount_tf = declare(self, "publish_mount_tf", False,
-                                        "Also publish base_frame -> camera_frame from the "
-                                        "mount parameters on /tf_static.")
+                                        "Publish base_frame -> camera_frame from the mount "
+                                        "parameters on /tf_static (only without a URDF).")
         self.scale = declare(self, "scale", 1.0,
-                             "Metres per model unit. Monocular: the unit is the mean distance "
-                             "of the first window's camera centres from its first camera.",
-                             1e-6, 1e6)
+                             "Metres per odometry unit until wheel odometry gives the scale "
+                             "(settable at run time). Monocular units: the first "
+                             "initialisation baseline (rap, geometry), the first window's "
+                             "mean camera displacement (model).", 1e-6, 1e6, read_only=False)
         self.publish_tf = declare(self, "publish_tf", True, "Publish the pose on /tf.")
         self.max_path_length = declare(self, "max_path_length", 10000,
                                        "Poses kept in the published path (the latest).",
                                        1, 1000000)
         self.consistency_every = declare(self, "consistency_every", 0,
-                                         "Run the closed-loop consistency check on every "
-                                         "N-th window (3 extra model jobs); 0 disables.",
-                                         0, 100000)
+                                         "model: closed-loop consistency check on every N-th "
+                                         "window (3 extra model jobs); 0 disables.", 0, 100000)
         self.diagnostics_period = declare(self, "diagnostics_period", 1.0,
                                           "Seconds between /diagnostics messages.", 0.05, 60.0)
-        if not self.base_frame:
-            self.base_frame = self.camera_frame
-        self.child_frame = self.base_frame
-        for name in ("odom_frame", "camera_frame"):
-            if not getattr(self, name):
-                raise ParameterError(f"parameter '{name}' must not be empty")
-        if self.odom_frame == self.child_frame:
-            raise ParameterError(f"odom_frame and the published child frame are both "
-                                 f"'{self.odom_frame}'")
+        if not self.odom_frame:
+            raise ParameterError("parameter 'odom_frame' must not be empty")
+        if self.odom_frame in (self.base_frame, self.camera_frame):
+            raise ParameterError(f"odom_frame '{self.odom_frame}' is also the published child")
+        if self.publish_mount_tf and not (self.base_frame and self.camera_frame):
+            raise ParameterError("publish_mount_tf needs base_frame and camera_frame set")
+
+    def _on_set_parameters(self, parameters):
+        for parameter in parameters:
+            if parameter.name == "scale":
+                value = float(parameter.value)
+                if not 1e-6 <= value <= 1e6:
+                    return SetParametersResult(successful=False,
+                                               reason="scale must be in [1e-6, 1e6]")
+                with self._lock:
+                    self.scale = value
+                    self.anchor.set_scale(value, self._last_odometry_pose())
+                self.get_logger().info(f"scale set to {value} m per odometry unit")
+        return SetParametersResult(successful=True)
 
     def _publish_static_mount(self):
         qos = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
                          reliability=ReliabilityPolicy.RELIABLE)
         self.static_pub = self.create_publisher(TFMessage, "/tf_static", qos)
         self.static_pub.publish(TFMessage(transforms=[cv.matrix_to_transform(
-            self.T_base_camera, self.get_clock().now().to_msg(), self.base_frame,
+            self.T_base_camera_parameters, self.get_clock().now().to_msg(), self.base_frame,
             self.camera_frame)]))
 
     # -------------------------------------------------------------- input
 
     def _on_camera_info(self, msg):
         try:
-            K, size = messages.camera_info_to_K(msg)
+            K, size, model, d = messages.camera_info_calibration(msg, self.rectified)
         except ValueError as error:
             self._bad_input(f"camera_info ignored: {error}")
             return
         with self._lock:
-            self.stream.set_intrinsics(K, size)
+            if self._calibration is not None and np.allclose(self._calibration[0], K) \
+                    and self._calibration[1] == size:
+                return
+            maps, note = undistortion(K, d, model, *size)
+            if note and maps is None:
+                self.diagnostics.warn(note)
+            self._calibration = (K, size, maps)
+            if self.method == "model":
+                self.stream.set_intrinsics(K, size)
+
+    def _on_wheel_odometry(self, msg):
+        try:
+            T = messages.pose_message_to_matrix(msg)
+        except ValueError as error:
+            self._bad_input(f"wheel odometry ignored: {error}")
+            return
+        with self._lock:
+            if not self.wheel.add_wheel(messages.stamp_seconds(msg.header.stamp), T[:3, 3]):
+                self.diagnostics.count("wheel odometry out of order")
 
     def _on_image(self, msg):
         self._on_frame(msg, messages.image_to_rgb8)
@@ -216,37 +309,95 @@ class TrajectoryEstimator(Node):
     def _on_compressed(self, msg):
         self._on_frame(msg, messages.compressed_to_rgb8)
 
+    def _admit(self, seconds):
+        """Stamp checks of the odometry methods -> (take it, reset reason or None).
+        Caller holds the lock; ``seconds`` None is an unstamped frame."""
+        if seconds is None:
+            return True, None
+        last = self._last_stamp
+        if last is not None and seconds < last:
+            if last - seconds <= TIME_JUMP_S:
+                self.diagnostics.count("out of order")
+                return False, None
+            self._last_stamp = seconds
+            return True, f"time jumped back {last - seconds:.1f} s"
+        if last is not None and self.frame_interval > 0 and seconds < last + self.frame_interval:
+            self.diagnostics.count("skipped (frame_interval)")
+            return False, None
+        self._last_stamp = seconds
+        return True, None
+
     def _on_frame(self, msg, decode):
-        """Admit, subsample, drop or buffer one frame (subscription thread)."""
+        """Admit, decode, undistort and queue one frame (subscription thread)."""
+        arrival = time.perf_counter()
         self.diagnostics.tick("input")
         seconds = messages.stamp_seconds(msg.header.stamp)
-        if seconds == 0.0:  # an unstamped driver: use the arrival time
+        unstamped = seconds == 0.0
+        if unstamped:  # an unstamped driver: the node's clock, never taken for a time jump
             now = self.get_clock().now()
             msg.header.stamp = now.to_msg()
-            seconds = now.nanoseconds * 1e-9
-        with self._lock:
-            refused = self.stream.screen(seconds)
-        if refused:
-            self.diagnostics.count(refused)
-            return
+            self.diagnostics.count("unstamped frames")
+        if self.method == "model":
+            if unstamped:
+                seconds = self.get_clock().now().nanoseconds * 1e-9
+            with self._lock:
+                refused = self.stream.screen(seconds)
+            if refused:
+                self.diagnostics.count(refused)
+                return
+        else:
+            with self._lock:
+                take, reset = self._admit(None if unstamped else seconds)
+                if reset:
+                    self.get_logger().warn(f"{reset}: resetting the trajectory")
+                    self._queue.clear()
+                    self._request_reset(reset)
+            if not take:
+                return
+            if unstamped:
+                seconds = self.get_clock().now().nanoseconds * 1e-9
         try:
             rgb = decode(msg)  # only frames that may be used are decoded
         except ValueError as error:
             self._bad_input(f"image dropped: {error}")
             return
+        rgb, K = self._prepare(rgb, msg.header.frame_id)
         with self._lock:
-            admission = self.stream.add(rgb, seconds, msg.header.stamp)
-            if admission.reset:
-                self.get_logger().warn(f"{admission.detail}: resetting the trajectory")
-                self._restarted(admission.reset)
-            if not admission.taken:
-                self.diagnostics.count(admission.reason)
+            if self.method == "model":
+                self._add_to_stream(rgb, seconds, msg.header.stamp)
                 return
+            if len(self._queue) >= self.queue_size:
+                self._queue.popleft()
+                self.diagnostics.count("dropped (tracker busy)")
+            self._queue.append((seconds, msg.header.stamp, msg.header.frame_id, rgb, K,
+                                arrival))
             self.diagnostics.tick("accepted")
-            held = self.stream.buffered + (self.window_length if self._busy else 0)
-            self.max_buffered = max(self.max_buffered, held)
-            if self.stream.full:
-                self._work.notify()
+            self.max_buffered = max(self.max_buffered, len(self._queue) + int(self._busy))
+            self._work.notify()
+
+    def _prepare(self, rgb, frame_id):
+        """Downscale oversize images and remove lens distortion -> (rgb, K or None)."""
+        with self._lock:
+            calibration = self._calibration
+        height, width = rgb.shape[:2]
+        K = None
+        if calibration is not None:
+            K_info, size, maps = calibration
+            if size == (width, height):
+                K = K_info
+                if maps is not None:
+                    rgb = undistort(rgb, maps)
+            else:
+                self.diagnostics.warn(f"camera_info is for {size[0]}x{size[1]} images, the "
+                                      f"images are {width}x{height}: intrinsics not used")
+        if height * width > self.max_image_pixels:
+            factor = (self.max_image_pixels / float(height * width)) ** 0.5
+            size = (max(1, int(width * factor)), max(1, int(height * factor)))
+            rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+            if K is not None:
+                K = np.diag([size[0] / width, size[1] / height, 1.0]) @ K
+            self.diagnostics.count("images downscaled (max_image_pixels)")
+        return rgb, K
 
     def _bad_input(self, text):
         self.diagnostics.count("bad input")
@@ -254,45 +405,334 @@ class TrajectoryEstimator(Node):
         if self._log_throttle.should_log(text):
             self.get_logger().warn(text)
 
+    # -------------------------------------------------------------- camera mount and TF
+
+    def _camera_frame_of(self, frame_id):
+        return self.camera_frame or messages_frame(frame_id) or "camera_optical_frame"
+
+    def _mount_for(self, camera_frame, now):
+        """T_base_camera (4x4) or None while waiting for it on /tf_static."""
+        if not self.base_frame:  # a virtual base at the camera: odom gets body axes
+            return self.T_base_camera_parameters
+        if self.base_frame == camera_frame:
+            return np.eye(4)
+        if self.mount_source == "tf":
+            T = self.tf_topics.lookup(self.base_frame, camera_frame)
+            if T is not None:
+                if self._mount is None:
+                    self.get_logger().info(f"camera mount {self.base_frame} -> {camera_frame} "
+                                           f"from {self.tf_topics.backend}")
+                    self.diagnostics.set_value("camera mount", f"tf ({camera_frame})")
+                self._mount = T
+                return T
+            if self._mount is not None:
+                return self._mount
+            if self._mount_wait_start is None:
+                self._mount_wait_start = now
+            if now - self._mount_wait_start < self.mount_timeout:
+                return None
+            text = (f"no transform {self.base_frame} -> {camera_frame} on /tf_static after "
+                    f"{self.mount_timeout} s: using the camera_mount_xyz/rpy parameters")
+            self.diagnostics.warn(text)
+            self.diagnostics.set_value("camera mount", "parameters (no tf)")
+            if self._log_throttle.should_log(text):
+                self.get_logger().warn(text)
+        return self.T_base_camera_parameters
+
+    def _child_frame(self, camera_frame):
+        return self.base_frame or camera_frame
+
+    def _tf_allowed(self, child):
+        """False (with an ERROR) when ``child`` already has a parent other than odom."""
+        parent = self.tf_topics.parent(child)
+        if parent is None or parent == self.odom_frame:
+            self._tf_conflict = None
+            return True
+        text = (f"not publishing {self.odom_frame} -> {child} on /tf: {child} already has "
+                f"the parent {parent} (set base_frame to the root of the robot's tree)")
+        self._tf_conflict = text
+        self.diagnostics.error(text)
+        if self._log_throttle.should_log(text):
+            self.get_logger().error(text)
+        return False
+
+    def child_pose(self, T_world_camera, T_base_camera):
+        """Odometry camera pose (optical axes, odometry units) -> T_odom_child (metres),
+        child = base_frame (or the camera frame without one)."""
+        T_odom_camera = self._T_odom_start @ T_base_camera @ self.anchor.apply(T_world_camera)
+        if not self.base_frame:
+            return T_odom_camera
+        return T_odom_camera @ invert_pose(T_base_camera)
+
     # -------------------------------------------------------------- reset
 
     def _on_reset(self, request, response):
-        with self._lock:
-            self.stream.reset()
-            self._restarted("reset service")
+        self._reset(np.eye(4), "reset service")
         response.success = True
-        response.message = "trajectory reset: the next frame starts a new odom origin"
+        response.message = "trajectory reset: the next frame starts at the odom origin"
         self.get_logger().info(response.message)
         return response
 
-    def _restarted(self, reason):
-        """The stream started a new run: forget what was published of the old one."""
+    def _on_reset_to_pose(self, request, response):
+        frame = messages_frame(request.pose.header.frame_id)
+        if frame and frame != self.odom_frame:
+            response.success = False
+            response.message = (f"the pose must be given in {self.odom_frame}, not {frame}")
+            return response
+        try:
+            T = messages.pose_to_matrix(request.pose.pose)
+        except ValueError as error:
+            response.success, response.message = False, f"pose refused: {error}"
+            return response
+        self._reset(T, "reset_to_pose service")
+        response.success = True
+        response.message = (f"trajectory reset: the next frame starts at "
+                            f"{np.round(T[:3, 3], 3).tolist()} in {self.odom_frame}")
+        self.get_logger().info(response.message)
+        return response
+
+    def _reset(self, T_odom_start, reason):
+        with self._lock:
+            self._T_odom_start = np.array(T_odom_start, dtype=np.float64)
+            self._last_stamp = None
+            if self.method == "model":
+                self.stream.reset()
+            else:
+                self._queue.clear()
+            self._request_reset(reason)
+
+    def _request_reset(self, reason):
+        """Forget the published run (caller holds the lock); the odometry core is reset by
+        the worker before its next frame."""
         self._path.clear()
         self._previous = None
+        self.anchor.reset()
+        self.wheel.reset()
+        self._reset_pending = True
         self.diagnostics.count("resets")
         self.diagnostics.set_value("last reset", reason)
 
-    # -------------------------------------------------------------- model (worker thread)
+    # -------------------------------------------------------------- worker thread
 
     def _work_loop(self):
         while True:
             with self._lock:
-                while not self._stopping and not self.stream.full:
+                while not self._stopping and not self._has_work():
                     self._work.wait(timeout=0.5)
                 if self._stopping:
                     return
-                windows = self.stream.take()
+                job = self._take_work()
                 self._busy = True
             try:
-                self._process(windows)
+                if self.method == "model":
+                    self._process_windows(job)
+                else:
+                    self._process_frame(*job)
             except Exception as error:  # keep the node alive; report and go on
-                self.diagnostics.error(f"window failed: {error}")
-                self.get_logger().error(f"window failed: {type(error).__name__}: {error}")
+                self.diagnostics.error(f"frame failed: {type(error).__name__}: {error}")
+                self.get_logger().error(f"frame failed: {type(error).__name__}: {error}")
             finally:
                 with self._lock:
                     self._busy = False
 
-    def _process(self, windows):
+    def _has_work(self):
+        return self.stream.full if self.method == "model" else bool(self._queue)
+
+    def _take_work(self):
+        if self.method == "model":
+            return self.stream.take()
+        return self._queue.popleft()
+
+    # -------------------------------------------------------------- odometry (rap, geometry)
+
+    def _odometry_for(self, K, size):
+        """The odometry core for frames of ``size`` with intrinsics K, rebuilt when either
+        changes or a reset was asked for."""
+        key = (size, None if K is None else tuple(np.round(K, 6).ravel()))
+        with self._lock:
+            pending, self._reset_pending = getattr(self, "_reset_pending", False), False
+        if self.odometry is None or key != self._odometry_key:
+            if self.odometry is not None:
+                self.odometry.close()
+                with self._lock:
+                    self._request_reset("camera changed")
+                    self._reset_pending = False
+            self.odometry = make_odometry(self.method, K, backend=self.backend,
+                                          config=OdometryConfig(history=False, ba_async=True),
+                                          samples=self.samples, steps=self.model["steps"],
+                                          seed=self.model["seed"])
+            self._odometry_key = key
+        elif pending:
+            self.odometry.reset()
+        return self.odometry
+
+    def _last_odometry_pose(self):
+        previous = getattr(self, "_last_camera_pose", None)
+        return np.eye(4) if previous is None else previous
+
+    def _waiting_for_camera_info(self, K, seconds):
+        """True while the first frames wait (at most camera_info_timeout seconds of stamps)
+        for intrinsics, so the trajectory does not restart when they arrive."""
+        if K is not None or self.camera_info_timeout <= 0:
+            return False
+        if self._info_wait_start is None:
+            self._info_wait_start = seconds
+        if seconds - self._info_wait_start < self.camera_info_timeout:
+            self.diagnostics.count("frames waiting for camera_info")
+            return True
+        if self.odometry is None:
+            text = (f"no camera_info after {self.camera_info_timeout} s: intrinsics from "
+                    + ("the model" if self.method == "rap" else "a field-of-view guess"))
+            self.diagnostics.warn(text)
+            self.get_logger().warn(text)
+        self.camera_info_timeout = 0.0  # decided once per run of the node
+        return False
+
+    def _process_frame(self, seconds, stamp, frame_id, rgb, K, arrival):
+        if self._waiting_for_camera_info(K, seconds):
+            return
+        camera_frame = self._camera_frame_of(frame_id)
+        with self._odometry_lock:
+            odometry = self._odometry_for(K, rgb.shape[1::-1])
+            result = odometry.push(rgb, seconds)
+            keyframes = odometry.keyframes() if result.is_keyframe else None
+        self.diagnostics.latency("tracking", result.timing.get("total", 0.0))
+        if result.source == "buffered":      # waiting for the model's intrinsics
+            self.diagnostics.count("frames buffered for intrinsics")
+            return
+        with self._lock:
+            T_base_camera = self._mount_for(camera_frame, seconds)
+            if T_base_camera is None:
+                self.diagnostics.count("waiting for the camera mount")
+                self.diagnostics.warn(f"waiting for {self.base_frame} -> {camera_frame} on "
+                                      "/tf_static")
+                return
+            self._publish_frame(result, stamp, seconds, camera_frame, T_base_camera)
+            self._frame_stamps[result.index] = seconds
+            if keyframes:
+                self._correct_path(keyframes, T_base_camera)
+                self._update_scale(keyframes, result.c2w)
+        self.diagnostics.latency("arrival to odometry", time.perf_counter() - arrival)
+        if K is None and result.index % 30 == 0 and odometry.K is not None:
+            self.info_pub.publish(cv.K_to_camera_info(odometry.K, rgb.shape[1], rgb.shape[0],
+                                                      stamp, camera_frame))
+
+    def _publish_frame(self, result, stamp, seconds, camera_frame, T_base_camera):
+        """Odometry (+ TF, path) of one tracked frame; a null pose while lost."""
+        child = self._child_frame(camera_frame)
+        self.diagnostics.set_value("tracking", result.health)
+        self.diagnostics.set_value("PnP inliers", int(result.inliers))
+        self.diagnostics.set_value("tracks", int(result.tracks))
+        if result.health == "lost":
+            if self._lost_since is None:
+                self._lost_since = seconds
+                self.get_logger().error(f"tracking lost at t={seconds:.3f} s")
+            self.diagnostics.error("tracking lost")
+            self.diagnostics.count("frames lost")
+            self.odom_pub.publish(null_odometry(stamp, self.odom_frame, child))
+            return
+        if result.recovered or self._lost_since is not None:
+            if self._lost_since is not None:
+                self.get_logger().info(f"tracking recovered after {seconds - self._lost_since:.2f}"
+                                       " s")
+                self.diagnostics.count("recoveries")
+            self._lost_since = None
+        self._last_camera_pose = result.c2w
+        T = self.child_pose(result.c2w, T_base_camera)
+        R_odom_camera = (self._T_odom_start @ T_base_camera)[:3, :3] @ result.c2w[:3, :3]
+        covariance = np.array(result.covariance, dtype=np.float64)
+        odometry = Odometry(child_frame_id=child)
+        odometry.header.stamp = stamp
+        odometry.header.frame_id = self.odom_frame
+        odometry.pose.pose = cv.matrix_to_pose(T)
+        pose_covariance = np.array(messages.covariance_to_ros(
+            covariance, rotation=R_odom_camera, scale=self.anchor.scale)).reshape(6, 6)
+        if self.wheel.relative_sigma:  # the scale's own uncertainty, on the distance so far
+            travelled = np.linalg.norm(T[:3, 3] - self._T_odom_start[:3, 3])
+            pose_covariance[:3, :3] += np.eye(3) * (self.wheel.relative_sigma * travelled) ** 2
+        odometry.pose.covariance = [float(v) for v in pose_covariance.ravel()]
+        if self._previous is not None and seconds > self._previous[0]:
+            dt = seconds - self._previous[0]
+            linear, angular = twist_between(self._previous[1], T, dt)
+            set_twist(odometry, linear, angular)
+            odometry.twist.covariance = [float(v) for v in
+                                         (2.0 * pose_covariance / dt ** 2).ravel()]
+        self._previous = (seconds, T)
+        self.odom_pub.publish(odometry)
+        self.diagnostics.tick("output")
+        if self.publish_tf and self._tf_allowed(child):
+            self.tf_pub.publish(TFMessage(transforms=[cv.matrix_to_transform(
+                T, stamp, self.odom_frame, child)]))
+        self._path.append((result.index, cv.matrix_to_pose_stamped(T, stamp,
+                                                                   self.odom_frame)))
+        if result.is_keyframe or len(self._path) == 1:
+            self._publish_path(stamp)
+
+    def _correct_path(self, keyframes, T_base_camera):
+        """Replace the path's keyframe poses by their bundle-adjusted values, republish."""
+        index = {key: i for i, (key, _) in enumerate(self._path)}
+        for frame, c2w in keyframes.items():
+            if frame in index:
+                key, pose = self._path[index[frame]]
+                corrected = cv.matrix_to_pose_stamped(self.child_pose(c2w, T_base_camera),
+                                                      pose.header.stamp, self.odom_frame)
+                self._path[index[frame]] = (key, corrected)
+        if self._path:
+            self._publish_path(self._path[-1][1].header.stamp)
+
+    def _publish_path(self, stamp):
+        path = Path(poses=[pose for _, pose in self._path])
+        path.header.frame_id = self.odom_frame
+        path.header.stamp = stamp
+        self.path_pub.publish(path)
+
+    def _update_scale(self, keyframes, c2w):
+        """A keyframe: wheel odometry's distance between the window's keyframes may fix the
+        scale (re-anchored at the current pose ``c2w``, so the output stays continuous)."""
+        window = [(self._frame_stamps[i], T[:3, 3]) for i, T in sorted(keyframes.items())
+                  if i in self._frame_stamps]
+        scale = self.wheel.estimate(window)
+        if scale is not None and abs(scale / self.anchor.scale - 1.0) > 0.01:
+            self.anchor.set_scale(scale, c2w)
+            self.diagnostics.set_value("scale (m per unit, wheel odometry)", float(scale))
+
+    # -------------------------------------------------------------- model windows
+
+    def _setup_model_stream(self):
+        window = int(self.backend.config.frames)
+        if not 1 <= self.window_stride < window:
+            raise ParameterError(
+                f"parameter 'window_stride' is {self.window_stride}; the model's window has "
+                f"{window} frames, so it must be in [1, {window - 1}]")
+        self.window_length = window
+        self.pipeline = TrajectoryPipeline(self.backend, steps=self.model["steps"],
+                                           sampler=self.model["sampler"],
+                                           samples=self.samples, seed=self.model["seed"],
+                                           refine=self.refine)
+        self.view_pipeline = (ViewPipeline(self.backend, steps=self.model["steps"],
+                                           sampler=self.model["sampler"],
+                                           seed=self.model["seed"], estimator=self.pipeline)
+                              if self.consistency_every else None)
+        self.stream = WindowStream(self.pipeline, stride=self.window_stride,
+                                   frame_interval=self.frame_interval, keep_history=False)
+        self._windows = 0
+
+    def _add_to_stream(self, rgb, seconds, stamp):
+        """Caller holds the lock."""
+        admission = self.stream.add(rgb, seconds, stamp)
+        if admission.reset:
+            self.get_logger().warn(f"{admission.detail}: resetting the trajectory")
+            self._request_reset(admission.reset)
+        if not admission.taken:
+            self.diagnostics.count(admission.reason)
+            return
+        self.diagnostics.tick("accepted")
+        held = self.stream.buffered + (self.window_length if self._busy else 0)
+        self.max_buffered = max(self.max_buffered, held)
+        if self.stream.full:
+            self._work.notify()
+
+    def _process_windows(self, windows):
         start = time.perf_counter()
         estimates = self.stream.estimate(windows)
         latency = time.perf_counter() - start
@@ -300,89 +740,71 @@ class TrajectoryEstimator(Node):
         consistency = None
         self._windows += 1
         if self.view_pipeline is not None and self._windows % self.consistency_every == 0:
-            result = self.view_pipeline.closed_loop(window.frames[0], estimate.K, estimate.c2w)
-            consistency = result.psnr
+            consistency = self.view_pipeline.closed_loop(window.frames[0], estimate.K,
+                                                         estimate.c2w).psnr
         height, width = window.frames.shape[1:3]
         with self._lock:
             fixed = self.stream.chain(windows, estimates)
             if fixed is None:
                 self.diagnostics.count("windows discarded (reset)")
                 return
-            self._publish(fixed, estimate, window.K is None, width, height)
+            camera_frame = self._camera_frame_of("")
+            T_base_camera = self._mount_for(camera_frame, float(window.stamps[-1]))
+            if T_base_camera is None:
+                T_base_camera = self.T_base_camera_parameters
+            self._publish_windows(fixed, camera_frame, T_base_camera)
+            if window.K is None:
+                self.info_pub.publish(cv.K_to_camera_info(estimate.K, width, height,
+                                                          fixed.tags[-1], camera_frame))
         self.diagnostics.latency("window", latency)
-        age = self.get_clock().now().nanoseconds * 1e-9 - window.stamps[-1]
-        if 0.0 <= age < 3600.0:  # meaningful only when stamps follow this node's clock
-            self.diagnostics.latency("stamp to output", age)
         self.diagnostics.count("windows")
         if consistency is not None:
             self.diagnostics.set_value("closed-loop consistency (dB)", float(consistency))
 
-    # -------------------------------------------------------------- output
-
-    def child_poses(self, run_c2w):
-        """Chained camera poses (n, 4, 4), optical axes, model units -> T_odom_child in
-        metres (child = base_frame, or camera_frame when no base frame is set)."""
-        poses = np.array(run_c2w, dtype=np.float64)
-        poses[:, :3, 3] *= self.scale
-        T_odom_camera = self.T_base_camera @ poses
-        if self.child_frame == self.camera_frame:
-            return T_odom_camera
-        return T_odom_camera @ invert_pose(self.T_base_camera)
-
-    def _publish(self, fixed, estimate, publish_info, width, height):
-        """Odometry, TF and path of the newly fixed poses (``FixedPoses``: the stamps in
-        seconds, the header stamps as tags), and the estimated intrinsics when no camera
-        info came."""
-        poses = self.child_poses(fixed.c2w)
+    def _publish_windows(self, fixed, camera_frame, T_base_camera):
+        """Odometry, TF and path of newly chained window poses (``FixedPoses``)."""
+        child = self._child_frame(camera_frame)
         transforms = []
-        R_odom_run = self.T_base_camera[:3, :3]
-        covariance = fixed.covariance
-        for i, (seconds, stamp, T) in enumerate(zip(fixed.stamps, fixed.tags, poses)):
-            transforms.append(cv.matrix_to_transform(T, stamp, self.odom_frame,
-                                                     self.child_frame))
-            odometry = Odometry(child_frame_id=self.child_frame)
+        for i, (seconds, stamp, c2w) in enumerate(zip(fixed.stamps, fixed.tags, fixed.c2w)):
+            T = self.child_pose(c2w, T_base_camera)
+            odometry = Odometry(child_frame_id=child)
             odometry.header.stamp = stamp
             odometry.header.frame_id = self.odom_frame
             odometry.pose.pose = cv.matrix_to_pose(T)
-            if covariance is not None:
+            if fixed.covariance is not None:
+                R = (self._T_odom_start @ T_base_camera)[:3, :3]
                 odometry.pose.covariance = messages.covariance_to_ros(
-                    covariance[i], rotation=R_odom_run, scale=self.scale)
-            if self._previous is not None:
-                dt = seconds - self._previous[0]
-                linear, angular = twist_between(self._previous[1], T, dt)
-                odometry.twist.twist.linear.x, odometry.twist.twist.linear.y, \
-                    odometry.twist.twist.linear.z = (float(v) for v in linear)
-                odometry.twist.twist.angular.x, odometry.twist.twist.angular.y, \
-                    odometry.twist.twist.angular.z = (float(v) for v in angular)
-                if covariance is not None and dt > 0:
-                    # Independent pose errors at both ends: var(twist) ~ 2 var(pose) / dt^2,
-                    # in the child frame.
-                    R_child = T[:3, :3].T @ R_odom_run
-                    odometry.twist.covariance = messages.covariance_to_ros(
-                        2.0 * covariance[i] / dt ** 2, rotation=R_child, scale=self.scale)
+                    fixed.covariance[i], rotation=R, scale=self.anchor.scale)
+            if self._previous is not None and seconds > self._previous[0]:
+                set_twist(odometry, *twist_between(self._previous[1], T,
+                                                   seconds - self._previous[0]))
             self._previous = (seconds, T)
             self.odom_pub.publish(odometry)
-            self._path.append(cv.matrix_to_pose_stamped(T, stamp, self.odom_frame))
+            transforms.append(cv.matrix_to_transform(T, stamp, self.odom_frame, child))
+            self._path.append((None, cv.matrix_to_pose_stamped(T, stamp, self.odom_frame)))
             self.diagnostics.tick("output")
-        if self.publish_tf:
+        if self.publish_tf and self._tf_allowed(child):
             self.tf_pub.publish(TFMessage(transforms=transforms))
-        path = Path(poses=list(self._path))
-        path.header.frame_id = self.odom_frame
-        path.header.stamp = fixed.tags[-1]
-        self.path_pub.publish(path)
-        if publish_info:
-            self.info_pub.publish(cv.K_to_camera_info(estimate.K, width, height,
-                                                      fixed.tags[-1], self.camera_frame))
+        self._publish_path(fixed.tags[-1])
         self.diagnostics.set_value("trajectory frames", int(self.stream.frames_fixed))
+
+    # -------------------------------------------------------------- diagnostics, shutdown
 
     def _publish_diagnostics(self):
         with self._lock:
-            held = self.stream.buffered + (self.window_length if self._busy else 0)
+            if self.method == "model":
+                held = self.stream.buffered + (self.window_length if self._busy else 0)
+            else:
+                held = len(self._queue) + int(self._busy)
+            if self._tf_conflict:
+                self.diagnostics.error(self._tf_conflict)
         self.diagnostics.set_value("buffered frames", held)
         self.diagnostics.set_value("max buffered frames", self.max_buffered)
+        self.diagnostics.set_value("resident memory (MB)", float(resident_memory_mb()))
+        if self.method != "model" and self.odometry is not None:
+            for key, value in self.odometry.map_size().items():
+                self.diagnostics.set_value(f"map {key}", int(value))
         self.diag_pub.publish(self.diagnostics.to_message(self.get_clock().now().to_msg()))
-
-    # -------------------------------------------------------------- shutdown
 
     def destroy_node(self):
         with self._lock:
@@ -390,7 +812,46 @@ class TrajectoryEstimator(Node):
             self._work.notify_all()
         if self._worker.is_alive() and threading.current_thread() is not self._worker:
             self._worker.join(timeout=30.0)
+        if self.method != "model" and self.odometry is not None:
+            self.odometry.close()
         return super().destroy_node()
+
+
+class BoundedDict(collections.OrderedDict):
+    """A dict that forgets its oldest entries beyond ``size`` (memory flat on long runs)."""
+
+    def __init__(self, size):
+        super().__init__()
+        self.size = int(size)
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        while len(self) > self.size:
+            self.popitem(last=False)
+
+
+def messages_frame(frame_id):
+    """A header frame id without its leading '/' ('' stays '')."""
+    return str(frame_id or "").lstrip("/")
+
+
+def set_twist(odometry, linear, angular):
+    """Fill an Odometry's twist (child frame, m/s and rad/s)."""
+    twist = odometry.twist.twist
+    twist.linear.x, twist.linear.y, twist.linear.z = (float(v) for v in linear)
+    twist.angular.x, twist.angular.y, twist.angular.z = (float(v) for v in angular)
+
+
+def null_odometry(stamp, odom_frame, child_frame):
+    """rtabmap's "tracking lost" message: a null pose (zeros, including the quaternion) and
+    covariance 9999 on the diagonal, so fusion (robot_localization) ignores it."""
+    odometry = Odometry(child_frame_id=child_frame)
+    odometry.header.stamp = stamp
+    odometry.header.frame_id = odom_frame
+    odometry.pose.pose.orientation.w = 0.0
+    odometry.pose.covariance = [float(v) for v in (np.eye(6) * LOST_COVARIANCE).ravel()]
+    odometry.twist.covariance = [float(v) for v in (np.eye(6) * LOST_COVARIANCE).ravel()]
+    return odometry
 
 
 def main(args=None):

@@ -1,4 +1,5 @@
-"""`rap-ros evaluate`: trajectory accuracy of `rap` or `opencv-vo` on recorded inputs.
+"""`rap-ros evaluate`: trajectory accuracy of `rap`, `geometry`, `model` or `opencv-vo` on
+recorded inputs.
 
 The library is ``rap_ros.evaluation`` (inputs, vo, run, report, live); this module only
 parses the command line. Exit status: 0 when every input was evaluated completely, 1 when
@@ -6,6 +7,10 @@ one failed or was only partly read, 2 for bad arguments.
 """
 import shlex
 import sys
+
+# The methods of rap_ros.evaluation.estimators.METHODS (importing that module here would pull
+# onnxruntime and OpenCV into `rap-ros --help`); test_evaluate checks the two agree.
+METHODS = ("rap", "geometry", "model", "opencv-vo")
 
 DEFAULT_OUT = "evaluation_out"
 
@@ -25,9 +30,13 @@ def register(subparsers):
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="inputs to evaluate")
     parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
                         help=f"output folder (default: {DEFAULT_OUT})")
-    parser.add_argument("--method", choices=("rap", "opencv-vo"), default="rap",
-                        help="estimator: rap (the model, windows chained as in the ROS node) "
-                             "or opencv-vo (classical monocular baseline); default rap")
+    parser.add_argument("--method", choices=METHODS, default="rap",
+                        help="estimator: rap (default: odometry on a local map with bundle "
+                             "adjustment, the model as its motion prior), geometry (the same "
+                             "odometry without the model), model (the model alone, windows "
+                             "chained) or opencv-vo (classical monocular baseline). rap and "
+                             "geometry also write per-frame tracking health (tracking.csv) "
+                             "and mark tracking-loss gaps (lost_frames)")
     topics = parser.add_argument_group("bag topics (types detected from the bag)")
     topics.add_argument("--image-topic", help="sensor_msgs/Image or CompressedImage "
                         "(default /camera/image_raw, else the bag's only image topic)")
@@ -51,19 +60,19 @@ def register(subparsers):
                         help="YAML/JSON with fx, fy, cx, cy or K / camera_matrix")
     model = parser.add_argument_group("method")
     model.add_argument("--steps", type=int, default=2,
-                       help="rap: flow integration steps per window (default 2, as the node)")
+                       help="rap, model: flow integration steps per model window (default 2)")
     model.add_argument("--no-refine", dest="refine", action="store_false",
-                       help="rap: the model's poses alone, without the optical-flow refinement "
-                            "the node applies by default")
+                       help="model: the model's poses alone, without the optical-flow "
+                            "refinement (rap's motion prior never uses it)")
     model.add_argument("--stride", type=int, default=None,
-                       help="rap: frames between window starts (default: half a window, as "
-                            "the node's window_stride 4)")
+                       help="model: frames between window starts (default: half a window)")
     model.add_argument("--batch", type=int, default=4,
-                       help="rap: windows per model call (default 4)")
+                       help="model: windows per model call (default 4)")
     model.add_argument("--backend", default="onnx",
-                       help="rap: backend spec for get_backend (default onnx: the shipped model)")
+                       help="rap, model: backend spec for get_backend (default onnx: the shipped "
+                            "model)")
     model.add_argument("--consistency-windows", type=int, default=2, metavar="N",
-                       help="rap: windows on which closed-loop consistency PSNR is measured "
+                       help="model: windows on which closed-loop consistency PSNR is measured "
                             "(default 2; 0 = off)")
     model.add_argument("--max-frames", type=int, default=None, metavar="N",
                        help="use at most the first N frames of each input")

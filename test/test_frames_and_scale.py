@@ -1,0 +1,95 @@
+"""Pure helpers of the robot integration: the transform tree fed by /tf and /tf_static, the
+metric scale from wheel odometry, and the continuous re-scaling of published poses."""
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from rap_ros.geometry.frames import matrix_from_xyz_rpy
+from rap_ros.geometry.transform_tree import TransformTree
+from rap_ros.odometry.metric_scale import ScaleAnchor, WheelScale
+
+
+def test_tree_lookups_along_and_across_branches():
+    tree = TransformTree()
+    T_base_cam = matrix_from_xyz_rpy([0.3, 0.0, 0.5], [0.0, 0.2, 0.1])
+    T_base_lidar = matrix_from_xyz_rpy([0.0, 0.1, 0.8], [0.0, 0.0, 1.0])
+    T_odom_base = matrix_from_xyz_rpy([2.0, 1.0, 0.0], [0.0, 0.0, -0.4])
+    assert tree.set("base_link", "camera", T_base_cam, static=True)
+    assert tree.set("/base_link", "lidar", T_base_lidar, static=True)  # leading '/' ignored
+    assert tree.set("odom", "base_link", T_odom_base)
+    np.testing.assert_allclose(tree.lookup("base_link", "camera"), T_base_cam)
+    np.testing.assert_allclose(tree.lookup("odom", "camera"), T_odom_base @ T_base_cam)
+    np.testing.assert_allclose(tree.lookup("camera", "lidar"),
+                               np.linalg.inv(T_base_cam) @ T_base_lidar, atol=1e-12)
+    assert tree.lookup("camera", "nowhere") is None
+    assert tree.parent("camera") == "base_link" and tree.parent("odom") is None
+    tree.clear()  # a time jump forgets the dynamic edges only
+    assert tree.parent("base_link") is None and tree.parent("camera") == "base_link"
+
+
+def test_tree_refuses_bad_edges_and_stays_bounded():
+    tree = TransformTree(max_frames=3)
+    assert not tree.set("a", "a", np.eye(4))
+    bad = np.eye(4)
+    bad[0, 3] = np.nan
+    assert not tree.set("a", "b", bad)
+    for i in range(3):
+        assert tree.set("root", f"f{i}", np.eye(4))
+    assert not tree.set("root", "f3", np.eye(4)) and len(tree) == 3
+    assert tree.set("root", "f0", np.eye(4))  # updating a known edge is always allowed
+
+
+def drive(n=200, seed=0):
+    """Base positions (m) of a drive with turns and stops, 10 Hz."""
+    rng = np.random.default_rng(seed)
+    speed = np.clip(np.cumsum(rng.normal(0, 0.05, n)) + 0.8, 0.0, 1.5)
+    speed[80:100] = 0.0  # a stop
+    heading = np.cumsum(rng.normal(0, 0.05, n))
+    steps = np.stack([np.cos(heading), np.sin(heading), np.zeros(n)], 1) * speed[:, None] * 0.1
+    return np.cumsum(steps, axis=0)
+
+
+@pytest.mark.parametrize("drift_per_100", [0.0, 0.05])
+def test_wheel_scale_follows_the_visual_scale_within_5_percent(drift_per_100):
+    """Visual positions are the truth at 0.3 units per metre, drifting by ``drift_per_100``
+    per 100 frames, plus noise; keyframes every 5 frames, windows of 8 keyframes."""
+    truth = drive()
+    rng = np.random.default_rng(1)
+    units_per_metre = 0.3 * (1 + drift_per_100) ** (np.arange(len(truth)) / 100.0)
+    steps = np.diff(truth, axis=0, prepend=truth[:1]) * units_per_metre[:, None]
+    visual = np.cumsum(steps, axis=0) + rng.normal(0, 0.002, truth.shape)
+    wheel = WheelScale()
+    for i, p in enumerate(truth):
+        wheel.add_wheel(i / 10.0, p)
+    keyframes = list(range(0, len(truth), 5))
+    for k in range(8, len(keyframes)):
+        window = [(f / 10.0, visual[f]) for f in keyframes[k - 8:k]]
+        scale = wheel.estimate(window)
+        if scale is None:
+            continue
+        frame = keyframes[k - 1]
+        expected = 1.0 / units_per_metre[frame]
+        assert abs(scale / expected - 1.0) < 0.05, (frame, scale, expected)
+    assert wheel.relative_sigma is not None and wheel.relative_sigma < 0.05
+
+
+def test_wheel_scale_needs_distance_and_ignores_out_of_order_samples():
+    wheel = WheelScale(min_distance=0.5)
+    assert wheel.add_wheel(0.0, [0, 0, 0]) and wheel.add_wheel(1.0, [0.1, 0, 0])
+    assert not wheel.add_wheel(0.5, [5, 0, 0])            # out of order
+    assert not wheel.add_wheel(2.0, [np.nan, 0, 0])       # not finite
+    assert wheel.estimate([(0.0, [0, 0, 0]), (1.0, [1, 0, 0])]) is None  # 0.1 m < 0.5 m
+
+
+def test_scale_anchor_keeps_the_output_continuous():
+    anchor = ScaleAnchor(2.0)
+    poses = [matrix_from_xyz_rpy([0.1 * i, 0.0, 0.0], [0, 0, 0.05 * i]) for i in range(20)]
+    out = [anchor.apply(T) for T in poses[:10]]
+    np.testing.assert_allclose(out[9][:3, 3], poses[9][:3, 3] * 2.0, atol=1e-9)
+    anchor.set_scale(3.0, poses[9])
+    np.testing.assert_allclose(anchor.apply(poses[9]), out[9], atol=1e-12)  # no jump
+    step_in = np.linalg.inv(poses[9]) @ poses[10]
+    step_out = np.linalg.inv(out[9]) @ anchor.apply(poses[10])
+    np.testing.assert_allclose(step_out[:3, 3], 3.0 * step_in[:3, 3], atol=1e-12)
+    np.testing.assert_allclose(Rotation.from_matrix(step_out[:3, :3]).as_rotvec(),
+                               Rotation.from_matrix(step_in[:3, :3]).as_rotvec(), atol=1e-12)
