@@ -101,7 +101,7 @@ def short_clips(backend, clips, frames, size):
 
 def long_drives(backend_spec, drives, frames, size, workdir):
     """Section 2: chained windows over long drives, through the evaluator's code path."""
-    runs = {"rap": ("rap", False), "rap refined": ("rap", True),
+    runs = {"rap": ("model", False), "rap refined": ("model", True),
             "opencv-vo": ("opencv-vo", False)}
     results = {name: [] for name in runs}
     for j in range(drives):

@@ -29,7 +29,8 @@ import numpy as np
 from rap_ros.backend.shared import get_backend
 from rap_ros.evaluation.vo import MonocularVO
 from rap_ros.io.errors import InputError
-from rap_ros.odometry import ModelPrior, OdometryConfig, VisualOdometry
+from rap_ros.odometry import OdometryConfig
+from rap_ros.odometry.factory import make_odometry
 from rap_ros.pipeline.streaming import FixedPoses, PoseStream, WindowStream
 from rap_ros.pipeline.trajectory import TrajectoryPipeline
 from rap_ros.pipeline.views import ViewPipeline
@@ -147,14 +148,10 @@ class OdometryEstimator(PoseStream):
 
     def __init__(self, K, options, with_model=True):
         self.K = None if K is None else np.asarray(K, np.float64)
-        self.backend = None
-        prior = None
-        if with_model:
-            self.backend = get_backend(options.backend or "onnx")
-            self.steps = int(options.steps)
-            prior = ModelPrior(TrajectoryPipeline(self.backend, steps=self.steps, samples=1,
-                                                  refine=False))
-        self.vo = VisualOdometry(self.K, OdometryConfig(), prior=prior)
+        self.backend = get_backend(options.backend or "onnx") if with_model else None
+        self.steps = int(options.steps)
+        self.vo = make_odometry("rap" if with_model else "geometry", self.K,
+                                backend=self.backend, config=OdometryConfig(), steps=self.steps)
         self.frame_log = []
         self._c2w, self._cov, self._tags = [], [], []
         self._closed = False

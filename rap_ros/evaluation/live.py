@@ -17,7 +17,8 @@ For each input:
 
 Frames: the node's odom frame has its own orientation; the Sim(3) alignment absorbs it, and a
 constant camera-to-child rotation does not change RPE. Every process that starts rclpy here
-calls ``prepare_ros_environment()`` (DDS discovery on localhost unless the user chose otherwise).
+keeps DDS discovery on this machine (``prepare_ros_environment(force_localhost=True)``): an
+offline replay is nobody else's business.
 """
 import os
 import pathlib
@@ -43,6 +44,7 @@ from rap_ros.evaluation.run import RunOptions, score, unique_names
 from rap_ros.io.errors import InputError
 from rap_ros.io.messages import pose_to_matrix, stamp_seconds
 from rap_ros.nodes.conversions import K_to_camera_info, array_to_image, seconds_to_stamp
+from rap_ros.nodes.trajectory_estimator import METHODS as NODE_METHODS
 from rap_ros.ros_env import prepare_ros_environment
 
 LIVE_IMAGE_TOPIC = "/rap_ros_eval/image"
@@ -119,13 +121,21 @@ def start_up_process(options, live, log_path):
     command = [sys.executable, "-m", "rap_ros.tools.cli", "up", *live.up_args]
     if options.backend and "--backend" not in live.up_args:
         command += ["--backend", options.backend]
-    params = {"frame_interval": 0.0, "qos_reliability": "reliable", **live.node_params}
+    if options.method not in NODE_METHODS:
+        raise InputError(f"--live runs the trajectory_estimator node, whose methods are "
+                         f"{', '.join(NODE_METHODS)}; got {options.method!r}")
+    # The player's poses are camera poses: the node publishes odom -> camera frame
+    # (base_frame empty), so no mount is waited for.
+    params = {"method": options.method, "base_frame": "''", "qos_reliability": "reliable",
+              "queue_size": 100, **live.node_params}
+    if options.method == "model":
+        params.setdefault("frame_interval", 0.0)
     command += ["--ros-args", "-r", f"image:={LIVE_IMAGE_TOPIC}",
                 "-r", f"camera_info:={LIVE_INFO_TOPIC}"]
     for name, value in params.items():
         command += ["-p", f"trajectory_estimator:{name}:={value}"]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # an offline replay stays on this machine
     with open(log_path, "w") as log:  # the child keeps its own descriptor
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)
@@ -151,7 +161,8 @@ def evaluate_live_input(path, out_dir, input_options, options, live, name):
     """Play one input into `rap-ros up` and score the published odometry; returns metrics."""
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    result = {"name": name, "input": str(path), "method": "rap (live)", "status": "failed",
+    result = {"name": name, "input": str(path), "method": f"{options.method} (live)",
+              "status": "failed",
               "error": None, "command": options.command, "rate": live.rate}
     process = None
     try:
@@ -166,7 +177,7 @@ def evaluate_live_input(path, out_dir, input_options, options, live, name):
             raise InputError(f"{path}: no frames")
         command, process = start_up_process(options, live, out_dir / "node.log")
         result["node_command"] = " ".join(command)
-        prepare_ros_environment()
+        prepare_ros_environment(force_localhost=True)
         context = rclpy.Context()
         rclpy.init(context=context)
         node = rclpy.create_node("rap_ros_evaluate_live", context=context)
