@@ -5,6 +5,10 @@
   the current pose (odometry topic, as without tf2_ros) go in; a plan gives a PredictedView
   with the model's frame count, the plan's stamps and poses, and the frames one by one on
   predicted_image; preview_paths scores 3 candidate paths against a goal image in one call.
+* Bounded memory: candidates run in chunks with the same previews as in one batch;
+  preview_paths refuses more than max_preview_paths (256 candidates) and answers a request
+  at the limit with the process under a stated memory bound; an oversize image is
+  downscaled and counted on /diagnostics.
 """
 import math
 import os
@@ -15,6 +19,7 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("onnxruntime")
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
@@ -22,13 +27,24 @@ from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from rap_ros_msgs.msg import PredictedView  # noqa: E402
 from rap_ros_msgs.srv import PreviewPaths  # noqa: E402
 from rap_ros import geometry as geo  # noqa: E402
+from rap_ros.backend.onnx_backend import OnnxBackend  # noqa: E402
+from rap_ros.backend.shared import get_backend  # noqa: E402
 from rap_ros.io import messages as msgs  # noqa: E402
+from rap_ros.io.images import limit_image_size  # noqa: E402
 from rap_ros.nodes import conversions as cv  # noqa: E402
+from rap_ros.nodes.diagnostics import peak_memory_mb, resident_memory_mb  # noqa: E402
 from rap_ros.pipeline.plans import plan_cameras, resample_path  # noqa: E402
+from rap_ros.pipeline.views import ViewPipeline, chunks  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
-from test_trajectory_estimator import (Probe, model_spec, node_command,  # noqa: E402,F401
-                                       start_process, stop_process, synthetic_clip)
+from test_trajectory_estimator import (Probe, diagnostic_values, model_spec,  # noqa: E402,F401
+                                       node_command, start_process, stop_process,
+                                       synthetic_clip)
+
+# Peak resident memory (VmHWM) the view_predictor process may reach answering a
+# preview_paths request at the limit (64 candidates, chunks of 8). Before chunking and
+# without the memory arena off, one such request took the process to 3.8 GB.
+PREVIEW_MEMORY_BOUND_MB = 800
 
 
 def straight_plan(count, length, start=(0.0, 0.0, 0.0), yaw_end=0.0):
@@ -69,6 +85,70 @@ def test_plan_cameras_relative_to_the_camera():
     np.testing.assert_allclose(world[-1][:3, 3], [3.0, 0.0, 0.0], atol=1e-9)
     # Unstamped plan: timed at 0.5 m/s from the source stamp.
     np.testing.assert_allclose(stamps, 100.0 + np.linspace(0, 2.0, 5) / 0.5, atol=1e-9)
+
+
+def test_limit_image_size():
+    image = np.random.default_rng(0).integers(0, 256, (1080, 1920, 3), dtype=np.uint8)
+    small, downscaled = limit_image_size(image, 640 * 480)
+    assert downscaled and small.dtype == np.uint8 and small.shape[2] == 3
+    assert small.shape[0] * small.shape[1] <= 640 * 480
+    assert abs(small.shape[1] / small.shape[0] - 16 / 9) < 0.01  # aspect kept
+    assert small.shape[0] * small.shape[1] > 0.98 * 640 * 480  # not smaller than needed
+    same, downscaled = limit_image_size(image, 1920 * 1080)
+    assert same is image and not downscaled
+    assert limit_image_size(image, 0) == (image, False)  # 0: no limit
+    line, _ = limit_image_size(np.zeros((2, 5000, 3), np.uint8), 100)  # a side stays >= 1
+    assert line.shape == (1, 100, 3)
+    grey, _ = limit_image_size(np.zeros((100, 100, 1), np.uint8), 50 * 50)
+    assert grey.shape == (50, 50, 1)
+
+
+def test_resident_memory_helpers():
+    now, peak = resident_memory_mb(), peak_memory_mb()
+    assert 1.0 < now <= peak + 1.0
+
+
+def test_chunks():
+    assert chunks(5, None) == [slice(0, 5)] == chunks(5, 8) == chunks(5, 0)
+    assert chunks(5, 2) == [slice(0, 2), slice(2, 4), slice(4, 5)]
+
+
+def test_chunked_previews_equal_one_batch(model_spec):
+    """The node's chunked path gives the previews of one batch (same noise per path)."""
+    backend = get_backend(model_spec[0])
+    T = int(backend.config.frames)
+    clip = synthetic_clip(seed=7, frames=T)
+    paths = np.stack([plan_cameras(straight_plan(10, 2.0, yaw_end=yaw), np.zeros(10),
+                                   geo.body_to_optical(np.eye(4)), 0.0,
+                                   geo.body_to_optical(np.eye(4)), T, 0.5)[2]
+                      for yaw in (0.0, 0.4, -0.4, 0.8, -0.8)])
+    one = ViewPipeline(backend, seed=3).closed_loop_batch(clip.frames[0], clip.K, paths)
+    chunked = ViewPipeline(backend, seed=3).closed_loop_batch(clip.frames[0], clip.K, paths,
+                                                             chunk_size=2)
+    assert len(chunked) == len(one) == 5
+    for a, b in zip(one, chunked):
+        assert np.abs(a.frames.astype(int) - b.frames.astype(int)).max() <= 1
+        assert np.abs(a.regenerated.astype(int) - b.regenerated.astype(int)).max() <= 1
+        np.testing.assert_allclose(a.c2w, b.c2w, atol=1e-4)
+        assert a.psnr == pytest.approx(b.psnr, abs=0.05)
+    frames = ViewPipeline(backend, seed=3).predict_batch(clip.frames[0], clip.K, paths)
+    frames_chunked = ViewPipeline(backend, seed=3).predict_batch(clip.frames[0], clip.K, paths,
+                                                                chunk_size=3)
+    assert np.abs(frames.astype(int) - frames_chunked.astype(int)).max() <= 1
+
+
+def test_backend_memory_arena_option(model_spec):
+    backend = get_backend(model_spec[0])
+    if not isinstance(backend, OnnxBackend):
+        pytest.skip("not an ONNX backend")
+    assert backend.memory_arena == "off"  # the default, by benchmarks/results/memory.md
+    with pytest.raises(ValueError, match="memory_arena"):
+        OnnxBackend(backend.model_dir, memory_arena="sometimes")
+    x = np.random.default_rng(0).standard_normal(
+        (2, backend.config.frames, 3, backend.config.image_size,
+         backend.config.image_size)).astype(np.float32)
+    shrink = OnnxBackend(backend.model_dir, threads=1, warmup=False, memory_arena="shrink")
+    np.testing.assert_allclose(shrink.encode(x), backend.encode(x), atol=1e-5)
 
 
 # ------------------------------------------------------------------ across processes
@@ -165,3 +245,66 @@ def test_plan_to_predicted_view_and_previews(model_spec, frames_per_view):
         rclpy.try_shutdown()
         output = stop_process(process)
     assert "Traceback" not in output, output[-3000:]
+
+
+def process_peak_mb(pid):
+    """VmHWM (peak resident memory) of a process in MB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM in /proc/<pid>/status")
+
+
+def test_preview_paths_memory_is_bounded(model_spec, frames_per_view):
+    """256 candidates are refused clearly; 64 (the limit) are answered in chunks of 8 with
+    the process under PREVIEW_MEMORY_BOUND_MB; an image over max_image_pixels is
+    downscaled and counted on /diagnostics. Consistency off keeps the test short (the
+    chunked closed loop is the same code path, checked above)."""
+    T = frames_per_view
+    process = start_process(node_command(
+        "predictor", model_spec[0], "-p", "consistency:=false",
+        "-p", "max_image_pixels:=1024", "-p", "diagnostics_period:=0.3"))
+    rclpy.init()
+    probe = Probe("predictor_memory_probe")
+    try:
+        probe.collect(DiagnosticArray, "/diagnostics", 50)
+        reliable = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+        image_pub = probe.node.create_publisher(Image, "image", reliable)
+        wait_for_subscribers(probe, [image_pub])
+        clip = synthetic_clip(seed=5, frames=T)  # 64 x 48 = 3072 pixels > 1024
+        for _ in range(3):
+            image_pub.publish(cv.array_to_image(clip.frames[0], "rgb8",
+                                                cv.seconds_to_stamp(10.0)))
+            probe.spin_for(0.2)
+
+        def downscaled():
+            values = diagnostic_values(probe.received["/diagnostics"], "view_predictor")
+            return int(values.get("images downscaled", 0)) >= 1 and values
+        assert probe.spin_until(downscaled, 20), "no downscaled image on /diagnostics"
+        values = downscaled()
+        assert values["last downscaled image"] == "image 64x48 -> 36x27"
+        assert float(values["resident memory (MB)"]) > 10.0
+
+        client = probe.node.create_client(PreviewPaths, "preview_paths")
+        yaws = np.linspace(-0.8, 0.8, 256)
+        paths = [cv.poses_to_path(straight_plan(10, 2.0, yaw_end=yaw), np.zeros(10), "odom")
+                 for yaw in yaws]
+        response = probe.call(client, PreviewPaths.Request(paths=paths), timeout=60)
+        assert not response.success and not response.previews
+        assert "256 paths" in response.message and "64" in response.message
+        assert "max_preview_paths" in response.message
+
+        response = probe.call(client, PreviewPaths.Request(paths=paths[::4]), timeout=120)
+        assert response.success, response.message
+        assert len(response.previews) == 64
+        assert all(len(p.frames) == T for p in response.previews)
+        peak = process_peak_mb(process.pid)
+        print(f"view_predictor peak resident memory: {peak:.0f} MB")
+        assert peak < PREVIEW_MEMORY_BOUND_MB, f"peak {peak:.0f} MB"
+    finally:
+        probe.node.destroy_node()
+        rclpy.try_shutdown()
+        output = stop_process(process)
+    assert "Traceback" not in output, output[-3000:]
+    assert "downscaled to 36x27" in output

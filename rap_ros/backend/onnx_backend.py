@@ -37,6 +37,13 @@ MODEL_FILES = (ENCODER_FILE, DECODER_FILE, DENOISER_FILE, CONFIG_FILE)
 PROVIDER_PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider",
                        "CPUExecutionProvider")
 
+# CPU memory arena of the sessions (``OnnxBackend(memory_arena=...)``):
+#   "off": plain allocations, given back after each call (the default, by measurement);
+#   "on": ONNX Runtime's default arena, which keeps the largest batch's peak for good;
+#   "shrink": the arena, shrunk back after every call (run option
+#       ``memory.enable_memory_arena_shrinkage``).
+MEMORY_ARENA_MODES = ("off", "on", "shrink")
+
 
 def select_providers(requested=None, available=None):
     """Execution providers to use, best first.
@@ -99,13 +106,24 @@ class OnnxBackend(Backend):
         the process also runs OpenCV (resize, optical flow), numpy and ROS callbacks,
         which spinning threads slow down (measured on 2 cores: a 1080p resize 7 -> 20 ms,
         torch-side work up to 10x slower) for no measurable gain in the graphs.
+    memory_arena: "off" (default), "on" or "shrink" (``MEMORY_ARENA_MODES``): the CPU
+        memory arena. ONNX Runtime's default arena keeps the peak of the largest batch ever
+        run (encode + denoiser step + decode at batch 64: 2,574 MB resident afterwards, for
+        good; off: 346 MB); off, a call's memory is freed after it, at the same speed at
+        batch 1 and 10-25 % slower at batch 8-64 (``benchmarks/bench_memory.py``,
+        ``benchmarks/results/memory.md``). "shrink" frees it too but is slower than off.
+        GPU providers' own allocators are not affected.
 
     Raises ModelFileError (naming the file) when a file is missing or not a valid
     model.
     """
 
     def __init__(self, model_dir, providers=None, threads=None, denoiser_threads=1,
-                 warmup=True, spinning=False):
+                 warmup=True, spinning=False, memory_arena="off"):
+        if memory_arena not in MEMORY_ARENA_MODES:
+            raise ValueError(f"memory_arena must be one of {MEMORY_ARENA_MODES}, "
+                             f"got {memory_arena!r}")
+        self.memory_arena = memory_arena
         self.model_dir = Path(model_dir)
         check_model_dir(self.model_dir)
         try:
@@ -121,6 +139,7 @@ class OnnxBackend(Backend):
             options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
             options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
             options.inter_op_num_threads = 1
+            options.enable_cpu_mem_arena = memory_arena != "off"
             if intra_op_threads:
                 options.intra_op_num_threads = int(intra_op_threads)
             options.log_severity_level = 3  # errors only
@@ -133,6 +152,11 @@ class OnnxBackend(Backend):
             except Exception as error:
                 raise ModelFileError(path, f"cannot load ONNX graph ({error})") from error
 
+        self._run_options = None
+        if memory_arena == "shrink":
+            self._run_options = onnxruntime.RunOptions()
+            self._run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage",
+                                                   "cpu:0")
         self._encoder = session(ENCODER_FILE, threads)
         self._decoder = session(DECODER_FILE, threads)
         self._denoiser = session(DENOISER_FILE,
@@ -157,7 +181,7 @@ class OnnxBackend(Backend):
     def encode(self, x):
         x = as_float32(x, "x", 5)
         self.check_frames(x.shape[1])
-        return self._encoder.run(None, {"x": x})[0]
+        return self._encoder.run(None, {"x": x}, self._run_options)[0]
 
     def decode(self, z, frames):
         z = as_float32(z, "z", 5)
@@ -165,7 +189,7 @@ class OnnxBackend(Backend):
         if self.latent_frames(frames) != z.shape[1]:
             raise ValueError(f"{frames} frames need {self.latent_frames(frames)} latent "
                              f"frames, got z of shape {z.shape}")
-        return self._decoder.run(None, {"z": z})[0]
+        return self._decoder.run(None, {"z": z}, self._run_options)[0]
 
     def velocity(self, video, raxel, t_video, t_raxel, motion):
         feeds = {
@@ -178,5 +202,5 @@ class OnnxBackend(Backend):
         # An input the network ignores (motion with config.motion_channels off) is
         # pruned from the graph at export.
         feeds = {name: feeds[name] for name in self._denoiser_inputs}
-        v_video, v_raxel = self._denoiser.run(None, feeds)
+        v_video, v_raxel = self._denoiser.run(None, feeds, self._run_options)
         return v_video, v_raxel

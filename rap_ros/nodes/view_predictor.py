@@ -14,8 +14,14 @@ Publishes
   predicted_image (sensor_msgs/Image): the same frames one by one, stamped at path times
   /diagnostics (diagnostic_msgs/DiagnosticArray)
 Services
-  preview_paths (rap_ros_msgs/PreviewPaths): K candidate paths in one batch, scored by
-      closed-loop consistency and, with a goal image, SSIM of the last frame to it
+  preview_paths (rap_ros_msgs/PreviewPaths): K candidate paths, run through the model in
+      chunks of ``preview_chunk_size`` (memory grows with the chunk, not with K; at most
+      ``max_preview_paths`` per request), scored by closed-loop consistency and, with a goal
+      image, SSIM of the last frame to it
+
+Memory
+  Images over ``max_image_pixels`` are downscaled on arrival (counted on /diagnostics); the
+  process's resident memory is reported on /diagnostics.
 
 Frames and units
   Camera poses along the plan are plan_pose @ T_base_camera, T_base_camera from
@@ -42,9 +48,11 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from rap_ros.geometry.cameras import K_from_fov, scale_intrinsics
 from rap_ros.io import messages
+from rap_ros.io.images import limit_image_size
 from rap_ros.metrics import ssim
 from rap_ros.nodes import conversions as cv
-from rap_ros.nodes.diagnostics import LogThrottle, NodeDiagnostics
+from rap_ros.nodes.diagnostics import (LogThrottle, NodeDiagnostics, peak_memory_mb,
+                                       resident_memory_mb)
 from rap_ros.nodes.params import (ParameterError, declare, declare_model_parameters,
                                   declare_mount_parameters, reliability_qos, resolve_backend)
 from rap_ros.nodes.runner import run_nodes
@@ -85,6 +93,7 @@ class ViewPredictor(Node):
         self._estimated_info = None
         self._odometry = None  # (frame_id, child_frame_id, T_frame_child)
         self._warned_no_pose = False
+        self._warned_downscale = False
 
         sensor_qos = reliability_qos(self.qos_reliability, 2)
         self.image_sub = self.create_subscription(Image, "image", self._on_image, sensor_qos)
@@ -140,6 +149,18 @@ class ViewPredictor(Node):
         self.max_plan_poses = declare(self, "max_plan_poses", 10000,
                                       "Plans with more poses are refused (with an error).",
                                       2, 1000000)
+        self.max_preview_paths = declare(self, "max_preview_paths", 64,
+                                         "preview_paths requests with more candidate paths "
+                                         "are refused (success false, the message says "
+                                         "why).", 1, 100000)
+        self.preview_chunk_size = declare(self, "preview_chunk_size", 8,
+                                          "Candidate paths per model call in preview_paths: "
+                                          "the peak memory grows with it (about 20 MB a "
+                                          "path), the speed hardly.", 1, 1024)
+        self.max_image_pixels = declare(self, "max_image_pixels", 3840 * 2160,
+                                        "Images (and goal images) with more pixels are "
+                                        "downscaled on arrival, aspect kept, and counted on "
+                                        "/diagnostics; 0: no limit.", 0, 10 ** 9)
         self.default_speed = declare(self, "default_speed", 0.5,
                                      "Speed (m/s) used to time unstamped plans.", 1e-3, 100.0)
         self.diagnostics_period = declare(self, "diagnostics_period", 1.0,
@@ -156,9 +177,27 @@ class ViewPredictor(Node):
         except ValueError as error:
             self._bad_input(f"image dropped: {error}")
             return
+        rgb = self._limit_size(rgb, "image")
         seconds = messages.stamp_seconds(msg.header.stamp)
         with self._lock:
             self._source = (seconds, msg.header.stamp, rgb)
+
+    def _limit_size(self, rgb, what):
+        """rgb within ``max_image_pixels`` (downscaled and counted when over it)."""
+        height, width = rgb.shape[:2]
+        rgb, downscaled = limit_image_size(rgb, self.max_image_pixels)
+        if downscaled:
+            self.diagnostics.count("images downscaled")
+            self.diagnostics.set_value("last downscaled image",
+                                       f"{what} {width}x{height} -> "
+                                       f"{rgb.shape[1]}x{rgb.shape[0]}")
+            if not self._warned_downscale:
+                self._warned_downscale = True
+                self.get_logger().warn(
+                    f"{what} of {width}x{height} pixels is over max_image_pixels="
+                    f"{self.max_image_pixels}: downscaled to {rgb.shape[1]}x{rgb.shape[0]} "
+                    f"(counted on /diagnostics; logged once)")
+        return rgb
 
     def _on_camera_info(self, msg):
         self._store_info(msg, "_camera_info")
@@ -248,11 +287,14 @@ class ViewPredictor(Node):
         K, _ = self.intrinsics(rgb.shape[1], rgb.shape[0])
         start = time.perf_counter()
         if self.consistency:
-            results = self.pipeline.closed_loop_batch(rgb, K, rel)
+            results = self.pipeline.closed_loop_batch(rgb, K, rel,
+                                                      chunk_size=self.preview_chunk_size)
             frames = np.stack([r.frames for r in results])
             scores = np.stack([per_frame_psnr(r.frames, r.regenerated) for r in results])
         else:
-            frames, scores = self.pipeline.predict_batch(rgb, K, rel), None
+            frames = self.pipeline.predict_batch(rgb, K, rel,
+                                                 chunk_size=self.preview_chunk_size)
+            scores = None
         self.diagnostics.latency("prediction", time.perf_counter() - start)
         return frames, scores
 
@@ -308,6 +350,13 @@ class ViewPredictor(Node):
         if not request.paths:
             response.message = "no paths given"
             return response
+        if len(request.paths) > self.max_preview_paths:
+            response.message = (f"{len(request.paths)} paths requested; at most "
+                                f"{self.max_preview_paths} per request (parameter "
+                                f"max_preview_paths): send fewer or split the request")
+            self.diagnostics.count("previews refused")
+            self._bad_input(f"preview_paths: {response.message}")
+            return response
         prepared = []
         for i, path in enumerate(request.paths):
             try:
@@ -319,7 +368,8 @@ class ViewPredictor(Node):
         goal = None
         if request.goal_image.height and request.goal_image.width:
             try:
-                goal = messages.image_to_rgb8(request.goal_image)
+                goal = self._limit_size(messages.image_to_rgb8(request.goal_image),
+                                        "goal image")
             except ValueError as error:
                 response.message = f"goal image rejected: {error}"
                 self._bad_input(f"preview_paths: {response.message}")
@@ -352,6 +402,8 @@ class ViewPredictor(Node):
         with self._lock:
             have_source = self._source is not None
         self.diagnostics.set_value("source image", "yes" if have_source else "no")
+        self.diagnostics.set_value("resident memory (MB)", resident_memory_mb())
+        self.diagnostics.set_value("peak resident memory (MB)", peak_memory_mb())
         self.diag_pub.publish(self.diagnostics.to_message(self.get_clock().now().to_msg()))
 
 

@@ -86,31 +86,60 @@ class ViewPipeline:
         """
         return self.predict_batch(source, K, np.asarray(rel_c2w)[None])[0]
 
-    def predict_batch(self, source, K, rel_c2w):
-        """Frames along P candidate paths from one source, in one batched call.
+    def predict_batch(self, source, K, rel_c2w, chunk_size=None):
+        """Frames along P candidate paths from one source.
 
         rel_c2w: (P, T, 4, 4). Returns uint8 (P, T, S, S, 3).
+        chunk_size: paths per model call (None: all P in one call). The noise of all P
+            paths is drawn first, so the frames do not depend on the chunk size (up to
+            float rounding); memory grows with the chunk, not with P.
         """
-        cfg, backend = self.config, self.backend
+        rel_c2w = self._check_paths(rel_c2w, K)
+        source_latent = self._source_latent(source, K)
+        noise = self._draw_noise(*rel_c2w.shape[:2])
+        return np.concatenate([self._predict_chunk(source_latent, rel_c2w[chunk], noise[chunk])
+                               for chunk in chunks(len(rel_c2w), chunk_size)])
+
+    def _check_paths(self, rel_c2w, K):
         rel_c2w = np.asarray(rel_c2w, dtype=np.float64)
         if rel_c2w.ndim != 4 or rel_c2w.shape[2:] != (4, 4):
             raise ValueError(f"rel_c2w must be (P, T, 4, 4), got {rel_c2w.shape}")
         if K is None:
             raise ValueError("ViewPipeline needs the source intrinsics K")
-        P, T = rel_c2w.shape[:2]
-        backend.check_frames(T)
-        S = cfg.image_size
-        source_model, K_model, _ = prepare_frames(np.asarray(source)[None], K, S)
+        self.backend.check_frames(rel_c2w.shape[1])
+        return rel_c2w
 
+    def _source_latent(self, source, K):
+        """(K at the model's resolution, the source's latent (1, 1, C, s, s))."""
+        source_model, K_model, _ = prepare_frames(np.asarray(source)[None], K,
+                                                  self.config.image_size)
+        first = self.backend.encode(preprocess.images_to_model(source_model)[None])
+        return K_model, first
+
+    def _draw_noise(self, P, T):
+        """Initial latent noise (P, t, C, s, s) for P paths of T frames, in order from the
+        generator."""
+        cfg = self.config
+        with self._rng_lock:
+            return self._rng.standard_normal(
+                (P, self.backend.latent_frames(T), cfg.latent_channels, cfg.latent_size,
+                 cfg.latent_size)).astype(np.float32)
+
+    def _predict_chunk(self, source_latent, rel_c2w, noise):
+        """Frames (p, T, S, S, 3) along p paths (p, T, 4, 4) in one batched model call."""
+        cfg, backend = self.config, self.backend
+        K_model, first = source_latent
+        P, T = rel_c2w.shape[:2]
+        S = cfg.image_size
         raxels = encode_raxels(K_model, rel_c2w.reshape(P * T, 4, 4), S, S,
                                cfg.raxel_encoding)
         raxels = preprocess.normalize_raxels(raxels).reshape(P, T, 6, S, S)
         raxel = encode_raxel_latents(backend, raxels)                 # (P, t, 2C, s, s)
-        first = backend.encode(preprocess.images_to_model(source_model)[None])  # (1, 1, C, s, s)
         t_lat, s = raxel.shape[1], raxel.shape[-1]
-        with self._rng_lock:
-            video = self._rng.standard_normal(
-                (P, t_lat, cfg.latent_channels, s, s)).astype(np.float32)
+        if noise.shape[1:] != (t_lat, cfg.latent_channels, s, s):
+            raise ValueError(f"noise of shape {noise.shape} for latents of "
+                             f"{(t_lat, cfg.latent_channels, s, s)}")
+        video = noise.copy()
         video[:, 0] = first[:, 0]
         motion = np.zeros((P, t_lat, cfg.motion_dim, s, s), np.float32)
         clean_video, clean_raxel = preprocess.job_masks("images_camera_to_video", t_lat)
@@ -128,24 +157,46 @@ class ViewPipeline:
         """
         return self.closed_loop_batch(source, K, np.asarray(rel_c2w)[None])[0]
 
-    def closed_loop_batch(self, source, K, rel_c2w):
-        """``closed_loop`` for P paths (P, T, 4, 4), batched; returns P results."""
-        rel_c2w = np.asarray(rel_c2w, dtype=np.float64)
-        S = self.config.image_size
-        source = np.asarray(source)
-        _, K_model, _ = prepare_frames(source[None], K, S)
-        frames = self.predict_batch(source, K, rel_c2w)              # (P, T, S, S, 3)
-        estimates = self.estimator.estimate_batch(frames, K_model)
-        c2w_est = np.stack([e.c2w for e in estimates])
-        regenerated = self.predict_batch(source, K, c2w_est)
+    def closed_loop_batch(self, source, K, rel_c2w, chunk_size=None):
+        """``closed_loop`` for P paths (P, T, 4, 4); returns P results.
+
+        chunk_size: paths per model call (None: all P at once). Each chunk is predicted,
+        estimated and regenerated before the next starts, so memory grows with the chunk,
+        not with P; the noise of all P paths is drawn first, so the results do not depend
+        on the chunk size (up to float rounding).
+        """
+        rel_c2w = self._check_paths(rel_c2w, K)
+        source_latent = self._source_latent(source, K)
+        K_model = source_latent[0]
+        P, T = rel_c2w.shape[:2]
+        noise = self._draw_noise(P, T)
+        noise_again = self._draw_noise(P, T)
         results = []
-        for p, estimate in enumerate(estimates):
-            requested, _ = relative_to_first(rel_c2w[p])
-            score = float(np.mean(per_frame_psnr(frames[p, 1:], regenerated[p, 1:])))
-            results.append(ClosedLoopResult(
-                frames=frames[p], regenerated=regenerated[p], c2w=estimate.c2w, psnr=score,
-                translation_error=float(np.sqrt(np.mean(np.sum(
-                    (estimate.c2w[:, :3, 3] - requested[:, :3, 3]) ** 2, axis=-1)))),
-                rotation_error_deg=float(np.mean(rotation_angle_deg(
-                    np.swapaxes(estimate.c2w[:, :3, :3], -1, -2) @ requested[:, :3, :3])))))
+        for chunk in chunks(P, chunk_size):
+            frames = self._predict_chunk(source_latent, rel_c2w[chunk], noise[chunk])
+            estimates = self.estimator.estimate_batch(frames, K_model)
+            c2w_est = np.stack([e.c2w for e in estimates])
+            regenerated = self._predict_chunk(source_latent, c2w_est, noise_again[chunk])
+            for i, estimate in enumerate(estimates):
+                results.append(self._closed_loop_result(
+                    rel_c2w[chunk.start + i], frames[i], regenerated[i], estimate.c2w))
         return results
+
+    @staticmethod
+    def _closed_loop_result(requested, frames, regenerated, c2w):
+        requested, _ = relative_to_first(requested)
+        score = float(np.mean(per_frame_psnr(frames[1:], regenerated[1:])))
+        return ClosedLoopResult(
+            frames=frames, regenerated=regenerated, c2w=c2w, psnr=score,
+            translation_error=float(np.sqrt(np.mean(np.sum(
+                (c2w[:, :3, 3] - requested[:, :3, 3]) ** 2, axis=-1)))),
+            rotation_error_deg=float(np.mean(rotation_angle_deg(
+                np.swapaxes(c2w[:, :3, :3], -1, -2) @ requested[:, :3, :3]))))
+
+
+def chunks(count, size=None):
+    """Slices covering range(count) in order, ``size`` items each (the last may be
+    shorter); size None or < 1: one slice of everything."""
+    if not size or size < 1 or size >= count:
+        return [slice(0, count)]
+    return [slice(i, min(i + size, count)) for i in range(0, count, int(size))]
