@@ -186,3 +186,86 @@ def test_no_tf_for_a_base_frame_with_another_parent(model_spec, drive):
         rclpy.try_shutdown()
         output = stop_process(process)
     assert "Traceback" not in output, output[-3000:]
+
+
+# ------------------------------------------------------------------ one calibration path
+
+DISTORTION = ("plumb_bob", np.array([-0.25, 0.08, 0.001, -0.001, 0.0]))
+
+
+def distort(images, K, d):
+    """What a lens with plumb_bob coefficients ``d`` would record of pinhole renders: for
+    each recorded pixel, the ideal pixel it shows (cv2.undistortPoints), sampled."""
+    import cv2
+
+    height, width = images.shape[1:3]
+    u, v = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    pixels = np.stack([u.ravel(), v.ravel()], 1)[:, None]
+    ideal = cv2.undistortPoints(pixels, K, d, P=K).reshape(height, width, 2)
+    return np.stack([cv2.remap(image, ideal[..., 0], ideal[..., 1], cv2.INTER_LINEAR)
+                     for image in images])
+
+
+def test_distorted_camera_gives_the_same_poses_live_and_offline(model_spec, tmp_path):
+    """A distorted camera (plumb_bob): `rap-ros evaluate` on the bag and the node fed the same
+    images and camera_info undistort through the same function and agree on the poses."""
+    from types import SimpleNamespace
+
+    from rap_ros.evaluation.run import RunOptions, evaluate_input
+    from rap_ros.geometry.frames import BODY_FROM_OPTICAL
+    from rap_ros.io.bag import write_bag
+    from rap_ros.io.tum import read_tum_trajectory
+    from rap_ros.metrics import ate, path_length
+
+    clip = make_drive(held_out_seed(33), frames=80, height=240, width=320, scene="room")
+    frames = distort(clip.frames, clip.K, DISTORTION[1])
+    distorted = SimpleNamespace(frames=frames, K=clip.K, c2w=clip.c2w, stamps=clip.stamps,
+                                meta=clip.meta)
+    bag = write_bag(tmp_path / "bag", distorted, distortion=DISTORTION)
+    offline = evaluate_input(bag, tmp_path / "offline",
+                             options=RunOptions(method="geometry", progress=False))
+    assert offline["status"] == "ok", offline.get("error")
+    estimate = read_tum_trajectory(tmp_path / "offline" / "estimate_tum.txt")
+    offline_stamps, offline_c2w = estimate.stamps, estimate.c2w
+
+    process = node_process(model_spec, "-p", "base_frame:=''")
+    rclpy.init()
+    probe, pubs = make_probe("distortion_probe")
+    try:
+        assert probe.spin_until(lambda: pubs["image"].get_subscription_count() > 0, 60)
+        probe.spin_for(0.5)
+        info = cv.K_to_camera_info(clip.K, 320, 240, frame_id="camera_optical_frame")
+        info.distortion_model, info.d = DISTORTION[0], [float(v) for v in DISTORTION[1]]
+        pubs["info"].publish(info)
+        probe.spin_for(0.2)
+        start = float(offline_stamps[0])
+        for i, frame in enumerate(frames):
+            stamp = cv.seconds_to_stamp(start + i / HZ)
+            pubs["clock"].publish(Clock(clock=stamp))
+            info.header.stamp = stamp
+            pubs["info"].publish(info)
+            pubs["image"].publish(cv.array_to_image(frame, "rgb8", stamp,
+                                                    "camera_optical_frame"))
+            probe.spin_for(1.0 / HZ)
+        odometry = probe.received["odometry"]
+        assert probe.spin_until(lambda: len(odometry) >= len(frames), 30), len(odometry)
+    finally:
+        probe.node.destroy_node()
+        rclpy.try_shutdown()
+        output = stop_process(process)
+    assert "Traceback" not in output, output[-3000:]
+    # odom -> camera frame with a virtual base at the camera: back to camera poses.
+    to_body = np.eye(4)
+    to_body[:3, :3] = BODY_FROM_OPTICAL
+    tracked = [i for i, o in enumerate(odometry) if o.pose.covariance[0] < 9999.0]
+    assert len(tracked) >= 0.9 * len(frames), f"{len(frames) - len(tracked)} frames lost live"
+    live = np.stack([np.linalg.inv(to_body) @ msgs.pose_to_matrix(odometry[i].pose.pose)
+                     for i in tracked])
+    length = path_length(clip.c2w)
+    agreement = ate(live, offline_c2w[tracked])["rmse"] / path_length(offline_c2w)
+    live_error = ate(live, clip.c2w[tracked])["rmse"] / length
+    offline_error = ate(offline_c2w, clip.c2w[:len(offline_c2w)])["rmse"] / length
+    print(f"live vs offline {100 * agreement:.2f} % of path ({len(tracked)} frames); vs "
+          f"truth: live {100 * live_error:.2f} %, offline {100 * offline_error:.2f} %")
+    assert agreement < 0.03, f"live and offline differ by {100 * agreement:.1f} % of path"
+    assert live_error < 0.05 and offline_error < 0.05

@@ -41,7 +41,7 @@ from rap_ros.io.errors import InputError
 from rap_ros.io.images import as_rgb8, decoded_to_rgb8
 from rap_ros.io.intrinsics import (find_intrinsics_file, intrinsics_matrix_from,
                                    load_intrinsics)
-from rap_ros.io.messages import (any_image_to_rgb8, camera_info_distortion, camera_info_to_K,
+from rap_ros.io.messages import (any_image_to_rgb8, camera_info_calibration,
                                  pose_message_to_matrix, stamp_seconds)
 from rap_ros.io.sequence import read_sequence
 from rap_ros.io.stamped import DEFAULT_MAX_TIME_DIFF, StampedPoses, sorted_poses
@@ -321,11 +321,10 @@ def _read_camera_info(bag, topic, path):
     try:
         for _, _, _, msg in bag.messages({topic}):
             try:
-                K, (width, height) = camera_info_to_K(msg)
+                K, (width, height), model, d = camera_info_calibration(msg)
             except ValueError:
                 continue  # an uncalibrated camera publishes zeros
-            model, d = camera_info_distortion(msg)
-            maps, note = undistortion(K, d, model, width, height)
+            maps, K, note = undistortion(K, d, model, width, height)
             return K, maps, note
     except Exception as error:
         raise InputError(f"bag {path}: cannot read {topic}: {type(error).__name__}: {error}") from None

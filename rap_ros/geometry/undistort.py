@@ -1,8 +1,9 @@
 """Lens distortion removal for the distortion models of sensor_msgs/CameraInfo.
 
 ``undistortion(K, d, model, width, height)`` gives the OpenCV remap tables that turn a
-distorted image into the pinhole image of the same K (pixels in, pixels out, same size), so
-that everything downstream keeps the pinhole conventions of ``geometry.cameras``.
+distorted image into a pinhole image of the same size and the intrinsics of that image, so
+that everything downstream keeps the pinhole conventions of ``geometry.cameras``. The node and
+`rap-ros evaluate` both undistort through it.
 """
 import cv2
 import numpy as np
@@ -12,28 +13,34 @@ SUPPORTED_MODELS = ("plumb_bob", "rational_polynomial", "equidistant")
 
 
 def undistortion(K, d, model, width, height):
-    """Remap tables for one camera -> (maps or None, note or None).
+    """Remap tables for one camera -> (maps or None, K of the undistorted images, note or None).
 
     K: (3, 3) intrinsics in pixels; d: distortion coefficients of ``model``; width, height:
-    image size in pixels. Returns (``(map_x, map_y)`` float32 (height, width) for
-    ``cv2.remap``, a note for the report), or (None, None) when there is nothing to undo, or
-    (None, note) for a model this does not support (the images are used as they are).
+    image size in pixels. The undistorted images keep the size; their intrinsics are chosen
+    so that every output pixel sees the recorded image (OpenCV's optimal new camera matrix
+    with alpha = 0, balance = 0 for fisheye): no black border that a feature tracker would
+    take for static texture. Returns (``(map_x, map_y)`` float32 (height, width) for
+    ``cv2.remap``, the new K, a note for the report); (None, K, None) when there is nothing
+    to undo; (None, K, note) for a model this does not support (images used as they are).
     """
+    K = np.asarray(K, dtype=np.float64)
     d = np.asarray(d, dtype=np.float64)
     if not d.size or not np.any(d != 0):
-        return None, None
+        return None, K, None
     if model not in SUPPORTED_MODELS:
-        return None, f"distortion model {model!r} not supported: images used as they are"
-    K = np.asarray(K, dtype=np.float64)
+        return None, K, f"distortion model {model!r} not supported: images used as they are"
     size = (int(width), int(height))
     if model == "equidistant":
         coefficients = np.zeros(4)
         coefficients[:min(4, d.size)] = d[:4]
-        maps = cv2.fisheye.initUndistortRectifyMap(K, coefficients, np.eye(3), K, size,
+        K_new = cv2.fisheye.estimateNewCameraMatrixForUndistortRectify(
+            K, coefficients, size, np.eye(3), balance=0.0)
+        maps = cv2.fisheye.initUndistortRectifyMap(K, coefficients, np.eye(3), K_new, size,
                                                    cv2.CV_32FC1)
     else:
-        maps = cv2.initUndistortRectifyMap(K, d, None, K, size, cv2.CV_32FC1)
-    return maps, f"{model} distortion removed (cv2.remap, same K)"
+        K_new, _ = cv2.getOptimalNewCameraMatrix(K, d, size, 0.0, size)
+        maps = cv2.initUndistortRectifyMap(K, d, None, K_new, size, cv2.CV_32FC1)
+    return maps, np.asarray(K_new, dtype=np.float64), f"{model} distortion removed (cv2.remap)"
 
 
 def undistort(image, maps):

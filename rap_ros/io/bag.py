@@ -56,16 +56,18 @@ def image_message(types, header, image: np.ndarray):
                         step=3 * width, data=data)
 
 
-def camera_info_message(types, header, K: np.ndarray, width: int, height: int):
-    """sensor_msgs/CameraInfo of an undistorted pinhole camera with intrinsics K (3, 3)."""
+def camera_info_message(types, header, K: np.ndarray, width: int, height: int,
+                        distortion=("plumb_bob", np.zeros(5))):
+    """sensor_msgs/CameraInfo of a camera with intrinsics K (3, 3) and ``distortion``
+    (model name, coefficients; default: none)."""
     roi = types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0,
                                                     do_rectify=False)
     return types[CAMERA_INFO](
         header=header,
         height=height,
         width=width,
-        distortion_model="plumb_bob",
-        d=np.zeros(5),
+        distortion_model=str(distortion[0]),
+        d=np.asarray(distortion[1], dtype=np.float64),
         k=np.asarray(K, float).reshape(-1),
         r=np.eye(3).reshape(-1),
         p=np.column_stack([K, np.zeros(3)]).reshape(-1),
@@ -95,8 +97,11 @@ def write_bag(
     world_frame: str = "map",
     storage: str = "mcap",
     start_time: float = START_TIME,
+    distortion=("plumb_bob", np.zeros(5)),
 ) -> Path:
-    """Write ``clip`` as a rosbag2 directory at ``path`` (which must not exist yet)."""
+    """Write ``clip`` as a rosbag2 directory at ``path`` (which must not exist yet).
+    ``distortion`` (model, coefficients) goes into the camera info: the frames are then taken
+    to be distorted images of that lens."""
     if storage not in STORAGE:
         raise ValueError(f"storage {storage!r} not one of {sorted(STORAGE)}")
     store = typestore()
@@ -112,7 +117,8 @@ def write_bag(
             camera, world = _header(types, ns, camera_frame), _header(types, ns, world_frame)
             messages = (
                 (images, image_message(types, camera, image)),
-                (infos, camera_info_message(types, camera, clip.K, width, height)),
+                (infos, camera_info_message(types, camera, clip.K, width, height,
+                                            distortion)),
                 (poses, pose_message(types, world, c2w)),
             )
             for connection, message in messages:

@@ -54,7 +54,6 @@ import sys
 import threading
 import time
 
-import cv2
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry, Path
@@ -70,6 +69,7 @@ from rap_ros.geometry.cameras import invert_pose
 from rap_ros.geometry.poses import twist_between
 from rap_ros.geometry.undistort import undistort, undistortion
 from rap_ros.io import messages
+from rap_ros.io.images import limit_image_size
 from rap_ros.nodes import conversions as cv
 from rap_ros.nodes.diagnostics import LogThrottle, NodeDiagnostics, resident_memory_mb
 from rap_ros.nodes.params import (ParameterError, declare, declare_model_parameters,
@@ -110,6 +110,7 @@ class TrajectoryEstimator(Node):
         self._busy = False
         self._last_stamp = None                # seconds of the last stamped frame taken
         self._calibration = None               # (K, (width, height), maps) from camera_info
+        self._calibration_source = None        # the camera_info they came from
         self._path = collections.deque(maxlen=self.max_path_length)  # (frame key, PoseStamped)
         self._previous = None                  # (seconds, T_odom_child) of the last pose
         self._T_odom_start = np.eye(4)         # base pose at the first frame (reset_to_pose)
@@ -283,13 +284,13 @@ class TrajectoryEstimator(Node):
             self._bad_input(f"camera_info ignored: {error}")
             return
         with self._lock:
-            if self._calibration is not None and np.allclose(self._calibration[0], K) \
-                    and self._calibration[1] == size:
+            if self._calibration_source == (K.tobytes(), size, model, d.tobytes()):
                 return
-            maps, note = undistortion(K, d, model, *size)
+            self._calibration_source = (K.tobytes(), size, model, d.tobytes())
+            maps, K_images, note = undistortion(K, d, model, *size)
             if note and maps is None:
                 self.diagnostics.warn(note)
-            self._calibration = (K, size, maps)
+            self._calibration = (K_images, size, maps)
             if self.method == "model":
                 self.stream.set_intrinsics(K, size)
 
@@ -390,12 +391,10 @@ class TrajectoryEstimator(Node):
             else:
                 self.diagnostics.warn(f"camera_info is for {size[0]}x{size[1]} images, the "
                                       f"images are {width}x{height}: intrinsics not used")
-        if height * width > self.max_image_pixels:
-            factor = (self.max_image_pixels / float(height * width)) ** 0.5
-            size = (max(1, int(width * factor)), max(1, int(height * factor)))
-            rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+        rgb, downscaled = limit_image_size(rgb, self.max_image_pixels)
+        if downscaled:
             if K is not None:
-                K = np.diag([size[0] / width, size[1] / height, 1.0]) @ K
+                K = np.diag([rgb.shape[1] / width, rgb.shape[0] / height, 1.0]) @ K
             self.diagnostics.count("images downscaled (max_image_pixels)")
         return rgb, K
 
