@@ -63,7 +63,8 @@ def _ate_pct(est, gt):
     return 100 * ate(est, gt)["rmse"] / max(path_length(gt), 1e-9)
 
 
-def test_ba_recovers_truth_from_perturbed_start():
+@pytest.mark.parametrize("solver", ["lm", "isam2"])
+def test_ba_recovers_truth_from_perturbed_start(solver):
     rng = np.random.default_rng(1)
     K = np.array([[200.0, 0, 160], [0, 200, 120], [0, 0, 1]])
     points = rng.uniform([-4, -3, 6], [4, 3, 14], (150, 3))
@@ -91,7 +92,9 @@ def test_ba_recovers_truth_from_perturbed_start():
     problem = BAProblem(K, noisy, {0, 1}, noisy_pts, np.array(obs_kf), np.array(obs_lm),
                         np.array(obs_uv))
     before = max(np.linalg.norm(noisy[k][:3, 3] - poses[k][:3, 3]) for k in poses)
-    result = WindowBundleAdjuster(iterations=20).solve(problem)
+    ba = WindowBundleAdjuster(iterations=20, solver=solver, covariance="all")
+    result = ba.solve(problem)
+    assert ba.failures == 0
     after = max(np.linalg.norm(result.poses[k][:3, 3] - poses[k][:3, 3]) for k in poses)
     assert before > 0.1 and after < 0.08 and after < before / 3
     pts_err = np.median([np.linalg.norm(result.points[i] - points[i]) for i in result.points])
@@ -100,6 +103,43 @@ def test_ba_recovers_truth_from_perturbed_start():
     for k in range(2, 6):
         cov = result.covariances[k]
         assert cov.shape == (6, 6) and np.all(np.linalg.eigvalsh(cov) > 0)
+    # by default only the newest free keyframe's (what the front end publishes)
+    assert set(WindowBundleAdjuster(solver=solver).solve(problem).covariances) == {5}
+
+
+def test_isam2_falls_back_to_lm_on_an_ill_posed_window():
+    """Two keyframes at the same centre see a landmark: its depth is unobservable, undamped
+    Gauss-Newton (iSAM2) cannot factor the system, LM's damping can."""
+    rng = np.random.default_rng(4)
+    K = np.array([[200.0, 0, 160], [0, 200, 120], [0, 0, 1]])
+    points = rng.uniform([-3, -2, 6], [3, 2, 12], (60, 3))
+    poses = {k: np.eye(4) for k in range(4)}
+    for k in (2, 3):
+        poses[k][:3, 3] = [0.3 * (k - 1), 0, 0]
+    obs_kf, obs_lm, obs_uv = [], [], []
+    for k, T in poses.items():
+        uv, _ = project(K, T, points)
+        obs_kf += [k] * len(points)
+        obs_lm += list(range(len(points)))
+        obs_uv += list(uv)
+    extra = np.array([0.0, 0.0, 8.0])  # a landmark seen only by the two co-located keyframes
+    uv, _ = project(K, poses[0], extra[None])
+    obs_kf += [0, 1]
+    obs_lm += [len(points)] * 2
+    obs_uv += [uv[0], uv[0]]
+    pts = {i: p for i, p in enumerate(points)}
+    pts[len(points)] = extra
+    problem = BAProblem(K, poses, {0, 1}, pts, np.array(obs_kf), np.array(obs_lm),
+                        np.array(obs_uv, float))
+    ba = WindowBundleAdjuster(solver="isam2")
+    result = ba.solve(problem)
+    assert ba.failures == 0 and ba.fallbacks == 1
+    assert np.isfinite(result.error_after) and result.error_after <= result.error_before + 1e-9
+    # the projection factors are cached per (keyframe, landmark) and dropped with their keyframe
+    assert len(ba._factors) == len(obs_kf)
+    ba.solve(BAProblem(K, {k: poses[k] for k in (2, 3)}, {2}, pts, np.array(obs_kf),
+                       np.array(obs_lm), np.array(obs_uv, float)))
+    assert {k for k, _ in ba._factors} == {2, 3}
 
 
 def test_drive_is_tracked_with_small_ate(drive):
@@ -143,7 +183,10 @@ def _scenario(drive, name):
 def test_degenerate_scenarios_keep_the_trajectory(drive, name, with_prior):
     frames, c2w, K = _scenario(drive, name)
     prior = FakePrior(frames, c2w, K) if with_prior else None
-    vo, results = _run(frames, K, prior)
+    # with a prior: the non-default fusion (factors where weak, model fallback) is exercised
+    config = OdometryConfig(prior_factors="weak", prior_on_fallback=True) if with_prior \
+        else None
+    vo, results = _run(frames, K, prior, config)
     est = vo.trajectory()
     assert len(est) == len(frames) and np.isfinite(est).all()
     # the trajectory is continuous: no jump larger than 5x the largest true step (+ margin)
@@ -155,6 +198,26 @@ def test_degenerate_scenarios_keep_the_trajectory(drive, name, with_prior):
     assert results[-1].health in ("ok", "degraded")
     if name != "pure_rotation":  # pure rotation: no path to scale the error by
         assert _ate_pct(est, c2w) < 15.0
+
+
+def test_prior_schedule_runs_the_model_only_where_geometry_is_weak(drive):
+    runs = {}
+    for schedule in ("always", "weak"):
+        prior = FakePrior(drive.frames, drive.c2w, drive.K)
+        config = OdometryConfig(prior_schedule=schedule, prior_check_every=0,
+                                prior_factors="weak")
+        vo, results = _run(drive.frames, drive.K, prior, config)
+        runs[schedule] = vo.stats["prior_windows"]
+        assert np.isfinite(vo.trajectory()).all()
+    assert runs["always"] >= (len(drive.frames) - 20) // 8
+    assert runs["weak"] < runs["always"]
+
+
+@pytest.mark.parametrize("ba_async", [False, True])
+def test_ba_async_tracks_the_drive(drive, ba_async):
+    vo, results = _run(drive.frames, drive.K, config=OdometryConfig(ba_async=ba_async))
+    assert _ate_pct(vo.trajectory(), drive.c2w) < 5.0 and vo.stats["ba_runs"] > 0
+    vo.close()
 
 
 def test_no_camera_info_with_prior_uses_its_k(drive):
@@ -196,6 +259,7 @@ def test_map_stays_bounded_without_history(drive):
         assert s["landmarks"] <= 5 * config.max_features + config.max_features
         assert s["records"] <= config.kf_max_gap * 5 + 1
         assert s["tracks"] <= config.max_features
+    assert {k for k, _ in vo.ba._factors} <= set(range(vo._next_kid - 5, vo._next_kid))
 
 
 def test_set_scale_scales_the_trajectory(drive):
@@ -222,7 +286,9 @@ def test_real_model_prior_plumbing(drive):
     prior = ModelPrior(build_model())
     assert prior.window == 9
     frames = drive.frames[:40]
-    vo, results = _run(frames, None, prior)  # K from the model, motion prior on
+    # K from the model; every window run and turned into factors (not the default fusion)
+    vo, results = _run(frames, None, prior,
+                       OdometryConfig(prior_schedule="always", prior_factors="always"))
     assert vo.stats["prior_windows"] >= 1
     assert vo.K.shape == (3, 3) and vo.K[0, 0] > 0
     est = vo.trajectory()

@@ -8,12 +8,19 @@ Factors: ``GenericProjectionFactorCal3_S2`` per observation with a Huber-robust 
 pixel noise; the oldest ``fixed`` keyframes get a tight ``PriorFactorPose3`` (gauge and scale);
 motion-prior factors are ``BetweenFactorPose3`` with a Huber-robust Gaussian noise.
 
-Covariances returned are 6x6 in the keyframe's local tangent (right perturbation
+Covariances returned (``covariance=True``: the newest free keyframe, which is what the
+front end publishes; ``"all"``: every free keyframe) are 6x6 in the keyframe's local tangent (right perturbation
 ``c2w * exp(xi)``), ordered translation then rotation (GTSAM orders rotation first; we swap).
 
 Solvers: "lm" (Levenberg-Marquardt over the window graph, rebuilt per call) or "isam2" (the
-same window graph handed to ``ISAM2`` in one update plus relinearising updates); see
-benchmarks/eval_odometry.py for the measured comparison.
+same window graph handed to ``ISAM2`` in one update plus relinearising updates; ISAM2 is
+Gauss-Newton without damping, so an ill-posed window that makes it throw is solved again by
+Levenberg-Marquardt, counted in ``fallbacks``); see benchmarks/eval_odometry.py for the
+measured comparison.
+
+Projection factors are immutable (keyframe, landmark, pixel, K), and a landmark is observed in
+up to ``window`` consecutive windows, so they are built once and cached per (keyframe,
+landmark) until their keyframe leaves the window (keyframe ids only grow).
 """
 import time
 from dataclasses import dataclass, field
@@ -76,11 +83,38 @@ class WindowBundleAdjuster:
             gtsam.noiseModel.Isotropic.Sigma(2, pixel_sigma))
         self.fixed_noise = gtsam.noiseModel.Isotropic.Sigma(6, 1e-5)
         self.prior_huber = prior_huber
-        self.failures = 0  # windows the solver could not solve (left unchanged)
+        self.failures = 0   # windows no solver could solve (left unchanged)
+        self.fallbacks = 0  # isam2 windows solved again by LM
+        self._factors = {}  # (keyframe id, landmark id) -> projection factor
+        self._K = None
+
+    def _projection(self, k, lid, uv, K):
+        key = (k, lid)
+        f = self._factors.get(key)
+        if f is None:
+            f = gtsam.GenericProjectionFactorCal3_S2(uv, self.pixel_noise, X(k), L(lid), K)
+            self._factors[key] = f
+        return f
+
+    def forget_before(self, kid):
+        """Drop cached factors of keyframes older than ``kid``."""
+        self._factors = {key: f for key, f in self._factors.items() if key[0] >= kid}
+
+    def _lm(self, graph, values):
+        params = gtsam.LevenbergMarquardtParams()
+        params.setMaxIterations(self.iterations)
+        params.setRelativeErrorTol(1e-4)
+        return gtsam.LevenbergMarquardtOptimizer(graph, values, params).optimize()
 
     def solve(self, p: BAProblem) -> BAResult:
         start = time.perf_counter()
-        K = gtsam.Cal3_S2(p.K[0, 0], p.K[1, 1], 0.0, p.K[0, 2], p.K[1, 2])
+        kt = tuple(np.round(np.asarray(p.K, float).ravel(), 9))
+        if self._K is None or self._K[0] != kt:
+            self._K = (kt, gtsam.Cal3_S2(p.K[0, 0], p.K[1, 1], 0.0, p.K[0, 2], p.K[1, 2]))
+            self._factors = {}
+        K = self._K[1]
+        if p.poses:
+            self.forget_before(min(p.poses))
         graph = gtsam.NonlinearFactorGraph()
         values = gtsam.Values()
         for k, c2w in p.poses.items():
@@ -91,10 +125,10 @@ class WindowBundleAdjuster:
         used = set(lm_ids[counts >= 2].tolist()) & set(p.points.keys())
         for lid in used:
             values.insert(L(lid), np.asarray(p.points[lid], float))
-        for k, lid, uv in zip(p.obs_kf[keep], p.obs_lm[keep], p.obs_uv[keep]):
-            if lid in used:
-                graph.add(gtsam.GenericProjectionFactorCal3_S2(
-                    np.asarray(uv, float), self.pixel_noise, X(int(k)), L(int(lid)), K))
+        keep &= np.isin(p.obs_lm, np.fromiter(used, np.int64, len(used)))
+        obs_uv = np.asarray(p.obs_uv, float)[keep]
+        for k, lid, uv in zip(p.obs_kf[keep].tolist(), p.obs_lm[keep].tolist(), obs_uv):
+            graph.add(self._projection(k, lid, uv, K))
         for k in p.fixed:
             if k in p.poses:
                 graph.add(gtsam.PriorFactorPose3(X(k), gtsam.Pose3(p.poses[k]), self.fixed_noise))
@@ -110,19 +144,26 @@ class WindowBundleAdjuster:
         for k in free:
             graph.add(gtsam.PriorFactorPose3(X(k), gtsam.Pose3(p.poses[k]), weak))
         error_before = graph.error(values)
-        if self.solver == "lm":
-            params = gtsam.LevenbergMarquardtParams()
-            params.setMaxIterations(self.iterations)
-            params.setRelativeErrorTol(1e-4)
-            result = gtsam.LevenbergMarquardtOptimizer(graph, values, params).optimize()
-        else:
+        result, isam = None, None
+        if self.solver == "isam2":
             try:
                 isam = gtsam.ISAM2(gtsam.ISAM2Params())
                 isam.update(graph, values)
                 for _ in range(max(0, self.iterations // 2 - 1)):
                     isam.update()
                 result = isam.calculateEstimate()
+                if not np.isfinite(graph.error(result)) or \
+                        graph.error(result) > error_before:
+                    result = None  # diverged: undamped steps on a poorly constrained window
             except RuntimeError:  # Gauss-Newton without damping: ill-posed window
+                result = None
+            if result is None:
+                self.fallbacks += 1
+                isam = None
+        if result is None:
+            try:
+                result = self._lm(graph, values)
+            except RuntimeError:
                 self.failures += 1
                 result = values
         error_after = graph.error(result)
@@ -130,9 +171,9 @@ class WindowBundleAdjuster:
         points = {lid: np.asarray(result.atPoint3(L(lid))) for lid in used}
         covariances = {}
         if self.covariance and free:
-            try:
-                marginals = gtsam.Marginals(graph, result)
-                for k in free:
+            try:  # iSAM2's Bayes tree gives marginals without a new factorisation
+                marginals = isam if isam is not None else gtsam.Marginals(graph, result)
+                for k in (free if self.covariance == "all" else free[-1:]):
                     covariances[k] = to_rt_order(marginals.marginalCovariance(X(k)))
             except RuntimeError:
                 pass

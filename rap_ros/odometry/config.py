@@ -14,7 +14,10 @@ class OdometryConfig:
     min_features: int = 150          # fewer live tracks: detect more at the next keyframe/frame
     quality_level: float = 0.01      # Shi-Tomasi quality
     min_distance_frac: float = 0.012  # corner spacing, fraction of the diagonal
-    lk_window: int = 21              # KLT window side, pixels
+    lk_window: int = 0               # KLT window side, pixels; 0: 15 for images at least
+    #                                  320 px wide, else 21 (measured: 15 was faster and more
+    #                                  accurate over 11 sequences at 320-1226 px, 21 better on
+    #                                  a 160x120 drive; benchmarks/results/odometry.md)
     lk_levels: int = 3               # KLT pyramid levels
     fb_threshold: float = 1.0        # forward-backward error allowed, pixels
     normalise_mean: float = 128.0    # image normalisation target (against exposure jumps)
@@ -40,23 +43,38 @@ class OdometryConfig:
     window_keyframes: int = 8        # keyframes in the local map and the BA window
     # -- bundle adjustment ----------------------------------------------------------------
     ba: bool = True
-    ba_solver: str = "lm"            # "lm" (Levenberg-Marquardt over the window) or "isam2"
+    ba_solver: str = "isam2"         # "isam2" (the window graph in ISAM2; an ill-posed window
+    #                                  falls back to LM) or "lm" (Levenberg-Marquardt)
     ba_fixed: int = 2                # oldest keyframes of the window held fixed (gauge, scale)
     ba_iterations: int = 8
     ba_pixel_sigma: float = 1.0      # projection noise, pixels
     ba_huber: float = 1.345          # Huber threshold, in sigmas
     ba_async: bool = False           # run the BA on a worker thread (results applied later)
-    ba_covariance: bool = True       # marginal covariances of the window's keyframes
+    ba_covariance: bool = True       # marginal covariance of the newest keyframe ("all": of
+    #                                  every free keyframe of the window; False: none)
     max_reprojection_px: float = 4.0  # landmarks beyond this after BA are removed
     # -- motion prior (method "rap") ------------------------------------------------------
     prior_stride: int = 0            # frames between model windows; 0: window length - 1
     prior_rot_floor_deg: float = 2.0  # floor of the prior's rotation sigma per factor
     prior_trans_floor: float = 0.20  # floor of its translation sigma, fraction of the step
     prior_huber: float = 1.345
-    prior_factors: str = "weak"      # "weak": between-factors only from windows where the
-    #                                  geometry is weak (a frame not placed by PnP, or fewer
-    #                                  than 2 x degraded_inliers); "always": every window
-    prior_on_fallback: bool = True   # run the model on demand when the map cannot place a frame
+    prior_factors: str = "off"       # between-factors from the model's windows: "off" (none;
+    #                                  the model initialises the map after ``prior_init_after``
+    #                                  frames of too little parallax, gives K without
+    #                                  camera_info, and the disagreement health signal),
+    #                                  "weak" (only from windows where the geometry is weak: a
+    #                                  frame not placed by PnP, or fewer than 2 x
+    #                                  degraded_inliers), "always" (every window). "off" is the
+    #                                  default because both others raised the ATE on most
+    #                                  sequences measured (benchmarks/results/odometry.md)
+    prior_on_fallback: bool = False  # place frames the map cannot place by the model's motion
+    #                                  (else: two-view rotation + constant-velocity step);
+    #                                  off by default for the same reason
+    prior_schedule: str = "weak"     # when the model runs on a full window: "always" (every
+    #                                  ``prior_stride`` frames) or "weak" (with factors on: only
+    #                                  windows where the geometry is weak; with factors off: only
+    #                                  a health check every ``prior_check_every`` frames)
+    prior_check_every: int = 96      # with schedule "weak": frames between health checks (0: none)
     # -- tracking health ------------------------------------------------------------------
     degraded_inliers: int = 30       # PnP inliers below: degraded
     lost_after: int = 3              # consecutive frames without a map pose: lost

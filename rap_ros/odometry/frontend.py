@@ -35,7 +35,8 @@ class Tracker:
         width, height = image_size
         self.diagonal = float(np.hypot(width, height))
         self.min_distance = max(3, int(round(config.min_distance_frac * self.diagonal)))
-        self.lk = dict(winSize=(config.lk_window, config.lk_window), maxLevel=config.lk_levels,
+        win = config.lk_window or (15 if width >= 320 else 21)
+        self.lk = dict(winSize=(win, win), maxLevel=config.lk_levels,
                        criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03))
 
     def track(self, prev, cur, pts):
