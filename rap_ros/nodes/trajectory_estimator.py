@@ -659,6 +659,7 @@ class TrajectoryEstimator(Node):
         self._previous = (seconds, T)
         self.odom_pub.publish(odometry)
         self.diagnostics.tick("output")
+        self.diagnostics.count("frames tracked")
         if self.publish_tf and self._tf_allowed(child):
             self.tf_pub.publish(TFMessage(transforms=[cv.matrix_to_transform(
                 T, stamp, self.odom_frame, child)]))
