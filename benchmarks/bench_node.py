@@ -64,6 +64,9 @@ def main(argv=None):
                    "latency_max_ms": 1e3 * live.get("latency_max_s", float("nan")),
                    "ate_pct": result.get("ate_rmse_pct"),
                    "node_rss_mb": float(values.get("resident memory (MB)", "nan")),
+                   "lost": int(values.get("frames lost", 0)),
+                   "dropped_by_node": int(values.get("dropped (tracker busy)", 0)),
+                   "waiting_for_camera_info": int(values.get("frames waiting for camera_info", 0)),
                    "error": result.get("error")}
             rows.append(row)
             print(json.dumps(row))
@@ -73,10 +76,11 @@ def main(argv=None):
     out.with_suffix(".json").write_text(json.dumps({"command": command, "rows": rows}, indent=1))
     lines = [f"# trajectory_estimator live at {args.fps:g} Hz, {args.width}x{args.height}, "
              f"{args.frames} frames", "", f"Command: `{command}` (2-core CPU, shared)", "",
-             "| method | published | posed | dropped | latency median ms | p95 ms | max ms "
-             "| ATE % | node RSS MB |", "|---|---|---|---|---|---|---|---|---|"]
+             "| method | published | posed | no pose | of which lost | latency median ms | p95 ms "
+             "| max ms | ATE % | node RSS MB |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['method']} | {r['published']} | {r['estimated']} | {r['dropped']} "
+                     f"| {r['lost']} "
                      f"| {r['latency_median_ms']:.1f} | {r['latency_p95_ms']:.1f} | "
                      f"{r['latency_max_ms']:.1f} | {r['ate_pct'] if r['ate_pct'] is None else round(r['ate_pct'], 2)} "
                      f"| {r['node_rss_mb']:.0f} |")

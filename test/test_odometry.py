@@ -296,3 +296,20 @@ def test_real_model_prior_plumbing(drive):
     window = prior.estimate(frames[:9], drive.K)
     assert window.c2w.shape == (9, 4, 4) and np.allclose(window.c2w[0], np.eye(4))
     assert window.covariance.shape == (9, 6, 6)
+
+
+def test_prior_async_runs_the_model_off_the_frame_path(drive):
+    """With prior_async the scheduled windows run on a worker thread: the same number of
+    model windows as the synchronous schedule (give or take the one in flight), their
+    between-factors still used, and the trajectory as good."""
+    runs = {}
+    for prior_async in (False, True):
+        prior = FakePrior(drive.frames, drive.c2w, drive.K)
+        config = OdometryConfig(prior_schedule="always", prior_factors="always",
+                                prior_async=prior_async)
+        vo, results = _run(drive.frames, drive.K, prior, config)
+        runs[prior_async] = (vo.stats["prior_windows"], vo.stats["prior_factors"])
+        assert _ate_pct(vo.trajectory(), drive.c2w) < 5.0
+        vo.close()
+    (sync_windows, _), (async_windows, async_factors) = runs[False], runs[True]
+    assert abs(sync_windows - async_windows) <= 2 and async_windows > 0 and async_factors > 0

@@ -557,7 +557,7 @@ class TrajectoryEstimator(Node):
                     self._request_reset("camera changed")
                     self._reset_pending = False
             self.odometry = make_odometry(self.method, K, backend=self.backend,
-                                          config=OdometryConfig(history=False, ba_async=True),
+                                          config=OdometryConfig(history=False, prior_async=True),
                                           samples=self.samples, steps=self.model["steps"],
                                           seed=self.model["seed"])
             self._odometry_key = key

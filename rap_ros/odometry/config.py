@@ -75,6 +75,9 @@ class OdometryConfig:
     #                                  windows where the geometry is weak; with factors off: only
     #                                  a health check every ``prior_check_every`` frames)
     prior_check_every: int = 96      # with schedule "weak": frames between health checks (0: none)
+    prior_async: bool = False        # scheduled model windows run on a worker thread and are
+    #                                  used a few frames later (a node's latency); the
+    #                                  initialisation and the intrinsics stay synchronous
     # -- tracking health ------------------------------------------------------------------
     degraded_inliers: int = 30       # PnP inliers below: degraded
     lost_after: int = 3              # consecutive frames without a map pose: lost

@@ -99,6 +99,8 @@ class VisualOdometry:
                                        self.cfg.ba_iterations, self.cfg.ba_solver,
                                        self.cfg.prior_huber, self.cfg.ba_covariance)
         self._executor = ThreadPoolExecutor(1) if self.cfg.ba_async else None
+        self._prior_executor = ThreadPoolExecutor(1) if self.cfg.prior_async else None
+        self._prior_future = None
         self.reset()
 
     @property
@@ -137,10 +139,14 @@ class VisualOdometry:
         self._betweens = []
         self._prior_scale = None
         self._last_prior_frame = -10**9
+        self._last_prior_init = -10**9
         self._last_prior_check = 0
         self._disagreement = 0.0
         self._ba_future = None
         self._ba_last = None
+        if getattr(self, "_prior_future", None) is not None:
+            self._prior_future[1].cancel()
+            self._prior_future = None
         self._tracked_prev = None
         self._placed = deque(maxlen=64)
         self._inliers = {}                # recent frame -> PnP inliers   # recent frames placed by the map (PnP / init)
@@ -203,6 +209,8 @@ class VisualOdometry:
         if self._executor is not None:
             self._collect_ba(wait=True)
             self._executor.shutdown(wait=True)
+        if self._prior_executor is not None:
+            self._prior_executor.shutdown(wait=True)
 
     # ------------------------------------------------------------------ frame handling
     def _push_without_k(self, image, stamp, t0):
@@ -316,7 +324,11 @@ class VisualOdometry:
                 T_21 = pose(R, tdir * baseline)
                 done = self._try_init(index, ref, common, p_ref, p_cur, mask,
                                       ref["c2w"] @ invert(T_21), cfg.init_min_angle_deg)
-            elif self.prior is not None and index - ref["frame"] >= cfg.prior_init_after:
+            elif self.prior is not None and index - ref["frame"] >= cfg.prior_init_after \
+                    and index - self._last_prior_init >= cfg.prior_init_after:
+                # at most one model attempt every prior_init_after frames: a standing
+                # robot must not cost a model call per frame
+                self._last_prior_init = index
                 rel = self._prior_relative(ref["frame"], index)
                 if rel is not None and np.linalg.norm(rel[:3, 3]) > 1e-9:
                     # the geometry's rotation, the model's direction of travel
@@ -435,6 +447,7 @@ class VisualOdometry:
         # the prior's regular window
         t = time.perf_counter()
         if self.prior is not None:
+            self._collect_prior()
             stride = cfg.prior_stride or (self.prior.window - 1)
             if index - self._last_prior_frame >= stride and \
                     len(self._buffer) == self.prior.window and self._prior_due(index):
@@ -680,10 +693,38 @@ class VisualOdometry:
         return self._geometry_weak([f for f, _ in self._buffer])
 
     def _prior_window(self):
-        """Run the model on the buffered window; scale it to the map; add between-factors
-        between consecutive keyframes inside it; update the disagreement signal."""
+        """Run the model on the buffered window, now or (``prior_async``) on a worker thread
+        whose result is used at a later frame; see ``_use_prior_window``."""
+        if not self.cfg.prior_async:
+            self._use_prior_window(*self._prior_estimate())
+            return
+        if self._prior_future is not None:
+            return  # one window in flight at a time
+        frames, images = self._window_frames()
+        self._last_prior_frame = frames[-1]
+        # ONNX Runtime releases the GIL while it runs: the model overlaps the tracking.
+        self._prior_future = (frames, self._prior_executor.submit(self._timed_prior, images,
+                                                                    self.K))
+
+    def _timed_prior(self, images, K):
+        t = time.perf_counter()
+        return self.prior.estimate(images, K), time.perf_counter() - t
+
+    def _collect_prior(self, wait=False):
+        """Use the worker's model window once it is done (or wait for it)."""
+        if self._prior_future is None or not (wait or self._prior_future[1].done()):
+            return
+        frames, future = self._prior_future
+        self._prior_future = None
+        window, seconds = future.result()
+        self.stats["prior_seconds"] += seconds
+        self.stats["prior_windows"] += 1
+        self._use_prior_window(frames, window)
+
+    def _use_prior_window(self, frames, window):
+        """Scale a model window to the map; add between-factors between consecutive keyframes
+        inside it (as ``prior_factors`` says); update the disagreement signal."""
         cfg = self.cfg
-        frames, window = self._prior_estimate()
         geo, valid = self._geo_poses(frames)
         s = window_scale(window.c2w, geo, valid)
         if s is not None and s > 0:
