@@ -37,7 +37,8 @@ import numpy as np
 
 from rap_ros.odometry.backend import BAProblem, WindowBundleAdjuster
 from rap_ros.odometry.config import OdometryConfig
-from rap_ros.odometry.frontend import Tracker, normalise, to_gray
+from rap_ros.io.images import to_gray
+from rap_ros.odometry.frontend import Tracker, normalise
 from rap_ros.odometry.health import HealthMonitor
 from rap_ros.odometry.prior import MotionPrior, relative_factor, window_scale
 from rap_ros.odometry.twoview import (invert, pnp, pose, pose_covariance_from_points, project,

@@ -7,15 +7,6 @@ import cv2
 import numpy as np
 
 
-def to_gray(image):
-    """uint8 (H, W) or (H, W, 3) RGB -> uint8 (H, W)."""
-    image = np.asarray(image)
-    if image.ndim == 2:
-        return np.ascontiguousarray(image, dtype=np.uint8)
-    if image.shape[2] == 1:
-        return np.ascontiguousarray(image[..., 0], dtype=np.uint8)
-    return cv2.cvtColor(np.ascontiguousarray(image[..., :3], dtype=np.uint8), cv2.COLOR_RGB2GRAY)
-
 
 def normalise(gray, mean=128.0, std=48.0):
     """Affine grey-level normalisation to a fixed mean and standard deviation.
