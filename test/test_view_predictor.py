@@ -207,7 +207,8 @@ def test_plan_to_predicted_view_and_previews(model_spec, frames_per_view):
         assert len(view.frames) == len(view.poses) == len(view.scores) == T
         assert all(np.isfinite(view.scores))
         frame = msgs.image_to_rgb8(view.frames[1])
-        assert frame.ndim == 3 and frame.shape[0] == frame.shape[1]
+        # the default preview ("warp+model") is full frame, at the source's size
+        assert frame.shape == clip.frames[0].shape
         seconds = np.array([msgs.stamp_seconds(p.header.stamp) for p in view.poses])
         assert seconds[0] == pytest.approx(200.0) and seconds[-1] == pytest.approx(206.0)
         assert np.all(np.diff(seconds) > 0)
@@ -234,12 +235,17 @@ def test_plan_to_predicted_view_and_previews(model_spec, frames_per_view):
         response = probe.call(client, request, timeout=60)
         assert response.success, response.message
         assert len(response.previews) == len(response.consistency) == 3
-        assert len(response.goal_similarity) == 3
+        assert len(response.goal_similarity) == len(response.goal_distance) == 3
         assert all(-1.0 <= s <= 1.0 for s in response.goal_similarity)
+        assert all(0.0 <= d <= 2.0 for d in response.goal_distance)
+        # the previews turn with their paths: left and right differ
+        left, right = (msgs.image_to_rgb8(response.previews[i].frames[-1]).astype(float)
+                       for i in (1, 2))
+        assert np.abs(left - right).mean() > 10.0
         assert all(len(p.frames) == T and len(p.poses) == T for p in response.previews)
         # Without a goal image goal_similarity is empty.
         response = probe.call(client, PreviewPaths.Request(paths=request.paths[:1]))
-        assert response.success and not response.goal_similarity
+        assert response.success and not response.goal_similarity and not response.goal_distance
     finally:
         probe.node.destroy_node()
         rclpy.try_shutdown()

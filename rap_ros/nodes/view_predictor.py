@@ -10,14 +10,19 @@ Subscribes
 Publishes
   predicted_view (rap_ros_msgs/PredictedView): T frames (the model's frame count), their
       camera poses (OpenCV optical axes, in the plan's frame) and stamps, and per-frame
-      closed-loop consistency scores (PSNR, dB)
+      closed-loop consistency scores (PSNR, dB). The frames follow ``preview``:
+      "warp+model" (default): the source warped into each camera (rotation only, or a
+      plane at ``warp_depth`` metres) where the warp has data, the model's frame elsewhere,
+      full frame (at most ``max_preview_pixels``); "warp": the warp alone; "model": the
+      model's 64x64 frames of the centred square
   predicted_image (sensor_msgs/Image): the same frames one by one, stamped at path times
   /diagnostics (diagnostic_msgs/DiagnosticArray)
 Services
   preview_paths (rap_ros_msgs/PreviewPaths): K candidate paths, run through the model in
       chunks of ``preview_chunk_size`` (memory grows with the chunk, not with K; at most
       ``max_preview_paths`` per request), scored by closed-loop consistency and, with a goal
-      image, SSIM of the last frame to it
+      image, SSIM (goal_similarity) and the census distance (goal_distance)
+      of the last frame to it (``pipeline.views.goal_scores``)
 
 Memory
   Images over ``max_image_pixels`` are downscaled on arrival (counted on /diagnostics); the
@@ -46,19 +51,19 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, Image
 
-from rap_ros.geometry.cameras import K_from_fov, scale_intrinsics
+from rap_ros.geometry.cameras import (K_from_fov, invert_pose, relative_to_first,
+                                      scale_intrinsics)
 from rap_ros.io import messages
 from rap_ros.io.images import limit_image_size
-from rap_ros.metrics import ssim
 from rap_ros.nodes import conversions as cv
 from rap_ros.nodes.diagnostics import (LogThrottle, NodeDiagnostics, peak_memory_mb,
                                        resident_memory_mb)
 from rap_ros.nodes.params import (ParameterError, declare, declare_model_parameters,
                                   declare_mount_parameters, reliability_qos, resolve_backend)
 from rap_ros.nodes.runner import run_nodes
-from rap_ros.pipeline.framing import prepare_frames
 from rap_ros.pipeline.plans import plan_cameras
-from rap_ros.pipeline.views import ViewPipeline, per_frame_psnr
+from rap_ros.pipeline.views import PREVIEW_MODES, ViewPipeline, goal_scores, per_frame_psnr
+from rap_ros.pipeline.warp import fallback_plane_depth
 from rap_ros_msgs.msg import PredictedView
 from rap_ros_msgs.srv import PreviewPaths
 
@@ -67,6 +72,11 @@ try:  # optional dependency: without tf2_ros the current pose comes from the odo
 except ImportError:  # pragma: no cover - depends on the installation
     tf2_ros = None
 
+
+# The distance returned as goal_distance and the plane depth of the warp, chosen by
+# benchmarks/results/previews.md.
+GOAL_DISTANCE = "census_distance"
+WARP_DEPTH_DEFAULT = 0.0
 
 # ------------------------------------------------------------------ node
 
@@ -81,7 +91,9 @@ class ViewPredictor(Node):
         self.backend = backend
         self.frames = int(backend.config.frames)
         self.pipeline = ViewPipeline(backend, steps=self.model["steps"],
-                                     sampler=self.model["sampler"], seed=self.model["seed"])
+                                     sampler=self.model["sampler"], seed=self.model["seed"],
+                                     preview=self.preview,
+                                     max_preview_pixels=self.max_preview_pixels)
         name = getattr(backend, "name", str(backend))
         self.diagnostics = NodeDiagnostics(f"{self.get_name()}: prediction", hardware_id=name)
         self.diagnostics.set_value("backend", name)
@@ -161,6 +173,21 @@ class ViewPredictor(Node):
                                         "Images (and goal images) with more pixels are "
                                         "downscaled on arrival, aspect kept, and counted on "
                                         "/diagnostics; 0: no limit.", 0, 10 ** 9)
+        self.preview = declare(self, "preview", "warp+model",
+                               "Preview frames: warp+model (the source warped into each "
+                               "camera where the warp has data, the model's frame elsewhere, "
+                               "full frame), warp (the warp alone) or model (the model's "
+                               "frames of the centred square).", choices=PREVIEW_MODES)
+        self.warp_depth = declare(self, "warp_depth", WARP_DEPTH_DEFAULT,
+                                  "Depth (m) of the fronto-parallel plane the warp assumes "
+                                  "(translation included; pushed beyond 3x the path's "
+                                  "forward reach); 0: rotation only (the scene at "
+                                  "infinity; the better on real video, "
+                                  "benchmarks/results/previews.md).", 0.0, 1e6)
+        self.max_preview_pixels = declare(self, "max_preview_pixels", 640 * 480,
+                                          "Warp-mode previews are at the source's size, "
+                                          "downscaled (aspect kept) to at most this many "
+                                          "pixels; 0: no limit.", 0, 10 ** 9)
         self.default_speed = declare(self, "default_speed", 0.5,
                                      "Speed (m/s) used to time unstamped plans.", 1e-3, 100.0)
         self.diagnostics_period = declare(self, "diagnostics_period", 1.0,
@@ -281,18 +308,32 @@ class ViewPredictor(Node):
 
     # -------------------------------------------------------------- jobs
 
-    def _predict(self, source, rel):
-        """Frames (P, T, S, S, 3) uint8 and scores (P, T) dB (None without consistency)."""
+    def _plane_depths(self, worlds):
+        """Depth of the warp's plane in each path's normalised units ((P,), None for
+        rotation only): ``warp_depth`` metres over the path's scale, pushed beyond the
+        path's reach (``warp.fallback_plane_depth``)."""
+        if self.warp_depth <= 0:
+            return None
+        depths = []
+        for world in worlds:
+            rel, scale = relative_to_first(invert_pose(world[0]) @ world)
+            depths.append(fallback_plane_depth(rel, self.warp_depth / scale))
+        return np.array(depths)
+
+    def _predict(self, source, rel, worlds):
+        """Frames (P, T, h, w, 3) uint8 and scores (P, T) dB (None without consistency)."""
         rgb = source[2]
         K, _ = self.intrinsics(rgb.shape[1], rgb.shape[0])
+        depth = self._plane_depths(worlds)
         start = time.perf_counter()
         if self.consistency:
-            results = self.pipeline.closed_loop_batch(rgb, K, rel,
+            results = self.pipeline.closed_loop_batch(rgb, K, rel, depth=depth,
                                                       chunk_size=self.preview_chunk_size)
             frames = np.stack([r.frames for r in results])
-            scores = np.stack([per_frame_psnr(r.frames, r.regenerated) for r in results])
+            scores = np.stack([per_frame_psnr(r.model_frames, r.regenerated)
+                               for r in results])
         else:
-            frames = self.pipeline.predict_batch(rgb, K, rel,
+            frames = self.pipeline.predict_batch(rgb, K, rel, depth=depth,
                                                  chunk_size=self.preview_chunk_size)
             scores = None
         self.diagnostics.latency("prediction", time.perf_counter() - start)
@@ -325,7 +366,7 @@ class ViewPredictor(Node):
             self._bad_input(f"plan rejected: {error}")
             return
         try:
-            frames, scores = self._predict(source, rel[None])
+            frames, scores = self._predict(source, rel[None], world[None])
         except Exception as error:  # keep serving; report
             self.diagnostics.error(f"prediction failed: {error}")
             self.get_logger().error(f"prediction failed: {type(error).__name__}: {error}")
@@ -376,7 +417,7 @@ class ViewPredictor(Node):
                 return response
         rel = np.stack([p[2] for p in prepared])
         try:
-            frames, scores = self._predict(source, rel)
+            frames, scores = self._predict(source, rel, [p[0] for p in prepared])
         except Exception as error:
             response.message = f"prediction failed: {type(error).__name__}: {error}"
             self.diagnostics.error(response.message)
@@ -389,10 +430,11 @@ class ViewPredictor(Node):
         response.consistency = ([float(s.mean()) for s in scores] if scores is not None
                                 else [math.nan] * len(prepared))
         if goal is not None:
-            # the goal as the model frames an image (centre square at its size)
-            target = prepare_frames(goal[None], None, frames.shape[2])[0][0] / 255.0
-            response.goal_similarity = [float(ssim(frames[i, -1].astype(np.float64) / 255.0,
-                                                   target)) for i in range(len(prepared))]
+            # the goal framed as the previews (full frame, or the model's centre square)
+            goal_scored = goal_scores(frames[:, -1], self.pipeline.goal_view(goal,
+                                                                             frames.shape[2:4]))
+            response.goal_similarity = [float(v) for v in goal_scored["ssim"]]
+            response.goal_distance = [float(v) for v in goal_scored[GOAL_DISTANCE]]
         response.success = True
         response.message = f"{len(prepared)} previews of {frames.shape[1]} frames"
         self.diagnostics.count("previews", len(prepared))

@@ -35,9 +35,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from rap_ros.io.images import to_gray
 from rap_ros.odometry.backend import BAProblem, WindowBundleAdjuster
 from rap_ros.odometry.config import OdometryConfig
-from rap_ros.io.images import to_gray
 from rap_ros.odometry.frontend import Tracker, normalise
 from rap_ros.odometry.health import HealthMonitor
 from rap_ros.odometry.prior import MotionPrior, relative_factor, window_scale

@@ -7,7 +7,6 @@ import cv2
 import numpy as np
 
 
-
 def normalise(gray, mean=128.0, std=48.0):
     """Affine grey-level normalisation to a fixed mean and standard deviation.
 

@@ -2,23 +2,42 @@
 the closed-loop consistency test of a prediction (the paper's: estimate the poses back from
 the predicted frames, regenerate, compare).
 
-Images are uint8 RGB (H, W, 3) in, (S, S, 3) out; paths are camera-to-world (T, 4, 4) poses
-relative to the source camera (OpenCV axes) at the contract's normalised scale
-(``geometry.relative_to_first``).
+Images are uint8 RGB (H, W, 3) in; paths are camera-to-world (T, 4, 4) poses relative to the
+source camera (OpenCV axes) at the contract's normalised scale
+(``geometry.relative_to_first``). What comes out depends on the preview mode
+(``PREVIEW_MODES``):
+
+* ``"model"``: the model's frames, (S, S, 3): the centred square of the source resized to S
+  (``framing``).
+* ``"warp"``: the source warped into each camera of the path (``warp``: rotation-only or
+  plane homography, or a depth map's z-buffered splat), the pixels the warp has no data for
+  filled from its neighbours; at the source's resolution (full frame, at most
+  ``max_preview_pixels``).
+* ``"warp+model"``: geometry carries, the model does what geometry cannot: the warp where it
+  has data, the model's frame (mapped back onto the full frame through the inverse of the
+  framing) where it has not (out of view, disocclusions), blended over a feathered band.
+
+``goal_scores`` compares previews with a goal image (SSIM, and two exposure-robust
+distances: gradient correlation and census), for planners ranking candidate paths.
 """
 import threading
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from rap_ros.contract import preprocess
-from rap_ros.geometry.cameras import relative_to_first
+from rap_ros.geometry.cameras import relative_to_first, scale_intrinsics
 from rap_ros.geometry.raxels import encode_raxels
 from rap_ros.geometry.rotations import rotation_angle_deg
-from rap_ros.metrics import psnr
+from rap_ros.metrics import psnr, ssim
 from rap_ros.pipeline.framing import prepare_frames
 from rap_ros.pipeline.sampling import SAMPLERS, encode_raxel_latents, integrate_flow
 from rap_ros.pipeline.trajectory import TrajectoryPipeline
+from rap_ros.pipeline.warp import composite, fill_invalid, forward_warp_depth, warp_homography
+
+PREVIEW_MODES = ("model", "warp", "warp+model")
+GOAL_SCORE_SIDE = 128  # goal scores are computed with the longer side downscaled to this
 
 
 def per_frame_psnr(a, b, cap=100.0):
@@ -47,6 +66,20 @@ class ClosedLoopResult:
     psnr: float
     translation_error: float
     rotation_error_deg: float
+    model_frames: np.ndarray = None  # (T, S, S, 3): the model's own frames, scored above
+
+
+@dataclass
+class _Source:
+    """One source image prepared for a call: the model's view and the preview's view."""
+
+    image: np.ndarray  # (h, w, 3) uint8 at the preview size
+    K: np.ndarray  # (3, 3) at the preview size
+    K_model: np.ndarray  # (3, 3) at the model's S x S
+    latent: np.ndarray  # (1, 1, C, s, s) or None (warp mode)
+    model_to_preview: np.ndarray  # (2, 3) affine: model pixel -> preview pixel
+    model_valid: np.ndarray  # (h, w) bool: preview pixels the model's square covers
+    source_shape: tuple  # (H, W) of the source as given
 
 
 class ViewPipeline:
@@ -61,11 +94,21 @@ class ViewPipeline:
     seed: noise generator seed (drawn from in order across calls).
     estimator: the TrajectoryPipeline used by ``closed_loop`` (default: 2 Euler steps,
         one sample, on the same backend).
+    preview: what ``predict``/``predict_batch`` return (``PREVIEW_MODES``, module
+        docstring): "model" (the default here: the model's S x S frames), "warp" or
+        "warp+model" (full frame, at most ``max_preview_pixels``, 0: the source's size).
+    feather_px: width in preview pixels of the blend between warp and model.
     """
 
-    def __init__(self, backend, steps=1, sampler="euler", seed=0, estimator=None):
+    def __init__(self, backend, steps=1, sampler="euler", seed=0, estimator=None,
+                 preview="model", max_preview_pixels=0, feather_px=4.0):
         if sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+        if preview not in PREVIEW_MODES:
+            raise ValueError(f"preview must be one of {PREVIEW_MODES}, got {preview!r}")
+        self.preview = preview
+        self.max_preview_pixels = int(max_preview_pixels)
+        self.feather_px = float(feather_px)
         self.backend = backend
         self.config = backend.config
         self.steps, self.sampler = int(steps), sampler
@@ -74,31 +117,143 @@ class ViewPipeline:
         self.estimator = estimator or TrajectoryPipeline(backend, steps=2, sampler="euler",
                                                          samples=1, seed=seed)
 
-    def predict(self, source, K, rel_c2w):
+    def predict(self, source, K, rel_c2w, depth=None):
         """Frames along one path.
 
-        source: uint8 (H, W, 3) RGB, any size (centre-cropped and resized to S).
+        source: uint8 (H, W, 3) RGB, any size.
         K: (3, 3) intrinsics of the source at H x W (the path's cameras share them).
         rel_c2w: (T, 4, 4) camera-to-world poses relative to the source camera
             (rel_c2w[0] = I), unit scale per the contract (mean distance of the centres
             from the first = 1, ``geometry.relative_to_first``); T = 1 + tf * k.
-        Returns uint8 (T, S, S, 3); frame 0 is the codec's reconstruction of the source.
+        depth: the scene depth for the warp modes (see ``predict_batch``).
+        Returns uint8 (T, h, w, 3): (T, S, S, 3) in "model" mode (frame 0 the codec's
+        reconstruction of the source), the preview size in the warp modes (frame 0 the
+        source).
         """
-        return self.predict_batch(source, K, np.asarray(rel_c2w)[None])[0]
+        if depth is not None and np.ndim(depth) in (0, 2):
+            depth = np.asarray(depth)[None]
+        return self.predict_batch(source, K, np.asarray(rel_c2w)[None], depth=depth)[0]
 
-    def predict_batch(self, source, K, rel_c2w, chunk_size=None):
+    def predict_batch(self, source, K, rel_c2w, chunk_size=None, depth=None):
         """Frames along P candidate paths from one source.
 
-        rel_c2w: (P, T, 4, 4). Returns uint8 (P, T, S, S, 3).
+        rel_c2w: (P, T, 4, 4). Returns uint8 (P, T, h, w, 3) (see ``predict``).
         chunk_size: paths per model call (None: all P in one call). The noise of all P
             paths is drawn first, so the frames do not depend on the chunk size (up to
             float rounding); memory grows with the chunk, not with P.
+        depth (warp modes): None: rotation-only warp (the scene at infinity); a number or
+            (P,) numbers: a fronto-parallel plane at that z-depth in each path's units (the
+            fallback when no depth is known); an (H, W) or (P, H, W) z-depth map of the
+            source in the path's units (inf: no surface): forward-warped, z-buffered.
         """
         rel_c2w = self._check_paths(rel_c2w, K)
-        source_latent = self._source_latent(source, K)
-        noise = self._draw_noise(*rel_c2w.shape[:2])
-        return np.concatenate([self._predict_chunk(source_latent, rel_c2w[chunk], noise[chunk])
-                               for chunk in chunks(len(rel_c2w), chunk_size)])
+        depths = self._check_depth(depth, len(rel_c2w), np.shape(source)[:2])
+        prepared = self._prepare_source(source, K)
+        noise = None if self.preview == "warp" else self._draw_noise(*rel_c2w.shape[:2])
+        out = []
+        for chunk in chunks(len(rel_c2w), chunk_size):
+            model = None if noise is None else self._predict_chunk(
+                prepared.latent, prepared.K_model, rel_c2w[chunk], noise[chunk])
+            out.append(self._previews(prepared, rel_c2w[chunk], depths[chunk], model))
+        return np.concatenate(out)
+
+    # ------------------------------------------------------------ previews
+
+    def preview_size(self, height, width):
+        """(h, w) of the warp modes' previews for a source of height x width."""
+        pixels = height * width
+        if self.max_preview_pixels <= 0 or pixels <= self.max_preview_pixels:
+            return height, width
+        scale = np.sqrt(self.max_preview_pixels / pixels)
+        return max(1, int(height * scale)), max(1, int(width * scale))
+
+    def goal_view(self, goal, shape):
+        """The goal image (H, W, 3) uint8 framed as the previews of shape (h, w): the centre
+        square at S in "model" mode, resized to (h, w) otherwise."""
+        goal = np.asarray(goal)
+        if self.preview == "model":
+            return prepare_frames(goal[None], None, shape[0])[0][0]
+        if goal.shape[:2] == tuple(shape):
+            return goal
+        return cv2.resize(goal, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
+
+    @staticmethod
+    def _check_depth(depth, P, source_shape):
+        """depth as P items: None, a plane depth (float) or a map (H, W)."""
+        if depth is None:
+            return np.array([None] * P, dtype=object)
+        depth = np.asarray(depth, dtype=np.float64)
+        if depth.ndim == 0:
+            depth = np.full(P, float(depth))
+        if depth.ndim == 2 and depth.shape == tuple(source_shape):
+            depth = np.broadcast_to(depth, (P,) + depth.shape)
+        if depth.shape[0] != P or depth.ndim not in (1, 3) or (
+                depth.ndim == 3 and depth.shape[1:] != tuple(source_shape)):
+            raise ValueError(f"depth of shape {depth.shape} for {P} paths of a "
+                             f"{source_shape} source: give a number, (P,), (H, W) or "
+                             f"(P, H, W)")
+        if depth.ndim == 1 and not np.all(depth > 0):
+            raise ValueError("plane depths must be > 0")
+        items = np.empty(P, dtype=object)
+        for i in range(P):
+            items[i] = float(depth[i]) if depth.ndim == 1 else depth[i]
+        return items
+
+    def _prepare_source(self, source, K):
+        """The source at the model's size (its latent, unless warp mode) and at the
+        preview size, with the map between them."""
+        source = np.asarray(source)
+        source_model, K_model, _ = prepare_frames(source[None], K, self.config.image_size)
+        latent = None
+        if self.preview != "warp":
+            latent = self.backend.encode(preprocess.images_to_model(source_model)[None])
+        H, W = source.shape[:2]
+        h, w = self.preview_size(H, W)
+        K = np.asarray(K, dtype=np.float64)
+        image, K_preview = source, K
+        if (h, w) != (H, W):
+            image = cv2.resize(source, (w, h), interpolation=cv2.INTER_AREA)
+            K_preview = scale_intrinsics(K, w / W, h / H)
+        to_preview = (K_preview @ np.linalg.inv(K_model))[:2]  # same camera, other pixels
+        S = self.config.image_size
+        model_valid = cv2.warpAffine(np.ones((S, S), np.uint8), to_preview, (w, h),
+                                     flags=cv2.INTER_NEAREST, borderValue=0).astype(bool)
+        return _Source(image=image, K=K_preview, K_model=K_model, latent=latent,
+                       model_to_preview=to_preview, model_valid=model_valid,
+                       source_shape=(H, W))
+
+    def _warp(self, prepared, rel_c2w, depth):
+        """The source warped along one path: (T, h, w, 3) uint8 and valid (T, h, w)."""
+        image, K = prepared.image, prepared.K
+        if isinstance(depth, np.ndarray):
+            h, w = image.shape[:2]
+            if depth.shape != (h, w):
+                depth = cv2.resize(depth, (w, h), interpolation=cv2.INTER_NEAREST)
+            pairs = [forward_warp_depth(image, depth, K, pose) for pose in rel_c2w]
+        else:
+            plane = np.inf if depth is None else depth
+            pairs = [warp_homography(image, K, pose, plane) for pose in rel_c2w]
+        return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+    def _previews(self, prepared, rel_c2w, depths, model):
+        """Previews (p, T, h, w, 3) of p paths in the pipeline's mode from the model's
+        frames ``model`` (p, T, S, S, 3) (None in warp mode)."""
+        if self.preview == "model":
+            return model
+        h, w = prepared.image.shape[:2]
+        out = np.empty(rel_c2w.shape[:2] + (h, w, 3), np.uint8)
+        for i, (path, depth) in enumerate(zip(rel_c2w, depths)):
+            warped, valid = self._warp(prepared, path, depth)
+            for j in range(len(path)):
+                if self.preview == "warp":
+                    out[i, j] = fill_invalid(warped[j], valid[j])
+                    continue
+                model_full = cv2.warpAffine(model[i, j], prepared.model_to_preview, (w, h),
+                                            flags=cv2.INTER_LINEAR,
+                                            borderMode=cv2.BORDER_REPLICATE)
+                out[i, j] = composite(warped[j], valid[j], model_full, prepared.model_valid,
+                                      self.feather_px)
+        return out
 
     def _check_paths(self, rel_c2w, K):
         rel_c2w = np.asarray(rel_c2w, dtype=np.float64)
@@ -109,13 +264,6 @@ class ViewPipeline:
         self.backend.check_frames(rel_c2w.shape[1])
         return rel_c2w
 
-    def _source_latent(self, source, K):
-        """(K at the model's resolution, the source's latent (1, 1, C, s, s))."""
-        source_model, K_model, _ = prepare_frames(np.asarray(source)[None], K,
-                                                  self.config.image_size)
-        first = self.backend.encode(preprocess.images_to_model(source_model)[None])
-        return K_model, first
-
     def _draw_noise(self, P, T):
         """Initial latent noise (P, t, C, s, s) for P paths of T frames, in order from the
         generator."""
@@ -125,10 +273,10 @@ class ViewPipeline:
                 (P, self.backend.latent_frames(T), cfg.latent_channels, cfg.latent_size,
                  cfg.latent_size)).astype(np.float32)
 
-    def _predict_chunk(self, source_latent, rel_c2w, noise):
-        """Frames (p, T, S, S, 3) along p paths (p, T, 4, 4) in one batched model call."""
+    def _predict_chunk(self, first, K_model, rel_c2w, noise):
+        """The model's frames (p, T, S, S, 3) along p paths (p, T, 4, 4) in one batched
+        call, from the source's latent ``first`` and intrinsics ``K_model`` at S x S."""
         cfg, backend = self.config, self.backend
-        K_model, first = source_latent
         P, T = rel_c2w.shape[:2]
         S = cfg.image_size
         raxels = encode_raxels(K_model, rel_c2w.reshape(P * T, 4, 4), S, S,
@@ -147,39 +295,55 @@ class ViewPipeline:
                                   self.steps, self.sampler)
         return preprocess.model_to_images(backend.decode(video, T))  # (P, T, S, S, 3)
 
-    def closed_loop(self, source, K, rel_c2w):
+    def closed_loop(self, source, K, rel_c2w, depth=None):
         """Closed-loop consistency of the prediction along one path.
 
-        Predicts frames along rel_c2w (as ``predict``), estimates their poses (video ->
-        camera with K known), regenerates the frames from the estimated poses and
-        compares: PSNR between the two videos (higher is more consistent) and the error
-        between estimated and requested poses. Returns a ClosedLoopResult.
+        Predicts the model's frames along rel_c2w, estimates their poses (video -> camera
+        with K known), regenerates the frames from the estimated poses and compares: PSNR
+        between the two videos (higher is more consistent) and the error between estimated
+        and requested poses. The test is of the model in every preview mode (in "warp"
+        mode too); ``frames`` are the previews of the mode (as ``predict``), and
+        ``model_frames`` the model's. Returns a ClosedLoopResult.
         """
-        return self.closed_loop_batch(source, K, np.asarray(rel_c2w)[None])[0]
+        if depth is not None and np.ndim(depth) in (0, 2):
+            depth = np.asarray(depth)[None]
+        return self.closed_loop_batch(source, K, np.asarray(rel_c2w)[None], depth=depth)[0]
 
-    def closed_loop_batch(self, source, K, rel_c2w, chunk_size=None):
+    def closed_loop_batch(self, source, K, rel_c2w, chunk_size=None, depth=None):
         """``closed_loop`` for P paths (P, T, 4, 4); returns P results.
 
         chunk_size: paths per model call (None: all P at once). Each chunk is predicted,
         estimated and regenerated before the next starts, so memory grows with the chunk,
         not with P; the noise of all P paths is drawn first, so the results do not depend
-        on the chunk size (up to float rounding).
+        on the chunk size (up to float rounding). depth: as in ``predict_batch``.
         """
         rel_c2w = self._check_paths(rel_c2w, K)
-        source_latent = self._source_latent(source, K)
-        K_model = source_latent[0]
+        depths = self._check_depth(depth, len(rel_c2w), np.shape(source)[:2])
+        prepared = self._prepare_source(source, K)
+        if prepared.latent is None:  # warp mode: the consistency is the model's anyway
+            source_model = prepare_frames(np.asarray(source)[None], K,
+                                          self.config.image_size)[0]
+            prepared.latent = self.backend.encode(
+                preprocess.images_to_model(source_model)[None])
+        K_model = prepared.K_model
         P, T = rel_c2w.shape[:2]
         noise = self._draw_noise(P, T)
         noise_again = self._draw_noise(P, T)
         results = []
         for chunk in chunks(P, chunk_size):
-            frames = self._predict_chunk(source_latent, rel_c2w[chunk], noise[chunk])
+            frames = self._predict_chunk(prepared.latent, K_model, rel_c2w[chunk],
+                                         noise[chunk])
             estimates = self.estimator.estimate_batch(frames, K_model)
             c2w_est = np.stack([e.c2w for e in estimates])
-            regenerated = self._predict_chunk(source_latent, c2w_est, noise_again[chunk])
+            regenerated = self._predict_chunk(prepared.latent, K_model, c2w_est,
+                                              noise_again[chunk])
+            previews = self._previews(prepared, rel_c2w[chunk], depths[chunk],
+                                      None if self.preview == "warp" else frames)
             for i, estimate in enumerate(estimates):
-                results.append(self._closed_loop_result(
-                    rel_c2w[chunk.start + i], frames[i], regenerated[i], estimate.c2w))
+                result = self._closed_loop_result(
+                    rel_c2w[chunk.start + i], frames[i], regenerated[i], estimate.c2w)
+                result.model_frames, result.frames = result.frames, previews[i]
+                results.append(result)
         return results
 
     @staticmethod
@@ -200,3 +364,76 @@ def chunks(count, size=None):
     if not size or size < 1 or size >= count:
         return [slice(0, count)]
     return [slice(i, min(i + size, count)) for i in range(0, count, int(size))]
+
+
+# ------------------------------------------------------------------ goal scores
+
+
+def _score_size(image):
+    """uint8 (h, w, 3) -> float32 RGB in [0, 1] with the longer side at most
+    GOAL_SCORE_SIDE (area interpolation)."""
+    h, w = image.shape[:2]
+    scale = GOAL_SCORE_SIDE / max(h, w)
+    if scale < 1:
+        image = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
+                           interpolation=cv2.INTER_AREA)
+    return image.astype(np.float32) / 255.0
+
+
+def _grey(image):
+    return cv2.cvtColor(np.asarray(image, np.float32), cv2.COLOR_RGB2GRAY)
+
+
+def gradient_correlation(a, b):
+    """Zero-mean normalised cross-correlation in [-1, 1] of the image gradients (Sobel, on
+    grey images blurred with sigma 1) of two float images (h, w, 3): 1 for the same
+    structure at any gain and offset of the exposure."""
+    ga, gb = (cv2.GaussianBlur(_grey(x), (0, 0), 1.0) for x in (a, b))
+    va = np.concatenate([cv2.Sobel(ga, cv2.CV_32F, 1, 0).ravel(),
+                         cv2.Sobel(ga, cv2.CV_32F, 0, 1).ravel()])
+    vb = np.concatenate([cv2.Sobel(gb, cv2.CV_32F, 1, 0).ravel(),
+                         cv2.Sobel(gb, cv2.CV_32F, 0, 1).ravel()])
+    va, vb = va - va.mean(), vb - vb.mean()
+    norm = float(np.sqrt(np.dot(va, va) * np.dot(vb, vb)))
+    return float(np.dot(va, vb) / norm) if norm > 0 else 0.0
+
+
+def census_distance(a, b, radius=2):
+    """Mean Hamming distance in [0, 1] between the census transforms (each pixel's
+    comparisons with its (2r+1)^2 - 1 neighbours, grey, blurred with sigma 0.5) of two
+    float images (h, w, 3); invariant to any monotonic change of exposure."""
+    ga, gb = (cv2.GaussianBlur(_grey(x), (0, 0), 0.5) for x in (a, b))
+    h, w = ga.shape
+    r = radius
+    if h <= 2 * r or w <= 2 * r:
+        return float(np.mean(np.abs(ga - gb)))
+    centre_a, centre_b = ga[r:h - r, r:w - r], gb[r:h - r, r:w - r]
+    differ, count = 0.0, 0
+    for dy in range(-r, r + 1):
+        for dx in range(-r, r + 1):
+            if dx == 0 and dy == 0:
+                continue
+            na = ga[r + dy:h - r + dy, r + dx:w - r + dx]
+            nb = gb[r + dy:h - r + dy, r + dx:w - r + dx]
+            differ += float(np.mean((na > centre_a) != (nb > centre_b)))
+            count += 1
+    return differ / count
+
+
+def goal_scores(last_frames, goal_view):
+    """How much each preview's last frame looks like the goal, for ranking paths.
+
+    last_frames: (P, h, w, 3) uint8; goal_view: (h, w, 3) uint8 framed like them
+    (``ViewPipeline.goal_view``). Both are downscaled to a longer side of at most
+    GOAL_SCORE_SIDE. Returns a dict of (P,) float arrays: ``ssim`` (higher is more alike),
+    ``gradient_distance`` = 1 - ``gradient_correlation`` in [0, 2] and ``census_distance``
+    in [0, 1] (lower is more alike; both robust to the exposure).
+    """
+    goal = _score_size(np.asarray(goal_view))
+    frames = [_score_size(f) for f in np.asarray(last_frames)]
+    return {
+        "ssim": np.array([float(ssim(f.astype(np.float64), goal.astype(np.float64)))
+                          if min(goal.shape[:2]) >= 11 else np.nan for f in frames]),
+        "gradient_distance": np.array([1.0 - gradient_correlation(f, goal) for f in frames]),
+        "census_distance": np.array([census_distance(f, goal) for f in frames]),
+    }

@@ -6,8 +6,11 @@
    `/diagnostics` are recorded; ATE against the ground truth is printed; trajectory plots.
 3. Preview: `rap-ros up` runs the view_predictor; from a frame near the end of the drive, the
    planner-side client sends three candidate paths (the path the camera really took next, and
-   the same path turned 20° left and right) to `preview_paths`, receives three previews with
-   their closed-loop scores, and writes a contact sheet beside the real future frames.
+   the same path turned 20° left and right) and the real frame at the path's end as the goal
+   to `preview_paths`, receives three previews (the node's default "warp+model": the source
+   warped into each camera, the model where the warp has no data) with their scores, and
+   writes a contact sheet: a top view of the candidate paths, the real future frames, each
+   preview with its goal distance, closed-loop consistency and PSNR against the real frames.
 
 Everything lands in --out: `trajectory/` (metrics.json, TUM files, plots, report.md),
 `preview_contact_sheet.png`, `demo.json`. DDS discovery is forced to localhost.
@@ -73,7 +76,9 @@ def _trajectory(bag, out, args):
 
 def _candidate_paths(c2w_future, angles_deg=CANDIDATE_TURNS_DEG):
     """Candidate plans: the future camera poses as body-frame poses (x forward, z up), turned
-    about the first one's vertical axis by each angle. c2w_future: (T, 4, 4) optical axes.
+    about the first one's vertical axis by each angle; every plan starts at the current pose
+    (the first, unturned: the node takes the plan's first pose as the current camera when it
+    has no other pose). c2w_future: (T, 4, 4) optical axes.
     Returns a list of (T, 4, 4) body poses in the input's world frame."""
     from rap_ros.geometry.frames import optical_to_body
     from rap_ros.geometry.rotations import rotation_from_axis_angle
@@ -86,12 +91,14 @@ def _candidate_paths(c2w_future, angles_deg=CANDIDATE_TURNS_DEG):
         turned = body.copy()
         turned[:, :3, :3] = R @ body[:, :3, :3]
         turned[:, :3, 3] = pivot + (body[:, :3, 3] - pivot) @ R.T
+        turned[0] = body[0]
         paths.append(turned)
     return paths
 
 
 def _preview(bag, out, args):
     """Ask the running view_predictor for previews of three candidate paths."""
+    import cv2
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rap_ros_msgs.srv import PreviewPaths
@@ -103,6 +110,7 @@ def _preview(bag, out, args):
                                          stop_process)
     from rap_ros.evaluation.run import RunOptions
     from rap_ros.io.messages import image_to_rgb8
+    from rap_ros.metrics import psnr
     from rap_ros.nodes.conversions import poses_to_path, seconds_to_stamp
     from rap_ros.pipeline.framing import prepare_frames
 
@@ -132,6 +140,8 @@ def _preview(bag, out, args):
         request.paths = [poses_to_path(p, stamps[start:start + T], "map",
                                        header_stamp=seconds_to_stamp(stamps[start]))
                          for p in paths]
+        goal_index = min(start + T - 1, len(frames) - 1)
+        request.goal_image = image_msg(frames[goal_index][1], stamps[goal_index])
         response = None
         deadline = time.monotonic() + 120.0
         msg = image_msg(frames[start][1], stamps[start])
@@ -156,36 +166,70 @@ def _preview(bag, out, args):
         stop_process(process)
 
     previews = [np.stack([image_to_rgb8(f) for f in view.frames]) for view in response.previews]
-    # the real frames as the model sees them (centre square), at the previews' size
-    truth, _, _ = prepare_frames(np.stack([f for _, f in frames[start:start + T]]), None,
-                                 previews[0].shape[1])
+    real = np.stack([f for _, f in frames[start:start + T]])
+    h, w = previews[0].shape[1:3]
+    if h == w and real.shape[1] != real.shape[2]:  # model previews: the centre square
+        truth, _, _ = prepare_frames(real, None, h)
+    else:  # full-frame previews, at their size
+        truth = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in real])
+    errors = []
+    for p in previews:
+        n = min(len(p), len(truth))
+        errors.append(float(np.mean(psnr(p[1:n] / 255.0, truth[1:n] / 255.0))))
+    rows = {"consistency": list(response.consistency), "goal_distance":
+            list(response.goal_distance), "psnr_vs_real": errors}
     sheet = out / "preview_contact_sheet.png"
-    _contact_sheet(sheet, truth, previews, list(response.consistency))
+    _contact_sheet(sheet, truth, previews, rows, paths)
     return {"source_frame": int(start), "paths": list(CANDIDATE_NAMES),
             "consistency_psnr_db": [float(c) for c in response.consistency],
-            "contact_sheet": str(sheet)}
+            "goal_distance": [float(c) for c in response.goal_distance],
+            "goal_ssim": [float(c) for c in response.goal_similarity],
+            "psnr_vs_real_db": errors, "contact_sheet": str(sheet)}
 
 
-def _contact_sheet(path, truth, previews, scores):
-    """Rows: the real future frames, then each preview; columns: frames along the path."""
+def _contact_sheet(path, truth, previews, scores, paths):
+    """Left: a top view of the candidate paths; right, rows: the real future frames, then
+    each preview with its scores; columns: frames along the path."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [("real frames", truth)] + [
-        (f"preview: {name} ({score:.1f} dB)", p)
-        for name, p, score in zip(CANDIDATE_NAMES, previews, scores)]
+    rows = [("real frames (the path as driven)", truth)] + [
+        (f"preview {name}: goal distance {goal:.3f} (lower: closer to the real last frame), "
+         f"consistency {score:.1f} dB, PSNR vs real {error:.1f} dB", p)
+        for name, p, score, goal, error in zip(
+            CANDIDATE_NAMES, previews, scores["consistency"],
+            scores["goal_distance"] or [float("nan")] * len(previews),
+            scores["psnr_vs_real"])]
     cols = max(len(r[1]) for r in rows)
-    fig, axes = plt.subplots(len(rows), cols, figsize=(1.3 * cols, 1.45 * len(rows)),
-                             squeeze=False)
+    aspect = truth.shape[2] / truth.shape[1]
+    side = 3
+    fig = plt.figure(figsize=(1.3 * aspect * cols + 3.2, 1.55 * len(rows)))
+    grid = fig.add_gridspec(len(rows), cols + side)
+    top = fig.add_subplot(grid[:, :side])
+    colours = ("black", "tab:blue", "tab:red")
+    for name, p, colour in zip(CANDIDATE_NAMES, paths, colours):
+        top.plot(p[:, 0, 3], p[:, 1, 3], "-o", ms=2, color=colour, label=name)
+        heading = p[-1, :3, 0]  # body x: forward
+        top.arrow(p[-1, 0, 3], p[-1, 1, 3], 0.3 * heading[0], 0.3 * heading[1],
+                  color=colour, head_width=0.08)
+    top.plot(paths[0][0, 0, 3], paths[0][0, 1, 3], "k*", ms=10, label="source camera")
+    top.set_aspect("equal", adjustable="datalim")
+    top.set_xlabel("x (m, world)")
+    top.set_ylabel("y (m, world)")
+    top.set_title("candidate paths, top view", fontsize=9)
+    top.legend(fontsize=7)
     for r, (label, images) in enumerate(rows):
         for c in range(cols):
-            ax = axes[r, c]
+            ax = fig.add_subplot(grid[r, side + c])
             ax.axis("off")
             if c < len(images):
                 ax.imshow(images[c])
-        axes[r, 0].set_title(label, fontsize=8, loc="left")
+            if r == 0:
+                ax.text(0.5, 1.02, f"t{c}" + (" (source)" if c == 0 else ""),
+                        transform=ax.transAxes, ha="center", va="bottom", fontsize=6)
+        fig.axes[-cols].set_title(label, fontsize=7, loc="left", pad=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -212,6 +256,8 @@ def main(args) -> int:
     preview = _preview(bag, out, args)
     print("demo: view_predictor previews, closed-loop consistency (dB): " + ", ".join(
         f"{n} {c:.1f}" for n, c in zip(preview["paths"], preview["consistency_psnr_db"])))
+    print("demo: goal distance to the real last frame (lower is closer): " + ", ".join(
+        f"{n} {c:.3f}" for n, c in zip(preview["paths"], preview["goal_distance"])))
     summary = {"trajectory": {k: result.get(k) for k in (
         "frames", "path_length", "ate_rmse", "ate_rmse_pct", "rpe_rot_deg_rmse", "fps")},
         "live": live, "preview": preview}
