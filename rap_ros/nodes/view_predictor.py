@@ -11,8 +11,8 @@ Publishes
   predicted_view (rap_ros_msgs/PredictedView): T frames (the model's frame count), their
       camera poses (OpenCV optical axes, in the plan's frame) and stamps, and per-frame
       closed-loop consistency scores (PSNR, dB). The frames follow ``preview``:
-      "warp+model" (default): the source warped into each camera (rotation only, or a
-      plane at ``warp_depth`` metres) where the warp has data, the model's frame elsewhere,
+      "warp+model" (default): the source warped into each camera (a fronto-parallel plane
+      at ``warp_depth`` metres, or rotation only) where the warp has data, the model's frame elsewhere,
       full frame (at most ``max_preview_pixels``); "warp": the warp alone; "model": the
       model's 64x64 frames of the centred square
   predicted_image (sensor_msgs/Image): the same frames one by one, stamped at path times
@@ -76,7 +76,7 @@ except ImportError:  # pragma: no cover - depends on the installation
 # The distance returned as goal_distance and the plane depth of the warp, chosen by
 # benchmarks/results/previews.md.
 GOAL_DISTANCE = "census_distance"
-WARP_DEPTH_DEFAULT = 0.0
+WARP_DEPTH_DEFAULT = 5.0
 
 # ------------------------------------------------------------------ node
 
@@ -182,8 +182,8 @@ class ViewPredictor(Node):
                                   "Depth (m) of the fronto-parallel plane the warp assumes "
                                   "(translation included; pushed beyond 3x the path's "
                                   "forward reach); 0: rotation only (the scene at "
-                                  "infinity; the better on real video, "
-                                  "benchmarks/results/previews.md).", 0.0, 1e6)
+                                  "infinity). benchmarks/results/previews.md compares "
+                                  "them.", 0.0, 1e6)
         self.max_preview_pixels = declare(self, "max_preview_pixels", 640 * 480,
                                           "Warp-mode previews are at the source's size, "
                                           "downscaled (aspect kept) to at most this many "
