@@ -187,7 +187,9 @@ def test_bad_plans(nodes, case):
     assert wait_counter(nodes, "view_predictor", "plans rejected", before, timeout=30), \
         f"no diagnostic for a plan with {case}"
     assert time.monotonic() - start < 30
-    assert text in process_output(nodes.process)
+    # The log line and the diagnostics travel separately: wait for the line too.
+    assert nodes.spin_until(lambda: text in process_output(nodes.process), 5), \
+        process_output(nodes.process)[-2000:]
     assert not nodes.received["predicted_view"]
     # Still predicting: a valid plan gives a view.
     nodes.plan_pub.publish(plan_message(forward_poses(8), np.zeros(8)))
