@@ -93,3 +93,51 @@ def test_scale_anchor_keeps_the_output_continuous():
     np.testing.assert_allclose(step_out[:3, 3], 3.0 * step_in[:3, 3], atol=1e-12)
     np.testing.assert_allclose(Rotation.from_matrix(step_out[:3, :3]).as_rotvec(),
                                Rotation.from_matrix(step_in[:3, :3]).as_rotvec(), atol=1e-12)
+
+
+@pytest.mark.parametrize("model, d", [("plumb_bob", [-0.2, 0.05, 0.001, -0.001, 0.0]),
+                                      ("rational_polynomial", [-0.2, 0.05, 0.0, 0.0, 0.0,
+                                                               0.01, 0.0, 0.0]),
+                                      ("equidistant", [-0.05, 0.01, 0.0, 0.0])])
+def test_undistortion_of_each_camera_model_keeps_every_pixel_valid(model, d):
+    """The node's and the evaluator's undistortion: every output pixel sees the recorded
+    image (no black border for the tracker), and a recorded point lands where the new K
+    projects its ray."""
+    import cv2
+
+    from rap_ros.geometry.undistort import undistort, undistortion
+
+    K = np.array([[300.0, 0.0, 160.0], [0.0, 300.0, 120.0], [0.0, 0.0, 1.0]])
+    maps, K_new, note = undistortion(K, d, model, 320, 240)
+    assert maps is not None and model in note
+    image = np.full((240, 320, 3), 200, np.uint8)
+    out = undistort(image, maps)
+    assert (out[2:-2, 2:-2] > 150).all()  # no border of unseen pixels
+    # A ray through the optical axis stays at the principal point of the new K.
+    centre = np.array([[[160.0, 120.0]]])
+    if model == "equidistant":
+        ideal = cv2.fisheye.undistortPoints(centre, K, np.array(d), P=K_new)
+    else:
+        ideal = cv2.undistortPoints(centre, K, np.array(d), P=K_new)
+    np.testing.assert_allclose(ideal.ravel(), K_new[:2, 2], atol=1.0)
+    assert undistortion(K, np.zeros(5), "plumb_bob", 320, 240)[0] is None
+    assert undistortion(K, d, "kannala_brandt_8", 320, 240)[0] is None
+
+
+def test_rectified_topics_use_the_projection_matrix():
+    from types import SimpleNamespace
+
+    from rap_ros.io.messages import camera_info_calibration
+
+    info = SimpleNamespace(width=320, height=240, distortion_model="plumb_bob",
+                           d=[-0.2, 0.05, 0.0, 0.0, 0.0],
+                           k=[300.0, 0, 160, 0, 300, 120, 0, 0, 1],
+                           p=[280.0, 0, 158, 0, 0, 281, 119, 0, 0, 0, 1, 0])
+    K, size, model, d = camera_info_calibration(info, rectified=False)
+    assert K[0, 0] == 300.0 and model == "plumb_bob" and len(d) == 5
+    K, size, model, d = camera_info_calibration(info, rectified=True)
+    np.testing.assert_allclose(K, [[280, 0, 158], [0, 281, 119], [0, 0, 1]])
+    assert size == (320, 240) and not len(d)
+    info.p = [0.0] * 12
+    with pytest.raises(ValueError, match="projection"):
+        camera_info_calibration(info, rectified=True)

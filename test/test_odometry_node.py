@@ -269,3 +269,35 @@ def test_distorted_camera_gives_the_same_poses_live_and_offline(model_spec, tmp_
           f"truth: live {100 * live_error:.2f} %, offline {100 * offline_error:.2f} %")
     assert agreement < 0.03, f"live and offline differ by {100 * agreement:.1f} % of path"
     assert live_error < 0.05 and offline_error < 0.05
+
+
+def test_scale_is_settable_at_run_time():
+    """`ros2 param set /trajectory_estimator scale 2.0` while running: the published poses
+    continue from where they are at the new scale; out-of-range values are refused."""
+    from rclpy.parameter import Parameter
+
+    from rap_ros.nodes.trajectory_estimator import TrajectoryEstimator
+
+    rclpy.init()
+    try:
+        node = TrajectoryEstimator(parameter_overrides=[
+            Parameter("method", value="geometry"), Parameter("mount_source", value="parameters")])
+        try:
+            mount = node.T_base_camera_parameters
+            step = np.eye(4)
+            step[2, 3] = 1.0  # one odometry unit along the optical axis = base x
+            before = node.child_pose(step, mount)
+            node._last_camera_pose = step
+            result = node.set_parameters([Parameter("scale", value=2.0)])[0]
+            assert result.successful and node.anchor.scale == 2.0
+            np.testing.assert_allclose(node.child_pose(step, mount), before, atol=1e-12)
+            two = step.copy()
+            two[2, 3] = 2.0
+            np.testing.assert_allclose(node.child_pose(two, mount)[:3, 3], [3.0, 0, 0],
+                                       atol=1e-12)
+            refused = node.set_parameters([Parameter("scale", value=-1.0)])[0]
+            assert not refused.successful and node.anchor.scale == 2.0
+        finally:
+            node.destroy_node()
+    finally:
+        rclpy.try_shutdown()
