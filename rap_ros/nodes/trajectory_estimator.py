@@ -85,6 +85,7 @@ from rap_ros.pipeline.views import ViewPipeline
 from rap_ros_msgs.srv import ResetToPose
 
 METHODS = ("rap", "geometry", "model")
+PATH_PERIOD_S = 0.5  # rap, geometry: the corrected path is republished at most this often
 
 
 class TrajectoryEstimator(Node):
@@ -113,6 +114,7 @@ class TrajectoryEstimator(Node):
         self._calibration_source = None        # the camera_info they came from
         self._path = collections.deque(maxlen=self.max_path_length)  # (frame key, PoseStamped)
         self._previous = None                  # (seconds, T_odom_child) of the last pose
+        self._last_path_publish = -float("inf")  # monotonic s of the last path message
         self._T_odom_start = np.eye(4)         # base pose at the first frame (reset_to_pose)
         self.anchor = ScaleAnchor(self.scale)
         self.wheel = WheelScale()
@@ -665,22 +667,30 @@ class TrajectoryEstimator(Node):
                 T, stamp, self.odom_frame, child)]))
         self._path.append((result.index, cv.matrix_to_pose_stamped(T, stamp,
                                                                    self.odom_frame)))
-        if result.is_keyframe or len(self._path) == 1:
+        if len(self._path) == 1:
             self._publish_path(stamp)
 
     def _correct_path(self, keyframes, T_base_camera):
-        """Replace the path's keyframe poses by their bundle-adjusted values, republish."""
-        index = {key: i for i, (key, _) in enumerate(self._path)}
-        for frame, c2w in keyframes.items():
-            if frame in index:
-                key, pose = self._path[index[frame]]
-                corrected = cv.matrix_to_pose_stamped(self.child_pose(c2w, T_base_camera),
-                                                      pose.header.stamp, self.odom_frame)
-                self._path[index[frame]] = (key, corrected)
-        if self._path:
+        """Replace the path's keyframe poses by their bundle-adjusted values and republish it,
+        at most every PATH_PERIOD_S (a path of max_path_length poses is a large message).
+        The window's keyframes are recent: the search walks back from the newest entry only
+        as far as the oldest of them, so the cost stays that of the window."""
+        oldest = min(keyframes)
+        for i in range(len(self._path) - 1, -1, -1):
+            key, pose = self._path[i]
+            if key is None or key < oldest:
+                break
+            if key in keyframes:
+                corrected = cv.matrix_to_pose_stamped(
+                    self.child_pose(keyframes[key], T_base_camera), pose.header.stamp,
+                    self.odom_frame)
+                self._path[i] = (key, corrected)
+        now = time.monotonic()
+        if self._path and now - self._last_path_publish >= PATH_PERIOD_S:
             self._publish_path(self._path[-1][1].header.stamp)
 
     def _publish_path(self, stamp):
+        self._last_path_publish = time.monotonic()
         path = Path(poses=[pose for _, pose in self._path])
         path.header.frame_id = self.odom_frame
         path.header.stamp = stamp
