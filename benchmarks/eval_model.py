@@ -18,7 +18,6 @@ Every figure comes from the shipped model through the same pipeline the nodes us
 Run:  .venv/bin/python benchmarks/eval_model.py [--backend onnx] [--clips 64] [--drives 3]
 """
 import argparse
-import json
 import pathlib
 import sys
 import tempfile
@@ -27,6 +26,7 @@ import time
 import numpy as np
 
 from rap_ros.backend.shared import get_backend
+from rap_ros.evaluation.report import write_benchmark
 from rap_ros.evaluation.run import RunOptions, evaluate_input
 from rap_ros.evaluation.vo import estimate_trajectory
 from rap_ros.geometry import relative_to_first, rotation_angle_deg
@@ -216,10 +216,7 @@ def main(argv=None):
                                             args.size, workdir)
     report["view_synthesis"] = view_synthesis(backend, args.clips, cfg.frames, args.size)
     report["seconds"] = time.perf_counter() - start
-    pathlib.Path(args.out + ".json").write_text(json.dumps(report, indent=1))
-    text = markdown(report)
-    pathlib.Path(args.out + ".md").write_text(text)
-    print(text)
+    write_benchmark(args.out, report, markdown(report))
     return 0
 
 

@@ -37,7 +37,6 @@ Command: ``python benchmarks/eval_previews.py`` (about 10 minutes on 2 shared CP
 Writes benchmarks/results/previews.{md,json}.
 """
 import argparse
-import json
 import pathlib
 import platform
 import sys
@@ -47,6 +46,7 @@ import cv2
 import numpy as np
 
 from rap_ros.backend.shared import get_backend
+from rap_ros.evaluation.report import write_benchmark
 from rap_ros.geometry.cameras import invert_pose, relative_to_first
 from rap_ros.geometry.rotations import rotation_from_axis_angle
 from rap_ros.io.sequence import read_sequence
@@ -336,10 +336,7 @@ def main(argv=None):
               "timing": timing(backend, timing_source[0], timing_source[1], T),
               "timing_source": timing_source[2]}
     report["seconds"] = time.perf_counter() - start
-    pathlib.Path(args.out + ".json").write_text(json.dumps(report, indent=1))
-    text = markdown(report)
-    pathlib.Path(args.out + ".md").write_text(text)
-    print(text)
+    write_benchmark(args.out, report, markdown(report))
     return 0
 
 

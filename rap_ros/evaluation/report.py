@@ -131,6 +131,14 @@ def write_json(path, data):
     pathlib.Path(path).write_text(json.dumps(_clean(data), indent=2) + "\n")
 
 
+def write_benchmark(prefix, report, text):
+    """A benchmark's results: ``<prefix>.json`` (the figures) and ``<prefix>.md`` (its
+    tables, ``text``), which are also printed."""
+    write_json(f"{prefix}.json", report)
+    pathlib.Path(f"{prefix}.md").write_text(text)
+    print(text)
+
+
 # ------------------------------------------------------------------ plots
 
 
