@@ -67,6 +67,7 @@ from tf2_msgs.msg import TFMessage
 
 from rap_ros.geometry.cameras import invert_pose
 from rap_ros.geometry.poses import twist_between
+from rap_ros.geometry.transform_tree import frame_name
 from rap_ros.geometry.undistort import undistort, undistortion
 from rap_ros.io import messages
 from rap_ros.io.images import limit_image_size
@@ -115,6 +116,8 @@ class TrajectoryEstimator(Node):
         self._path = collections.deque(maxlen=self.max_path_length)  # (frame key, PoseStamped)
         self._previous = None                  # (seconds, T_odom_child) of the last pose
         self._last_path_publish = -float("inf")  # monotonic s of the last path message
+        self._last_camera_pose = None          # latest odometry camera pose (run-time scale)
+        self._reset_pending = False            # the worker resets the core before its next frame
         self._T_odom_start = np.eye(4)         # base pose at the first frame (reset_to_pose)
         self.anchor = ScaleAnchor(self.scale)
         self.wheel = WheelScale()
@@ -409,7 +412,7 @@ class TrajectoryEstimator(Node):
     # -------------------------------------------------------------- camera mount and TF
 
     def _camera_frame_of(self, frame_id):
-        return self.camera_frame or messages_frame(frame_id) or "camera_optical_frame"
+        return self.camera_frame or frame_name(frame_id or '') or "camera_optical_frame"
 
     def _mount_for(self, camera_frame, now):
         """T_base_camera (4x4) or None while waiting for it on /tf_static."""
@@ -475,7 +478,7 @@ class TrajectoryEstimator(Node):
         return response
 
     def _on_reset_to_pose(self, request, response):
-        frame = messages_frame(request.pose.header.frame_id)
+        frame = frame_name(request.pose.header.frame_id or '')
         if frame and frame != self.odom_frame:
             response.success = False
             response.message = (f"the pose must be given in {self.odom_frame}, not {frame}")
@@ -551,7 +554,7 @@ class TrajectoryEstimator(Node):
         changes or a reset was asked for."""
         key = (size, None if K is None else tuple(np.round(K, 6).ravel()))
         with self._lock:
-            pending, self._reset_pending = getattr(self, "_reset_pending", False), False
+            pending, self._reset_pending = self._reset_pending, False
         if self.odometry is None or key != self._odometry_key:
             if self.odometry is not None:
                 self.odometry.close()
@@ -568,8 +571,7 @@ class TrajectoryEstimator(Node):
         return self.odometry
 
     def _last_odometry_pose(self):
-        previous = getattr(self, "_last_camera_pose", None)
-        return np.eye(4) if previous is None else previous
+        return np.eye(4) if self._last_camera_pose is None else self._last_camera_pose
 
     def _waiting_for_camera_info(self, K, seconds):
         """True while the first frames wait (at most camera_info_timeout seconds of stamps)
@@ -838,11 +840,6 @@ class BoundedDict(collections.OrderedDict):
         super().__setitem__(key, value)
         while len(self) > self.size:
             self.popitem(last=False)
-
-
-def messages_frame(frame_id):
-    """A header frame id without its leading '/' ('' stays '')."""
-    return str(frame_id or "").lstrip("/")
 
 
 def set_twist(odometry, linear, angular):
