@@ -66,7 +66,7 @@ def main(argv=None):
                    "node_rss_mb": float(values.get("resident memory (MB)", "nan")),
                    "lost": int(values.get("frames lost", 0)),
                    "dropped_by_node": int(values.get("dropped (tracker busy)", 0)),
-                   "waiting_for_camera_info": int(values.get("frames waiting for camera_info", 0)),
+                   "held_for_camera_info": int(values.get("frames held for camera_info", 0)),
                    "tracking_latency_s": values.get("tracking latency (s)"),
                    "arrival_to_odometry_s": values.get("arrival to odometry latency (s)"),
                    "error": result.get("error")}

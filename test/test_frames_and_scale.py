@@ -124,6 +124,36 @@ def test_undistortion_of_each_camera_model_keeps_every_pixel_valid(model, d):
     assert undistortion(K, d, "kannala_brandt_8", 320, 240)[0] is None
 
 
+def test_undistorter_applies_one_calibration_at_any_image_size():
+    """The node downscales oversize images before undistorting: the calibration at half size
+    gives half the intrinsics and (nearly) the downscaled full-size result; an image not
+    recorded at the calibrated size is left alone, without intrinsics."""
+    import cv2
+
+    from rap_ros.geometry.undistort import Undistorter, undistort, undistortion
+
+    K = np.array([[300.0, 0.0, 160.0], [0.0, 300.0, 120.0], [0.0, 0.0, 1.0]])
+    d = np.array([-0.25, 0.08, 0.001, -0.001, 0.0])
+    rng = np.random.default_rng(0)
+    image = cv2.resize(rng.integers(0, 255, (30, 40, 3), dtype=np.uint8), (320, 240),
+                       interpolation=cv2.INTER_CUBIC)
+    undistorter = Undistorter(K, (320, 240), "plumb_bob", d)
+    assert undistorter.matches(K, (320, 240), "plumb_bob", d.copy())
+    assert not undistorter.matches(K, (320, 240), "plumb_bob", d * 2)
+    full, K_full = undistorter(image, (320, 240))
+    maps, K_expected, _ = undistortion(K, d, "plumb_bob", 320, 240)
+    np.testing.assert_array_equal(full, undistort(image, maps))
+    np.testing.assert_allclose(K_full, K_expected)
+    half = cv2.resize(image, (160, 120), interpolation=cv2.INTER_AREA)
+    small, K_small = undistorter(half, (320, 240))
+    np.testing.assert_allclose(K_small[:2, :2], K_full[:2, :2] / 2, rtol=0.01)
+    expected = cv2.resize(full, (160, 120), interpolation=cv2.INTER_AREA).astype(float)
+    assert np.abs(small[4:-4, 4:-4] - expected[4:-4, 4:-4]).mean() < 6.0
+    assert np.abs(half.astype(float) - expected).mean() > 10.0  # the distortion is visible
+    same, none = undistorter(image, (640, 480))
+    assert same is image and none is None
+
+
 def test_rectified_topics_use_the_projection_matrix():
     from types import SimpleNamespace
 

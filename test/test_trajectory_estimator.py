@@ -162,10 +162,20 @@ class Probe:
     def __init__(self, name, namespace=None):
         self.node = rclpy.create_node(name, namespace=namespace)
         self.received = {}
+        self.subscriptions = {}
 
     def collect(self, kind, topic, qos=50):
         self.received[topic] = []
-        self.node.create_subscription(kind, topic, self.received[topic].append, qos)
+        self.subscriptions[topic] = self.node.create_subscription(
+            kind, topic, self.received[topic].append, qos)
+
+    def wait_connected(self, publishers, timeout=60.0):
+        """True once every collecting subscription has met a publisher and every one of
+        ``publishers`` a subscriber: messages sent before a match are lost (volatile QoS),
+        and discovery on a loaded machine can take seconds."""
+        return self.spin_until(
+            lambda: all(s.get_publisher_count() > 0 for s in self.subscriptions.values())
+            and all(p.get_subscription_count() > 0 for p in publishers), timeout)
 
     def spin_for(self, seconds):
         deadline = time.monotonic() + seconds
@@ -300,8 +310,8 @@ def test_estimator_across_processes(estimator_process, clip, model_spec):
             probe.collect(kind, topic, 200)
         image_pub = probe.node.create_publisher(Image, "image", 10)
         clock_pub = probe.node.create_publisher(Clock, "/clock", 10)
-        assert probe.spin_until(lambda: image_pub.get_subscription_count() > 0, 60), \
-            "the estimator never subscribed to 'image'"
+        assert probe.wait_connected([image_pub, clock_pub]), \
+            "the estimator and the probe never met on every topic"
         probe.spin_for(0.5)
 
         from rap_ros.backend.shared import get_backend
@@ -429,7 +439,7 @@ def test_camera_info_and_compressed_transport(model_spec, clip):
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         image_pub = probe.node.create_publisher(CompressedImage, "image/compressed", qos)
         probe.camera_info_pub = probe.node.create_publisher(CameraInfo, "camera_info", qos)
-        assert probe.spin_until(lambda: image_pub.get_subscription_count() > 0, 60)
+        assert probe.wait_connected([image_pub, probe.camera_info_pub])
         probe.spin_for(0.3)
         info = cv.K_to_camera_info(clip.K, 64, 48, frame_id="camera_optical_frame")
         for i in range(16):

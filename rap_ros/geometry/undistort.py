@@ -46,3 +46,41 @@ def undistortion(K, d, model, width, height):
 def undistort(image, maps):
     """Apply ``undistortion``'s tables to an image (H, W, C) (bilinear)."""
     return cv2.remap(image, *maps, cv2.INTER_LINEAR)
+
+
+class Undistorter:
+    """One camera_info's calibration, applied to that camera's images at any size.
+
+    Built from the calibrated intrinsics K (3, 3, pixels), image size (width, height), model
+    and coefficients d. Distortion acts on normalised image coordinates, so an image resized
+    from the calibrated size by (sx, sy) is undone with K scaled by (sx, sy) (pixel-centre
+    offsets of half a source pixel are ignored, as in the node's downscaling). The remap
+    tables are computed once per image size; a node sees one or two sizes.
+    """
+
+    def __init__(self, K, size, model, d):
+        self.K = np.asarray(K, dtype=np.float64)
+        self.size = (int(size[0]), int(size[1]))
+        self.model = model
+        self.d = np.asarray(d, dtype=np.float64)
+        self.note = undistortion(self.K, self.d, model, *self.size)[2]
+        self._tables = {}                     # (width, height) -> (maps or None, K)
+
+    def matches(self, K, size, model, d):
+        """True when (K, size, model, d) is this calibration (a repeated camera_info)."""
+        return (np.array_equal(self.K, K) and self.size == tuple(size) and self.model == model
+                and np.array_equal(self.d, d))
+
+    def __call__(self, image, recorded_size):
+        """Undistort ``image`` (H, W, C), recorded at ``recorded_size`` (width, height) and
+        possibly resized since -> (pinhole image, its K), or (image, None) when the image
+        was not recorded at the calibrated size (the calibration does not apply)."""
+        if tuple(recorded_size) != self.size:
+            return image, None
+        height, width = image.shape[:2]
+        if (width, height) not in self._tables:
+            scaled = np.diag([width / self.size[0], height / self.size[1], 1.0]) @ self.K
+            maps, K_new, _ = undistortion(scaled, self.d, self.model, width, height)
+            self._tables[(width, height)] = (maps, K_new)
+        maps, K_new = self._tables[(width, height)]
+        return (image if maps is None else undistort(image, maps)), K_new

@@ -53,6 +53,7 @@ import collections
 import sys
 import threading
 import time
+from typing import NamedTuple
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
@@ -68,7 +69,7 @@ from tf2_msgs.msg import TFMessage
 from rap_ros.geometry.cameras import invert_pose
 from rap_ros.geometry.poses import twist_between
 from rap_ros.geometry.transform_tree import frame_name
-from rap_ros.geometry.undistort import undistort, undistortion
+from rap_ros.geometry.undistort import SUPPORTED_MODELS, Undistorter
 from rap_ros.io import messages
 from rap_ros.io.images import limit_image_size
 from rap_ros.nodes import conversions as cv
@@ -86,6 +87,17 @@ from rap_ros.pipeline.views import ViewPipeline
 from rap_ros_msgs.srv import ResetToPose
 
 METHODS = ("rap", "geometry", "model")
+
+
+class QueuedFrame(NamedTuple):
+    """A frame between the subscription and the odometry worker (rap, geometry)."""
+    seconds: float          # header stamp (s); the node's clock for an unstamped frame
+    stamp: object           # builtin_interfaces/Time for the published messages
+    frame_id: str           # the image's header.frame_id
+    rgb: np.ndarray         # (H, W, 3) uint8, downscaled to max_image_pixels, undistorted if K
+    recorded_size: tuple    # (width, height) as recorded, for a camera_info arriving late
+    K: object               # (3, 3) intrinsics of ``rgb`` or None (no camera_info yet)
+    arrival: float          # time.perf_counter() at arrival, for the latency figures
 PATH_PERIOD_S = 0.5  # rap, geometry: the corrected path is republished at most this often
 
 
@@ -111,13 +123,13 @@ class TrajectoryEstimator(Node):
         self._stopping = False
         self._busy = False
         self._last_stamp = None                # seconds of the last stamped frame taken
-        self._calibration = None               # (K, (width, height), maps) from camera_info
-        self._calibration_source = None        # the camera_info they came from
+        self._undistorter = None               # geometry.undistort.Undistorter of camera_info
         self._path = collections.deque(maxlen=self.max_path_length)  # (frame key, PoseStamped)
         self._previous = None                  # (seconds, T_odom_child) of the last pose
         self._last_path_publish = -float("inf")  # monotonic s of the last path message
         self._last_camera_pose = None          # latest odometry camera pose (run-time scale)
         self._reset_pending = False            # the worker resets the core before its next frame
+        self._drop_held = False                # the worker forgets its held frames (a reset)
         self._T_odom_start = np.eye(4)         # base pose at the first frame (reset_to_pose)
         self.anchor = ScaleAnchor(self.scale)
         self.wheel = WheelScale()
@@ -129,7 +141,8 @@ class TrajectoryEstimator(Node):
         if self.method == "model":
             self._setup_model_stream()
         else:
-            self._queue = collections.deque()
+            self._queue = collections.deque()       # QueuedFrame, subscription -> worker
+            self._held = collections.deque()        # QueuedFrame waiting for camera_info/mount
             self._odometry_lock = threading.Lock()   # the odometry core, used by one thread
             self.odometry = None                     # built at the first frame (needs K)
             self._odometry_key = None
@@ -289,13 +302,11 @@ class TrajectoryEstimator(Node):
             self._bad_input(f"camera_info ignored: {error}")
             return
         with self._lock:
-            if self._calibration_source == (K.tobytes(), size, model, d.tobytes()):
+            if self._undistorter is not None and self._undistorter.matches(K, size, model, d):
                 return
-            self._calibration_source = (K.tobytes(), size, model, d.tobytes())
-            maps, K_images, note = undistortion(K, d, model, *size)
-            if note and maps is None:
-                self.diagnostics.warn(note)
-            self._calibration = (K_images, size, maps)
+            self._undistorter = Undistorter(K, size, model, d)
+            if self._undistorter.note and model not in SUPPORTED_MODELS:
+                self.diagnostics.warn(self._undistorter.note)
             if self.method == "model":
                 self.stream.set_intrinsics(K, size)
 
@@ -367,7 +378,11 @@ class TrajectoryEstimator(Node):
         except ValueError as error:
             self._bad_input(f"image dropped: {error}")
             return
-        rgb, K = self._prepare(rgb, msg.header.frame_id)
+        recorded_size = rgb.shape[1::-1]
+        rgb, downscaled = limit_image_size(rgb, self.max_image_pixels)
+        if downscaled:
+            self.diagnostics.count("images downscaled (max_image_pixels)")
+        rgb, K = self._undistort(rgb, recorded_size)
         with self._lock:
             if self.method == "model":
                 self._add_to_stream(rgb, seconds, msg.header.stamp)
@@ -375,32 +390,24 @@ class TrajectoryEstimator(Node):
             if len(self._queue) >= self.queue_size:
                 self._queue.popleft()
                 self.diagnostics.count("dropped (tracker busy)")
-            self._queue.append((seconds, msg.header.stamp, msg.header.frame_id, rgb, K,
-                                arrival))
+            self._queue.append(QueuedFrame(seconds, msg.header.stamp, msg.header.frame_id, rgb,
+                                           recorded_size, K, arrival))
             self.diagnostics.tick("accepted")
             self.max_buffered = max(self.max_buffered, len(self._queue) + int(self._busy))
             self._work.notify()
 
-    def _prepare(self, rgb, frame_id):
-        """Downscale oversize images and remove lens distortion -> (rgb, K or None)."""
+    def _undistort(self, rgb, recorded_size):
+        """Remove lens distortion with the latest camera_info -> (rgb, K or None); K is None
+        without camera_info or when it is for another image size."""
         with self._lock:
-            calibration = self._calibration
-        height, width = rgb.shape[:2]
-        K = None
-        if calibration is not None:
-            K_info, size, maps = calibration
-            if size == (width, height):
-                K = K_info
-                if maps is not None:
-                    rgb = undistort(rgb, maps)
-            else:
-                self.diagnostics.warn(f"camera_info is for {size[0]}x{size[1]} images, the "
-                                      f"images are {width}x{height}: intrinsics not used")
-        rgb, downscaled = limit_image_size(rgb, self.max_image_pixels)
-        if downscaled:
-            if K is not None:
-                K = np.diag([rgb.shape[1] / width, rgb.shape[0] / height, 1.0]) @ K
-            self.diagnostics.count("images downscaled (max_image_pixels)")
+            undistorter = self._undistorter
+        if undistorter is None:
+            return rgb, None
+        rgb, K = undistorter(rgb, recorded_size)
+        if K is None:
+            self.diagnostics.warn(f"camera_info is for {undistorter.size[0]}x"
+                                  f"{undistorter.size[1]} images, the images are "
+                                  f"{recorded_size[0]}x{recorded_size[1]}: intrinsics not used")
         return rgb, K
 
     def _bad_input(self, text):
@@ -513,6 +520,7 @@ class TrajectoryEstimator(Node):
         self.anchor.reset()
         self.wheel.reset()
         self._reset_pending = True
+        self._drop_held = True
         self.diagnostics.count("resets")
         self.diagnostics.set_value("last reset", reason)
 
@@ -531,7 +539,7 @@ class TrajectoryEstimator(Node):
                 if self.method == "model":
                     self._process_windows(job)
                 else:
-                    self._process_frame(*job)
+                    self._process_frame(job)
             except Exception as error:  # keep the node alive; report and go on
                 self.diagnostics.error(f"frame failed: {type(error).__name__}: {error}")
                 self.get_logger().error(f"frame failed: {type(error).__name__}: {error}")
@@ -581,7 +589,6 @@ class TrajectoryEstimator(Node):
         if self._info_wait_start is None:
             self._info_wait_start = seconds
         if seconds - self._info_wait_start < self.camera_info_timeout:
-            self.diagnostics.count("frames waiting for camera_info")
             return True
         if self.odometry is None:
             text = (f"no camera_info after {self.camera_info_timeout} s: intrinsics from "
@@ -591,9 +598,44 @@ class TrajectoryEstimator(Node):
         self.camera_info_timeout = 0.0  # decided once per run of the node
         return False
 
-    def _process_frame(self, seconds, stamp, frame_id, rgb, K, arrival):
-        if self._waiting_for_camera_info(K, seconds):
+    def _process_frame(self, frame):
+        """Track one frame; frames that arrive before camera_info (up to camera_info_timeout)
+        or before the camera mount (up to mount_timeout) are held, at most queue_size of
+        them, and tracked in order once it is known, so none is lost."""
+        with self._lock:
+            if self._drop_held:
+                self._held.clear()
+                self._drop_held = False
+        waiting = self._waiting_for(frame)
+        if waiting:
+            if len(self._held) >= self.queue_size:
+                self._held.popleft()
+                self.diagnostics.count(f"dropped (waiting for {waiting})")
+            self._held.append(frame)
+            self.diagnostics.count(f"frames held for {waiting}")
             return
+        while self._held:
+            early = self._held.popleft()
+            if early.K is None and frame.K is not None:
+                rgb, K = self._undistort(early.rgb, early.recorded_size)
+                early = early._replace(rgb=rgb, K=K)
+            self._track(early)
+        self._track(frame)
+
+    def _waiting_for(self, frame):
+        """What ``frame`` must wait for ("camera_info", "the camera mount") or None."""
+        if self._waiting_for_camera_info(frame.K, frame.seconds):
+            return "camera_info"
+        with self._lock:
+            mount = self._mount_for(self._camera_frame_of(frame.frame_id), frame.seconds)
+        if mount is None:
+            self.diagnostics.warn(f"waiting for {self.base_frame} -> "
+                                  f"{self._camera_frame_of(frame.frame_id)} on /tf_static")
+            return "the camera mount"
+        return None
+
+    def _track(self, frame):
+        seconds, stamp, frame_id, rgb, _, K, arrival = frame
         camera_frame = self._camera_frame_of(frame_id)
         with self._odometry_lock:
             odometry = self._odometry_for(K, rgb.shape[1::-1])
@@ -605,11 +647,6 @@ class TrajectoryEstimator(Node):
             return
         with self._lock:
             T_base_camera = self._mount_for(camera_frame, seconds)
-            if T_base_camera is None:
-                self.diagnostics.count("waiting for the camera mount")
-                self.diagnostics.warn(f"waiting for {self.base_frame} -> {camera_frame} on "
-                                      "/tf_static")
-                return
             self._publish_frame(result, stamp, seconds, camera_frame, T_base_camera)
             self._frame_stamps[result.index] = seconds
             if keyframes:
