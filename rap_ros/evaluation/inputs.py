@@ -68,7 +68,8 @@ class InputOptions:
         falling back to the only topic of a fitting type when the default is absent.
     gt_frames: (PARENT, CHILD) for TF ground truth. gt_tum: a TUM file overriding any other
         ground truth. K: (3, 3) intrinsics overriding the input's. max_time_diff: seconds
-        allowed between an image and its ground-truth pose.
+        allowed between an image and its ground-truth pose. groundtruth: False reads no ground
+    truth from bags (pseudo-labelling a recording that has none).
     """
 
     image_topic: str = None
@@ -78,6 +79,7 @@ class InputOptions:
     gt_tum: str = None
     K: np.ndarray = None
     max_time_diff: float = DEFAULT_MAX_TIME_DIFF
+    groundtruth: bool = True
 
 
 @dataclass
@@ -276,7 +278,7 @@ def _open_bag(path, options):
                 if note:
                     info["distortion"] = note
         gt, notes = None, []
-        if not options.gt_tum:
+        if not options.gt_tum and options.groundtruth:
             gt, source, notes = _read_groundtruth(bag, topics, options, path)
             info["groundtruth_source"] = source
         if notes:

@@ -2,7 +2,8 @@
 
 Rendering on 2 CPU cores is far slower than a training step, so `build_frame_cache` renders
 `n` clips from train seeds once (`synth.dataset.sample_clip`) into uint8 .npy memmaps under the
-run folder (git-ignored `runs/`), resumably (rendering continues where it stopped). After the
+run folder (git-ignored `runs/`), resumably (rendering continues where it stopped), in the
+clip cache format of `io.clip_cache` (read with its `FrameCache`). After the
 codec is trained, `build_latent_cache` encodes every clip with the frozen codec (video, both
 raxel halves) and computes the motion channels, so a denoiser step only reads arrays.
 
@@ -24,11 +25,9 @@ import torch
 from rap_ros.contract import preprocess
 from rap_ros.geometry.cameras import relative_to_first
 from rap_ros.geometry.raxels import encode_raxels
+from rap_ros.io.clip_cache import CACHE_VERSION, FrameCache  # noqa: F401 (the cache format)
 from rap_ros.model.codec import encode_raxels_latent
 from rap_ros.synth import dataset
-
-CACHE_VERSION = 1
-
 
 # Validation clips: held-out seeds (synth.dataset.held_out_seed), from an index far above the
 # ones evaluation tools start at, so reported validation numbers never use training seeds.
@@ -100,26 +99,6 @@ def build_frame_cache(cache_dir, n: int, frames: int, size: int, workers: int = 
             rate = (k + 1) / (time.time() - t0)
             log(f"  rendered {i + 1}/{n} ({rate:.1f} clips/s)")
     return cache_dir
-
-
-class FrameCache:
-    """Read access to a rendered cache (memmaps)."""
-
-    def __init__(self, cache_dir):
-        cache_dir = Path(cache_dir)
-        meta_path = cache_dir / "meta.json"
-        if not meta_path.is_file():
-            raise FileNotFoundError(f"frame cache not found: {meta_path}")
-        self.meta = json.loads(meta_path.read_text())
-        if self.meta["done"] < self.meta["n"]:
-            raise RuntimeError(f"frame cache {cache_dir} is incomplete "
-                               f"({self.meta['done']}/{self.meta['n']}); rebuild it")
-        self.frames = np.load(cache_dir / "frames.npy", mmap_mode="r")
-        self.K = np.load(cache_dir / "K.npy")
-        self.c2w = np.load(cache_dir / "c2w.npy")
-
-    def __len__(self):
-        return self.frames.shape[0]
 
 
 def raxels_for(K, rel_c2w, size: int, encoding: str) -> np.ndarray:

@@ -4,10 +4,17 @@ One loop per stage, readable top to bottom (nanoGPT style). Works in one CPU pro
 `torchrun` (DistributedDataParallel over gloo; each rank draws its own data from
 seed + rank + step, so runs are deterministic and resumable without saving RNG state).
 
+Fine-tuning (`finetune_dit`) adapts exported weights instead: the shipped codec stays frozen,
+the denoiser continues from its EMA weights on synthetic clips mixed with pseudo-labelled
+clips of the user's recordings (`evaluation.pseudo_labels`, written by `rap-ros train
+--finetune` into real_cache/), through the same loop (`fit_dit`).
+
 Run folder (default runs/<config name>/):
     cache/              rendered training clips (data.build_frame_cache), val_cache/ held-out seeds
+    real_cache/         fine-tuning only: pseudo-labelled clips of the recordings
     codec.pt, dit.pt    resumable checkpoints (model, optimizer, step, elapsed, config)
-    latents_<step>.npz  training set encoded by the frozen codec (step of codec.pt)
+    latents_<tag>.npz   clips encoded by the frozen codec (tag: codec step, or the weights'
+                        digest when fine-tuning)
     log.csv, log.txt    one row per logged step; text log
     rap_small.pt        exported weights {"config", "codec", "dit" (EMA), "meta"} (weights_only)
 
@@ -26,12 +33,13 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from rap_ros.contract import preprocess
+from rap_ros.contract.files import file_sha256
 from rap_ros.contract.config import ModelConfig
 from rap_ros.geometry.raxels import decode_raxels, encode_raxels
 from rap_ros.geometry.rotations import rotation_angle_deg
 from rap_ros.model import data as data_mod
 from rap_ros.model.checkpoint import (CheckpointError, load_checkpoint, load_weights,
-                                      save_checkpoint, weights_from_run)
+                                      save_checkpoint, save_weights, weights_from_run)
 from rap_ros.model.codec import CausalVideoCodec, decode_raxels_latent, encode_raxels_latent
 from rap_ros.model.config import RunConfig
 from rap_ros.model.dit import RaxelDiT, count_parameters
@@ -262,30 +270,90 @@ def encode_raxels_latent_t(codec, rax: np.ndarray):
 # ---------------------------------------------------------------- stage 2: dit
 
 
-def train_dit(run: Run, minutes: float, resume: bool, max_steps: int = 0):
-    mc, tc = run.config.model, run.config.train
-    cache, val = ensure_caches(run)
-    codec_ck = load_checkpoint(run.dir / "codec.pt")
-    if not codec_ck.get("done"):
-        raise CheckpointError(run.dir / "codec.pt", "codec stage not finished; run --stage codec")
-    codec = CausalVideoCodec(mc)
-    codec.load_state_dict(codec_ck["model"])
-    codec.eval().requires_grad_(False)
-    lat_path = run.dir / f"latents_{codec_ck['step']}.npz"
-    if run.main and not lat_path.is_file():
-        run.log(f"dit: encoding the training set with the frozen codec -> {lat_path}")
-        data_mod.build_latent_cache(lat_path, cache, codec, mc, log=run.log)
-    run.barrier()
-    lat = data_mod.build_latent_cache(lat_path, cache, codec, mc)
-    video_all = torch.from_numpy(lat["video"])                          # (N, t, C, s, s)
-    raxel_all = torch.from_numpy(lat["raxel"])                          # (N, t, 2C, s, s)
-    motion_all = torch.from_numpy(lat["motion"])                        # (N, t, M, s, s)
-    N = video_all.shape[0]
-    run.log(f"dit: latents video std {float(video_all.std()):.3f}, raxel std "
-            f"{float(raxel_all.std()):.3f}, motion abs mean {float(motion_all.abs().mean()):.4f}")
+class LatentClips:
+    """Training clips of one clip cache, encoded by the frozen codec: video (N, t, C, s, s),
+    raxel (N, t, 2C, s, s), motion (N, t, M, s, s) latents, and the cache's K and poses for
+    the cosine loss on ray directions."""
 
-    torch.manual_seed(tc.seed)
-    dit = RaxelDiT(mc)
+    def __init__(self, latents: dict, cache: data_mod.FrameCache, config: ModelConfig):
+        self.video = torch.from_numpy(latents["video"])
+        self.raxel = torch.from_numpy(latents["raxel"])
+        self.motion = torch.from_numpy(latents["motion"])
+        self.cache, self.config = cache, config
+
+    def __len__(self):
+        return self.video.shape[0]
+
+    def latents(self, i):
+        """Clip i -> (video (t, C, s, s), raxel (t, 2C, s, s), motion (t, M, s, s))."""
+        return self.video[i], self.raxel[i], self.motion[i]
+
+    def directions(self, i):
+        """Clip i's normalised ray directions (T, 3, S, S), for the cosine loss."""
+        mc = self.config
+        return data_mod.raxels_for(self.cache.K[i], self.cache.c2w[i], mc.image_size,
+                                   mc.raxel_encoding)[:, 0:3]
+
+
+def draw_batch(sources, weights, rng, batch, cosine_samples):
+    """A training batch from LatentClips ``sources`` in proportions ``weights``: each example
+    picks its source, then one of its clips, uniformly -> (video, raxel, motion, dirs of the
+    first ``cosine_samples`` examples or None)."""
+    which = np.sort(rng.choice(len(sources), size=batch, p=np.asarray(weights) / np.sum(weights)))
+    picks = [(sources[k], int(rng.integers(0, len(sources[k])))) for k in which]
+    video, raxel, motion = (torch.stack([source.latents(i)[j] for source, i in picks])
+                            for j in range(3))
+    dirs = None
+    if cosine_samples:
+        dirs = torch.from_numpy(np.stack([source.directions(i)
+                                          for source, i in picks[:cosine_samples]]))
+    return video, raxel, motion, dirs
+
+
+def frozen_codec(path):
+    """The finished codec of a run (codec.pt), frozen."""
+    codec_ck = load_checkpoint(path)
+    if not codec_ck.get("done"):
+        raise CheckpointError(path, "codec stage not finished; run --stage codec")
+    codec = CausalVideoCodec(ModelConfig.from_dict(dict(codec_ck["config"]["model"])))
+    codec.load_state_dict(codec_ck["model"])
+    return codec.eval().requires_grad_(False), codec_ck["step"]
+
+
+def encoded_clips(run: Run, cache, codec, tag):
+    """LatentClips of ``cache``, encoded once into run.dir/latents_<tag>.npz (rank 0)."""
+    path = run.dir / f"latents_{tag}.npz"
+    if run.main and not path.is_file():
+        run.log(f"encoding {len(cache)} clips with the frozen codec -> {path}")
+        data_mod.build_latent_cache(path, cache, codec, run.config.model, log=run.log)
+    run.barrier()
+    clips = LatentClips(data_mod.build_latent_cache(path, cache, codec, run.config.model),
+                        cache, run.config.model)
+    run.log(f"{tag}: latents video std {float(clips.video.std()):.3f}, raxel std "
+            f"{float(clips.raxel.std()):.3f}, motion abs mean "
+            f"{float(clips.motion.abs().mean()):.4f}")
+    return clips
+
+
+def train_dit(run: Run, minutes: float, resume: bool, max_steps: int = 0):
+    """Stage 2: the denoiser from scratch on the synthetic clips' latents."""
+    cache, val = ensure_caches(run)
+    codec, codec_step = frozen_codec(run.dir / "codec.pt")
+    synthetic = encoded_clips(run, cache, codec, str(codec_step))
+    torch.manual_seed(run.config.train.seed)
+    dit = RaxelDiT(run.config.model)
+    fit_dit(run, codec, dit, [synthetic], [1.0], minutes, resume, max_steps)
+    if run.main:
+        out = weights_from_run(run.dir, run.dir / "rap_small.pt")
+        run.log(f"exported weights -> {out}")
+    return dit
+
+
+def fit_dit(run: Run, codec, dit, sources, weights, minutes, resume, max_steps=0):
+    """The denoiser loop (flow matching, AdamW, EMA), resumable from run.dir/dit.pt, on
+    batches drawn from ``sources`` (LatentClips) in proportions ``weights``. Ends with the
+    held-out pose evaluation of the EMA weights on the run's synthetic validation clips."""
+    mc, tc = run.config.model, run.config.train
     ema = RaxelDiT(mc).requires_grad_(False)
     ema.load_state_dict(dit.state_dict())
     opt = torch.optim.AdamW(dit.parameters(), lr=tc.lr, weight_decay=tc.weight_decay,
@@ -296,12 +364,14 @@ def train_dit(run: Run, minutes: float, resume: bool, max_steps: int = 0):
         step, elapsed, _ = resume_stage(path, opt, model=dit, ema=ema)
         run.log(f"dit: resumed from step {step} ({elapsed / 60:.1f} min)")
     run.log(f"dit: {count_parameters(dit):,} parameters (codec {count_parameters(codec):,}), "
-            f"{N} clips, batch {tc.batch} x {run.world} ranks")
+            f"clips {' + '.join(str(len(s)) for s in sources)} drawn {weights}, "
+            f"batch {tc.batch} x {run.world} ranks")
     model = _wrap(dit, run)
     budget = minutes * 60.0
     last_save, t_start, el0 = time.time(), time.time(), elapsed
     bar = run.progress(budget, elapsed, "dit")
     t_lat = mc.latent_frames
+    cosine_samples = min(tc.cosine_samples, tc.batch) if tc.cosine_weight > 0 else 0
 
     def save():
         if run.main:
@@ -314,15 +384,8 @@ def train_dit(run: Run, minutes: float, resume: bool, max_steps: int = 0):
         if run.stop_agreed(stop):
             break
         rng, gen = run.rng("dit", step)
-        idx = torch.from_numpy(rng.integers(0, N, tc.batch))
-        video, raxel, motion = video_all[idx], raxel_all[idx], motion_all[idx]
+        video, raxel, motion, dirs = draw_batch(sources, weights, rng, tc.batch, cosine_samples)
         _, clean_v, clean_r = draw_jobs(tc.batch, t_lat, tc.job_probs, tc.p_k_known, gen)
-        dirs = None
-        if tc.cosine_weight > 0:
-            k = min(tc.cosine_samples, tc.batch)
-            dirs = torch.from_numpy(np.stack([
-                data_mod.raxels_for(cache.K[i], cache.c2w[i], mc.image_size,
-                                    mc.raxel_encoding)[:, 0:3] for i in idx[:k].tolist()]))
         lr = lr_at(tc.lr, step, tc.warmup_steps, elapsed / budget)
         for g in opt.param_groups:
             g["lr"] = lr
@@ -363,12 +426,44 @@ def train_dit(run: Run, minutes: float, resume: bool, max_steps: int = 0):
     run.barrier()
     run.log(f"dit: finished at step {step} ({elapsed / 60:.1f} min)")
     if run.main:
-        out = weights_from_run(run.dir, run.dir / "rap_small.pt")
-        run.log(f"exported weights -> {out}")
+        val = data_mod.FrameCache(run.dir / "val_cache")
         metrics = evaluate_pose(codec, ema.eval(), val, mc)
         run.log("pose eval (held-out, video->camera, EMA): "
                 + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
-    return dit
+    return ema
+
+
+def finetune_dit(run: Run, weights, real_cache, minutes, resume, max_steps=0,
+                 real_fraction=0.5):
+    """Adapt shipped weights to pseudo-labelled real clips (a clip cache,
+    ``evaluation.pseudo_labels``), drawn in proportion ``real_fraction`` with the synthetic
+    training clips so the model keeps what it knew. The codec stays as shipped (frozen: the
+    latent space the ONNX graphs and the real clips' latents share); the denoiser starts
+    from the weights' EMA denoiser. Writes run.dir/rap_small.pt with the provenance in
+    ``meta``. Returns its path."""
+    config, codec, dit = load_weights(weights)
+    codec.requires_grad_(False)
+    cache, _ = ensure_caches(run)
+    digest = file_sha256(weights)[:12]
+    synthetic = encoded_clips(run, cache, codec, f"synthetic_{digest}")
+    real_clips = data_mod.FrameCache(real_cache)
+    if not len(real_clips):
+        raise ValueError(f"no pseudo-labelled clips in {real_cache}: the odometry core "
+                         "tracked no window of the recordings")
+    labels = file_sha256(Path(real_cache) / "c2w.npy")[:12]   # new labels: encoded anew
+    real = encoded_clips(run, real_clips, codec, f"real_{digest}_{labels}")
+    dit.train()
+    ema = fit_dit(run, codec, dit, [synthetic, real], [1.0 - real_fraction, real_fraction],
+                  minutes, resume, max_steps)
+    out = run.dir / "rap_small.pt"
+    if run.main:
+        meta = {"finetuned_from": str(weights), "finetuned_from_sha256": file_sha256(weights),
+                "real_clips": len(real), "real_fraction": real_fraction,
+                "recordings": real_clips.meta.get("recordings", []),
+                "dit_weights": "ema"}
+        save_weights(out, config, codec, ema, meta)
+        run.log(f"fine-tuned weights -> {out}")
+    return out
 
 
 @torch.no_grad()

@@ -5,6 +5,14 @@
     rap-ros train --config tiny --stage dit --set train.minutes=5 model.attention=joint
     python -m torch.distributed.run --nproc_per_node=2 -m rap_ros.tools.cli train ...  # DDP/gloo
     rap-ros train --run-dir runs/default --export rap_ros/model/weights/rap_small.pt   # export only
+    rap-ros train --finetune my.bag other_bag/ --minutes 20    # adapt to your own recordings
+
+Fine-tuning (``--finetune INPUT...``, bags or sequence folders with intrinsics, no ground
+truth needed): the odometry core (method geometry) poses every frame, tracked windows become
+pseudo-labelled clips (``evaluation.pseudo_labels``), and the shipped weights (or
+``--weights``) are trained further on them mixed with synthetic clips (``--real-fraction``).
+The result is <run-dir>/rap_small.pt (default run folder runs/finetune); run it with
+``backend:=torch:PATH`` / ``--backend torch:PATH``, or export it with ``rap-ros export``.
 """
 import sys
 from pathlib import Path
@@ -40,6 +48,19 @@ def register(subparsers):
                         help="only evaluate exported weights on the run's held-out clips "
                              "(codec PSNR and pose error through the codec; video->camera "
                              "rotation error with Euler/Heun at 1, 2, 4 steps) and exit")
+    parser.add_argument("--finetune", nargs="+", default=None, metavar="INPUT",
+                        help="adapt weights to these recordings (bags or sequence folders) "
+                             "with pseudo-labels from the odometry core; config default: "
+                             "finetune")
+    parser.add_argument("--weights", default=None,
+                        help="weights to fine-tune (default: the shipped weights)")
+    parser.add_argument("--real-fraction", type=float, default=0.5,
+                        help="share of each fine-tuning batch drawn from the recordings "
+                             "(default 0.5; the rest synthetic)")
+    parser.add_argument("--span", nargs=2, type=float, default=(0.0, 1.0),
+                        metavar=("START", "END"),
+                        help="fine-tune on this fraction of each recording, e.g. 0 0.6 to "
+                             "hold out the last 40%% for measuring (default: 0 1)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar / console log")
     parser.set_defaults(func=main)
 
@@ -49,6 +70,8 @@ def main(args) -> int:
     from rap_ros.model import checkpoint, train
     from rap_ros.model.config import load_run_config
 
+    if args.finetune:
+        return finetune(args)
     name = Path(args.config).stem
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / name
     try:
@@ -67,4 +90,39 @@ def main(args) -> int:
     except (FileNotFoundError, ValueError, checkpoint.CheckpointError) as error:
         print(f"rap-ros train: error: {error}", file=sys.stderr)
         return 1
+    return 0
+
+
+def finetune(args) -> int:
+    """``--finetune``: pseudo-label the recordings, then adapt the weights to them."""
+    from rap_ros.backend.shared import default_weights
+    from rap_ros.contract.files import ModelFileError
+    from rap_ros.evaluation.pseudo_labels import label_recordings
+    from rap_ros.io.errors import InputError
+    from rap_ros.model import checkpoint, train
+    from rap_ros.model.config import RunConfig, load_run_config
+
+    config_name = "finetune" if args.config == "default" else args.config
+    run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / "finetune"
+    real_cache = run_dir / "real_cache"
+    try:
+        weights = Path(args.weights) if args.weights else default_weights()
+        model_config = checkpoint.read_weights(weights)[0]
+        config = RunConfig(model_config, load_run_config(config_name, args.set).train)
+        if not 0.0 < args.real_fraction <= 1.0:
+            raise ValueError(f"--real-fraction must be in (0, 1], got {args.real_fraction}")
+        if not (args.resume and (real_cache / "meta.json").is_file()):
+            labels = label_recordings(args.finetune, model_config.frames,
+                                      model_config.image_size, span=tuple(args.span))
+            labels.save(real_cache, span=list(args.span))
+        run = train.Run(run_dir, config, quiet=args.quiet)
+        run.log(f"fine-tune {weights} on {', '.join(map(str, args.finetune))}")
+        minutes = args.minutes if args.minutes is not None else config.train.minutes
+        out = train.finetune_dit(run, weights, real_cache, minutes, args.resume,
+                                 max_steps=args.max_steps, real_fraction=args.real_fraction)
+    except (FileNotFoundError, ValueError, InputError, ModelFileError,
+            checkpoint.CheckpointError) as error:
+        print(f"rap-ros train: error: {error}", file=sys.stderr)
+        return 1
+    print(f"wrote {out} (run it with --backend torch:{out}, or `rap-ros export` it)")
     return 0
