@@ -27,14 +27,16 @@ STATIC_QOS = QoSProfile(depth=100, durability=DurabilityPolicy.TRANSIENT_LOCAL,
 
 
 class TfTopics:
-    """Listens to /tf and /tf_static for ``node``; ``ignore_child`` (e.g. the frame the node
-    publishes itself) is tracked for parents like any other."""
+    """Listens to /tf and /tf_static for ``node`` (in ``callback_group``, default the node's);
+    ``ignore_child`` (e.g. the frame the node publishes itself) is tracked for parents like
+    any other."""
 
-    def __init__(self, node, max_frames=1000):
+    def __init__(self, node, max_frames=1000, callback_group=None):
         self.tree = TransformTree(max_frames=max_frames)
-        self.static_sub = node.create_subscription(TFMessage, "/tf_static",
-                                                   self._on_static, STATIC_QOS)
-        self.dynamic_sub = node.create_subscription(TFMessage, "/tf", self._on_dynamic, 100)
+        self.static_sub = node.create_subscription(TFMessage, "/tf_static", self._on_static,
+                                                   STATIC_QOS, callback_group=callback_group)
+        self.dynamic_sub = node.create_subscription(TFMessage, "/tf", self._on_dynamic, 100,
+                                                    callback_group=callback_group)
         self._buffer = None
         if tf2_ros is not None:
             self._buffer = tf2_ros.Buffer()

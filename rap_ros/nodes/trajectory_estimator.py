@@ -150,17 +150,26 @@ class TrajectoryEstimator(Node):
             self._info_wait_start = None
             self._frame_stamps = BoundedDict(1000)  # frame index -> stamp (s), for the scale
 
+        # One callback group per input. In one group (the node's default), rclpy's executor
+        # skips a ready camera_info whenever the image callback it dispatched just before
+        # still runs, and camera_info comes with every image: measured with bench_node at
+        # 30 Hz, the first camera_info was handled 1.7 s into the stream and most never.
         qos = reliability_qos(self.qos_reliability, self.qos_depth)
         if self.image_transport == "compressed":
             self.image_sub = self.create_subscription(
-                CompressedImage, "image/compressed", self._on_compressed, qos)
+                CompressedImage, "image/compressed", self._on_compressed, qos,
+                callback_group=MutuallyExclusiveCallbackGroup())
         else:
-            self.image_sub = self.create_subscription(Image, "image", self._on_image, qos)
-        self.info_sub = self.create_subscription(CameraInfo, "camera_info",
-                                                 self._on_camera_info, qos)
-        self.wheel_sub = self.create_subscription(Odometry, "wheel_odometry",
-                                                  self._on_wheel_odometry, 50)
-        self.tf_topics = TfTopics(self)
+            self.image_sub = self.create_subscription(
+                Image, "image", self._on_image, qos,
+                callback_group=MutuallyExclusiveCallbackGroup())
+        self.info_sub = self.create_subscription(
+            CameraInfo, "camera_info", self._on_camera_info, qos,
+            callback_group=MutuallyExclusiveCallbackGroup())
+        self.wheel_sub = self.create_subscription(
+            Odometry, "wheel_odometry", self._on_wheel_odometry, 50,
+            callback_group=MutuallyExclusiveCallbackGroup())
+        self.tf_topics = TfTopics(self, callback_group=MutuallyExclusiveCallbackGroup())
         self.tf_pub = self.create_publisher(TFMessage, "/tf", 100)
         self.path_pub = self.create_publisher(Path, "path", 10)
         self.odom_pub = self.create_publisher(Odometry, "odometry", 50)
