@@ -107,13 +107,21 @@ class ViewPredictor(Node):
         self._warned_no_pose = False
         self._warned_downscale = False
 
+        # One callback group per input, as in trajectory_estimator: in one shared group the
+        # executor skips camera_info and odometry while an image callback runs.
         sensor_qos = reliability_qos(self.qos_reliability, 2)
-        self.image_sub = self.create_subscription(Image, "image", self._on_image, sensor_qos)
-        self.info_sub = self.create_subscription(CameraInfo, "camera_info",
-                                                 self._on_camera_info, sensor_qos)
+        self.image_sub = self.create_subscription(
+            Image, "image", self._on_image, sensor_qos,
+            callback_group=MutuallyExclusiveCallbackGroup())
+        self.info_sub = self.create_subscription(
+            CameraInfo, "camera_info", self._on_camera_info, sensor_qos,
+            callback_group=MutuallyExclusiveCallbackGroup())
         self.estimated_info_sub = self.create_subscription(
-            CameraInfo, "estimated_camera_info", self._on_estimated_info, 10)
-        self.odom_sub = self.create_subscription(Odometry, "odometry", self._on_odometry, 10)
+            CameraInfo, "estimated_camera_info", self._on_estimated_info, 10,
+            callback_group=MutuallyExclusiveCallbackGroup())
+        self.odom_sub = self.create_subscription(
+            Odometry, "odometry", self._on_odometry, 10,
+            callback_group=MutuallyExclusiveCallbackGroup())
         self.tf_buffer = None
         if self.use_tf and tf2_ros is not None:
             self.tf_buffer = tf2_ros.Buffer()
