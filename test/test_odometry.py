@@ -227,6 +227,13 @@ def test_no_camera_info_with_prior_uses_its_k(drive):
     assert results[0].source == "buffered" and results[0].health == "initialising"
     assert np.allclose(vo.K, wrong)
     assert _ate_pct(vo.trajectory(), drive.c2w) < 5.0
+    # Every frame gets one answer that is not "buffered": the held ones come back as
+    # ``earlier`` with the push that fills the model's window, in order.
+    answered = [r.index for result in results for r in (*result.earlier, result)
+                if r.source != "buffered"]
+    assert answered == list(range(len(drive.frames)))
+    replayed = next(r for r in results if r.earlier)
+    assert [e.index for e in replayed.earlier] == list(range(prior.window - 1))
 
 
 def test_lost_then_recovered_is_detected(drive):

@@ -189,6 +189,40 @@ def test_no_tf_for_a_base_frame_with_another_parent(model_spec, drive):
     assert "Traceback" not in output, output[-3000:]
 
 
+def test_rap_without_camera_info_answers_every_frame(model_spec, drive):
+    """Method rap, no camera_info: the first frames wait for it (camera_info_timeout), then
+    for the model's intrinsics (one window); each of them still gets its odometry message,
+    in order, and the intrinsics are published."""
+    frames = 30
+    process = node_process(model_spec, "-p", "method:=rap", "-p", "camera_info_timeout:=0.5")
+    rclpy.init()
+    probe, pubs = make_probe("no_info_probe")
+    probe.collect(CameraInfo, "estimated_camera_info", 50)
+    try:
+        assert probe.wait_connected([pubs[k] for k in ("image", "clock")])
+        probe.spin_for(0.5)
+        for i, frame in enumerate(drive.frames[:frames]):
+            stamp = cv.seconds_to_stamp(START + i / HZ)
+            pubs["clock"].publish(Clock(clock=stamp))
+            pubs["image"].publish(cv.array_to_image(frame, "rgb8", stamp,
+                                                    "camera_optical_frame"))
+            probe.spin_for(1.0 / HZ)
+        odometry = probe.received["odometry"]
+        assert probe.spin_until(lambda: len(odometry) >= frames, 60), len(odometry)
+        probe.spin_for(0.5)
+        stamps = [msgs.stamp_seconds(o.header.stamp) for o in odometry]
+        np.testing.assert_allclose(stamps, START + np.arange(frames) / HZ, atol=1e-6)
+        values = diagnostic_values(probe.received["/diagnostics"], "trajectory_estimator")
+        assert int(values.get("frames held for camera_info", 0)) > 0, values
+        assert int(values.get("frames buffered for intrinsics", 0)) > 0, values
+        assert probe.received["estimated_camera_info"]
+    finally:
+        probe.node.destroy_node()
+        rclpy.try_shutdown()
+        output = stop_process(process)
+    assert "Traceback" not in output, output[-3000:]
+
+
 # ------------------------------------------------------------------ one calibration path
 
 DISTORTION = ("plumb_bob", np.array([-0.25, 0.08, 0.001, -0.001, 0.0]))

@@ -163,19 +163,28 @@ class OdometryEstimator(PoseStream):
     def push(self, frame, stamp, tag=None):
         result = self.vo.push(frame, float(stamp))
         index = len(self.frame_log)
-        self.frame_log.append(FrameLog(
-            index=index, stamp=float(stamp), health=result.health,
+        self.frame_log.append(None)
+        self._c2w.append(None)
+        self._cov.append(None)
+        self._tags.append(tag)
+        # frames held for the model's K are answered again, tracked, with this push
+        for earlier in result.earlier:
+            self._record(earlier.index, earlier, self.frame_log[earlier.index].stamp)
+        c2w, cov = self._record(index, result, float(stamp))
+        return FixedPoses(first=index, stamps=np.array([float(stamp)]), c2w=c2w[None],
+                          covariance=cov[None], tags=[tag])
+
+    def _record(self, index, result, stamp):
+        """Log frame ``index``'s result -> (c2w, covariance)."""
+        self.frame_log[index] = FrameLog(
+            index=index, stamp=stamp, health=result.health,
             recovered=bool(result.recovered), source=result.source,
             keyframe=bool(result.is_keyframe), inliers=int(result.inliers),
             tracks=int(result.tracks), disagreement_deg=float(result.disagreement_deg),
-            ms=1e3 * float(result.timing.get("total", 0.0))))
-        c2w = np.asarray(result.c2w, np.float64)
-        cov = np.asarray(result.covariance, np.float64)
-        self._c2w.append(c2w)
-        self._cov.append(cov)
-        self._tags.append(tag)
-        return FixedPoses(first=index, stamps=np.array([float(stamp)]), c2w=c2w[None],
-                          covariance=cov[None], tags=[tag])
+            ms=1e3 * float(result.timing.get("total", 0.0)))
+        self._c2w[index] = np.asarray(result.c2w, np.float64)
+        self._cov[index] = np.asarray(result.covariance, np.float64)
+        return self._c2w[index], self._cov[index]
 
     def _stamps(self):
         return np.array([f.stamp for f in self.frame_log], np.float64)

@@ -146,6 +146,7 @@ class TrajectoryEstimator(Node):
             self._odometry_lock = threading.Lock()   # the odometry core, used by one thread
             self.odometry = None                     # built at the first frame (needs K)
             self._odometry_key = None
+            self._awaiting_intrinsics = []           # (seconds, stamp) the core holds for K
             self._lost_since = None
             self._info_wait_start = None
             self._frame_stamps = BoundedDict(1000)  # frame index -> stamp (s), for the scale
@@ -583,8 +584,10 @@ class TrajectoryEstimator(Node):
                                           samples=self.samples, steps=self.model["steps"],
                                           seed=self.model["seed"])
             self._odometry_key = key
+            self._awaiting_intrinsics.clear()
         elif pending:
             self.odometry.reset()
+            self._awaiting_intrinsics.clear()
         return self.odometry
 
     def _last_odometry_pose(self):
@@ -649,20 +652,29 @@ class TrajectoryEstimator(Node):
         with self._odometry_lock:
             odometry = self._odometry_for(K, rgb.shape[1::-1])
             result = odometry.push(rgb, seconds)
-            keyframes = odometry.keyframes() if result.is_keyframe else None
+            keyframes = odometry.keyframes() if any(
+                r.is_keyframe for r in (*result.earlier, result)) else None
         self.diagnostics.latency("tracking", result.timing.get("total", 0.0))
         if result.source == "buffered":      # waiting for the model's intrinsics
             self.diagnostics.count("frames buffered for intrinsics")
+            self._awaiting_intrinsics.append((seconds, stamp))
             return
+        # Frames the core held for the model's K come back with this one: publish each.
+        replayed = list(zip(result.earlier, self._awaiting_intrinsics))
+        self._awaiting_intrinsics.clear()
         with self._lock:
             T_base_camera = self._mount_for(camera_frame, seconds)
+            for earlier, (earlier_seconds, earlier_stamp) in replayed:
+                self._publish_frame(earlier, earlier_stamp, earlier_seconds, camera_frame,
+                                    T_base_camera)
+                self._frame_stamps[earlier.index] = earlier_seconds
             self._publish_frame(result, stamp, seconds, camera_frame, T_base_camera)
             self._frame_stamps[result.index] = seconds
             if keyframes:
                 self._correct_path(keyframes, T_base_camera)
                 self._update_scale(keyframes, result.c2w)
         self.diagnostics.latency("arrival to odometry", time.perf_counter() - arrival)
-        if K is None and result.index % 30 == 0 and odometry.K is not None:
+        if K is None and odometry.K is not None and (result.earlier or result.index % 30 == 0):
             self.info_pub.publish(cv.K_to_camera_info(odometry.K, rgb.shape[1], rgb.shape[0],
                                                       stamp, camera_frame))
 

@@ -61,6 +61,8 @@ class FrameResult:
     inliers: PnP inliers (0 if not placed by PnP); tracks: live KLT tracks.
     disagreement_deg: model vs geometry rotation over the last prior window (0 without).
     timing: seconds per stage (track, pose, keyframe, ba, prior, total).
+    earlier: results of the frames held for the model's K and tracked in this push (oldest
+    first; they were answered "buffered"), so a caller can publish every frame.
     """
 
     index: int
@@ -75,6 +77,7 @@ class FrameResult:
     tracks: int = 0
     disagreement_deg: float = 0.0
     timing: dict = field(default_factory=dict)
+    earlier: list = field(default_factory=list)
 
 
 @dataclass
@@ -228,9 +231,9 @@ class VisualOdometry:
         self.stats["prior_seconds"] += time.perf_counter() - t
         self.K = np.asarray(window.K, float)
         held, self._buffered_k = self._buffered_k, []
-        result = None
-        for im, st in held:
-            result = self._push(im, st, time.perf_counter())
+        results = [self._push(im, st, time.perf_counter()) for im, st in held]
+        result = results[-1]
+        result.earlier = results[:-1]
         result.timing["total"] = time.perf_counter() - t0
         return result
 
