@@ -22,6 +22,8 @@ Methods (``ViewPipeline`` preview modes):
   z-buffer
 * warp+model (...): the composite: the warp where it has data, the model's frame (mapped back
   onto the full frame) where it has not, feathered; with each of the warps above.
+* guided (...): the same composite, the model's frames generated from the warp (SDEdit from
+  flow time 0.5) instead of from noise.
 Warp modes preview the full frame at the source's resolution; model-mode previews and their
 goal are the centred square at 64 px. Scores are computed with the longer side at most 128 px.
 
@@ -134,9 +136,12 @@ def methods(backend, synthetic):
         out["oracle depth warp"] = (ViewPipeline(backend, preview="warp"), "oracle")
     out["warp+model (rotation)"] = (ViewPipeline(backend, preview="warp+model", seed=1), None)
     out["warp+model (plane)"] = (ViewPipeline(backend, preview="warp+model", seed=1), "plane")
+    out["guided (plane)"] = (ViewPipeline(backend, preview="guided", seed=1), "plane")
     if synthetic:
         out["warp+model (oracle depth)"] = (
             ViewPipeline(backend, preview="warp+model", seed=1), "oracle")
+        out["guided (oracle depth)"] = (ViewPipeline(backend, preview="guided", seed=1),
+                                        "oracle")
     return out
 
 
@@ -213,7 +218,7 @@ def timing(backend, source, K, T, repeats=3):
     rel = relative_to_first(rel)[0]
     paths = np.stack([rel] * 8)
     out = {}
-    for mode, pixels in (("model", 0), ("warp", 0), ("warp+model", 0),
+    for mode, pixels in (("model", 0), ("warp", 0), ("warp+model", 0), ("guided", 0),
                          ("warp+model", 640 * 480)):
         pipe = ViewPipeline(backend, preview=mode, max_preview_pixels=pixels)
         pipe.predict(source, K, rel, depth=FALLBACK_DEPTH)  # warm

@@ -160,3 +160,30 @@ def test_previews_turn_with_their_paths(backend, street):
     assert model.shape == (T, S, S, 3)
     with pytest.raises(ValueError, match="preview"):
         ViewPipeline(backend, preview="sketch")
+
+
+def test_guided_previews_start_from_the_warp(backend, street):
+    """"guided": the model's frames are denoised from the warp noised to ``guide_t``. At
+    guide_t = 1 (pure noise) it is "warp+model" exactly; near 0 the model's frames are the
+    warp as the codec reproduces it, so its fill continues the warped scene."""
+    scene, K, c2w, _ = street
+    T = int(backend.config.frames)
+    path = relative_to_first(np.stack([_turn(-25.0 * i / (T - 1)) @ _shift(0, 0, 0.1 * i)
+                                       for i in range(T)]))[0]
+    source = render(scene, K, c2w[None], H, W, 2)[0]
+    plain = ViewPipeline(backend, preview="warp+model", seed=4).predict(source, K, path, 5.0)
+    as_noise = ViewPipeline(backend, preview="guided", guide_t=1.0, seed=4).predict(
+        source, K, path, 5.0)
+    np.testing.assert_array_equal(as_noise, plain)
+    near = ViewPipeline(backend, preview="guided", guide_t=0.05, seed=4)
+    prepared = near._prepare_source(source, K)
+    warps = near._chunk_warps(prepared, path[None], [5.0])
+    guide = near._warps_in_model_view(prepared, warps)
+    frames = near._predict_chunk(prepared.latent, prepared.K_model, path[None],
+                                 near._draw_noise(1, T), guide)
+    unguided = near._predict_chunk(prepared.latent, prepared.K_model, path[None],
+                                   near._draw_noise(1, T))
+    error = lambda a: np.abs(a[0, 1:].astype(float) - guide[0, 1:]).mean()
+    assert error(frames) < 0.5 * error(unguided), (error(frames), error(unguided))
+    with pytest.raises(ValueError, match="guide_t"):
+        ViewPipeline(backend, preview="guided", guide_t=0.0)

@@ -11,11 +11,13 @@ SAMPLERS = ("euler", "heun")
 
 
 def integrate_flow(backend, video, raxel, clean_video, clean_raxel, motion, steps,
-                   sampler="euler"):
-    """Integrate the flow from t = 1 (noise) to t = 0 on the noised latent frames.
+                   sampler="euler", t_start=1.0):
+    """Integrate the flow from t = t_start to t = 0 on the noised latent frames.
 
     video (B, t, C, s, s), raxel (B, t, 2C, s, s): clean latents at the frames marked
-    in clean_video, clean_raxel ((t,) bool), noise elsewhere; motion (B, t, M, s, s).
+    in clean_video, clean_raxel ((t,) bool), elsewhere noise (t_start = 1) or a guess noised
+    to flow time t_start ((1 - t_start) guess + t_start noise, as SDEdit starts from a
+    guide image); motion (B, t, M, s, s).
     ``steps`` uniform steps of Euler (one velocity call each) or Heun (two calls each,
     the second at the step's end, including the last step to t = 0).
     Clean frames keep flow time 0 and are never changed. Returns (video, raxel).
@@ -24,6 +26,8 @@ def integrate_flow(backend, video, raxel, clean_video, clean_raxel, motion, step
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
+    if not 0.0 < t_start <= 1.0:
+        raise ValueError(f"t_start must be in (0, 1], got {t_start}")
     batch = video.shape[0]
     noised_v = ~np.asarray(clean_video, bool)
     noised_r = ~np.asarray(clean_raxel, bool)
@@ -36,7 +40,7 @@ def integrate_flow(backend, video, raxel, clean_video, clean_raxel, motion, step
         return backend.velocity(v, r, t_video.astype(np.float32), t_raxel.astype(np.float32),
                                 motion)
 
-    times = np.linspace(1.0, 0.0, steps + 1, dtype=np.float32)
+    times = np.linspace(t_start, 0.0, steps + 1, dtype=np.float32)
     video = np.array(video, dtype=np.float32)
     raxel = np.array(raxel, dtype=np.float32)
     for t0, t1 in zip(times[:-1], times[1:]):

@@ -16,6 +16,10 @@ source camera (OpenCV axes) at the contract's normalised scale
 * ``"warp+model"``: geometry carries, the model does what geometry cannot: the warp where it
   has data, the model's frame (mapped back onto the full frame through the inverse of the
   framing) where it has not (out of view, disocclusions), blended over a feathered band.
+* ``"guided"``: as "warp+model", but the model's frames are generated from the warp (SDEdit:
+  the warp's latents, hole-filled, noised to flow time ``guide_t`` and denoised from there),
+  so what the model fills continues the warped scene instead of being drawn from noise.
+  Training-free: the model was not trained with warps as input.
 
 ``goal_scores`` compares previews with a goal image (SSIM, and two exposure-robust
 distances: gradient correlation and census), for planners ranking candidate paths.
@@ -36,7 +40,8 @@ from rap_ros.pipeline.sampling import SAMPLERS, encode_raxel_latents, integrate_
 from rap_ros.pipeline.trajectory import TrajectoryPipeline
 from rap_ros.pipeline.warp import composite, fill_invalid, forward_warp_depth, warp_homography
 
-PREVIEW_MODES = ("model", "warp", "warp+model")
+PREVIEW_MODES = ("model", "warp", "warp+model", "guided")
+WARP_MODES = ("warp", "warp+model", "guided")      # modes that warp the source
 GOAL_SCORE_SIDE = 128  # goal scores are computed with the longer side downscaled to this
 
 
@@ -98,10 +103,12 @@ class ViewPipeline:
         docstring): "model" (the default here: the model's S x S frames), "warp" or
         "warp+model" (full frame, at most ``max_preview_pixels``, 0: the source's size).
     feather_px: width in preview pixels of the blend between warp and model.
+    guide_t: flow time the "guided" mode starts from (0: the warp unchanged, 1: pure noise,
+        as "warp+model"); 0.5, half noise, was chosen a priori, not tuned.
     """
 
     def __init__(self, backend, steps=1, sampler="euler", seed=0, estimator=None,
-                 preview="model", max_preview_pixels=0, feather_px=4.0):
+                 preview="model", max_preview_pixels=0, feather_px=4.0, guide_t=0.5):
         if sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
         if preview not in PREVIEW_MODES:
@@ -109,6 +116,9 @@ class ViewPipeline:
         self.preview = preview
         self.max_preview_pixels = int(max_preview_pixels)
         self.feather_px = float(feather_px)
+        if not 0.0 < guide_t <= 1.0:
+            raise ValueError(f"guide_t must be in (0, 1], got {guide_t}")
+        self.guide_t = float(guide_t)
         self.backend = backend
         self.config = backend.config
         self.steps, self.sampler = int(steps), sampler
@@ -152,9 +162,14 @@ class ViewPipeline:
         noise = None if self.preview == "warp" else self._draw_noise(*rel_c2w.shape[:2])
         out = []
         for chunk in chunks(len(rel_c2w), chunk_size):
-            model = None if noise is None else self._predict_chunk(
-                prepared.latent, prepared.K_model, rel_c2w[chunk], noise[chunk])
-            out.append(self._previews(prepared, rel_c2w[chunk], depths[chunk], model))
+            warps = self._chunk_warps(prepared, rel_c2w[chunk], depths[chunk])
+            model = None
+            if noise is not None:
+                guide = self._warps_in_model_view(prepared, warps) \
+                    if self.preview == "guided" else None
+                model = self._predict_chunk(prepared.latent, prepared.K_model,
+                                            rel_c2w[chunk], noise[chunk], guide)
+            out.append(self._previews(prepared, rel_c2w[chunk], warps, model))
         return np.concatenate(out)
 
     # ------------------------------------------------------------ previews
@@ -235,15 +250,31 @@ class ViewPipeline:
             pairs = [warp_homography(image, K, pose, plane) for pose in rel_c2w]
         return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
-    def _previews(self, prepared, rel_c2w, depths, model):
+    def _chunk_warps(self, prepared, rel_c2w, depths):
+        """(warped, valid) of each path in a warp mode, else None."""
+        if self.preview not in WARP_MODES:
+            return None
+        return [self._warp(prepared, path, depth) for path, depth in zip(rel_c2w, depths)]
+
+    def _warps_in_model_view(self, prepared, warps):
+        """The warps (list of p (warped, valid) pairs at the preview size), holes filled,
+        seen as the model sees its frames: uint8 (p, T, S, S, 3)."""
+        S = self.config.image_size
+        to_model = cv2.invertAffineTransform(prepared.model_to_preview)
+        return np.stack([np.stack([
+            cv2.warpAffine(fill_invalid(frame, ok), to_model, (S, S), flags=cv2.INTER_AREA,
+                           borderMode=cv2.BORDER_REPLICATE)
+            for frame, ok in zip(warped, valid)]) for warped, valid in warps])
+
+    def _previews(self, prepared, rel_c2w, warps, model):
         """Previews (p, T, h, w, 3) of p paths in the pipeline's mode from the model's
-        frames ``model`` (p, T, S, S, 3) (None in warp mode)."""
+        frames ``model`` (p, T, S, S, 3) (None in warp mode) and the ``warps`` (p
+        (warped, valid) pairs; None in model mode)."""
         if self.preview == "model":
             return model
         h, w = prepared.image.shape[:2]
         out = np.empty(rel_c2w.shape[:2] + (h, w, 3), np.uint8)
-        for i, (path, depth) in enumerate(zip(rel_c2w, depths)):
-            warped, valid = self._warp(prepared, path, depth)
+        for i, (path, (warped, valid)) in enumerate(zip(rel_c2w, warps)):
             for j in range(len(path)):
                 if self.preview == "warp":
                     out[i, j] = fill_invalid(warped[j], valid[j])
@@ -273,9 +304,10 @@ class ViewPipeline:
                 (P, self.backend.latent_frames(T), cfg.latent_channels, cfg.latent_size,
                  cfg.latent_size)).astype(np.float32)
 
-    def _predict_chunk(self, first, K_model, rel_c2w, noise):
+    def _predict_chunk(self, first, K_model, rel_c2w, noise, guide=None):
         """The model's frames (p, T, S, S, 3) along p paths (p, T, 4, 4) in one batched
-        call, from the source's latent ``first`` and intrinsics ``K_model`` at S x S."""
+        call, from the source's latent ``first`` and intrinsics ``K_model`` at S x S;
+        from noise, or from ``guide`` (p, T, S, S, 3) uint8 noised to ``guide_t``."""
         cfg, backend = self.config, self.backend
         P, T = rel_c2w.shape[:2]
         S = cfg.image_size
@@ -287,12 +319,17 @@ class ViewPipeline:
         if noise.shape[1:] != (t_lat, cfg.latent_channels, s, s):
             raise ValueError(f"noise of shape {noise.shape} for latents of "
                              f"{(t_lat, cfg.latent_channels, s, s)}")
-        video = noise.copy()
+        video, t_start = noise.copy(), 1.0
+        if guide is not None:
+            guess = backend.encode(preprocess.images_to_model(
+                guide.reshape(P * T, S, S, 3)).reshape(P, T, 3, S, S))  # (P, t, C, s, s)
+            t_start = self.guide_t
+            video = (1.0 - t_start) * guess + t_start * noise
         video[:, 0] = first[:, 0]
         motion = np.zeros((P, t_lat, cfg.motion_dim, s, s), np.float32)
         clean_video, clean_raxel = preprocess.job_masks("images_camera_to_video", t_lat)
         video, _ = integrate_flow(backend, video, raxel, clean_video, clean_raxel, motion,
-                                  self.steps, self.sampler)
+                                  self.steps, self.sampler, t_start=t_start)
         return preprocess.model_to_images(backend.decode(video, T))  # (P, T, S, S, 3)
 
     def closed_loop(self, source, K, rel_c2w, depth=None):
@@ -337,8 +374,13 @@ class ViewPipeline:
             c2w_est = np.stack([e.c2w for e in estimates])
             regenerated = self._predict_chunk(prepared.latent, K_model, c2w_est,
                                               noise_again[chunk])
-            previews = self._previews(prepared, rel_c2w[chunk], depths[chunk],
-                                      None if self.preview == "warp" else frames)
+            warps = self._chunk_warps(prepared, rel_c2w[chunk], depths[chunk])
+            shown = None if self.preview == "warp" else frames
+            if self.preview == "guided":  # the previews are generated from the warps
+                shown = self._predict_chunk(prepared.latent, K_model, rel_c2w[chunk],
+                                            noise[chunk],
+                                            self._warps_in_model_view(prepared, warps))
+            previews = self._previews(prepared, rel_c2w[chunk], warps, shown)
             for i, estimate in enumerate(estimates):
                 result = self._closed_loop_result(
                     rel_c2w[chunk.start + i], frames[i], regenerated[i], estimate.c2w)
