@@ -184,8 +184,10 @@ class ViewPredictor(Node):
         self.preview = declare(self, "preview", "warp+model",
                                "Preview frames: warp+model (the source warped into each "
                                "camera where the warp has data, the model's frame elsewhere, "
-                               "full frame), warp (the warp alone) or model (the model's "
-                               "frames of the centred square).", choices=PREVIEW_MODES)
+                               "full frame), guided (as warp+model, the model's frames "
+                               "generated from the warp), warp (the warp alone) or model "
+                               "(the model's frames of the centred square).",
+                               choices=PREVIEW_MODES)
         self.warp_depth = declare(self, "warp_depth", WARP_DEPTH_DEFAULT,
                                   "Depth (m) of the fronto-parallel plane the warp assumes "
                                   "(translation included; pushed beyond 3x the path's "
