@@ -55,10 +55,15 @@ def _clip(cache, name, seed, trajectory, scene, frames=120):
     return _cached(Path(cache) / f"clip_{name}_{seed}_{frames}.npz", make)
 
 
+def arc_clip(cache):
+    """The undegraded clip the textureless, blur and 30 % drop scenarios are cut from."""
+    return _clip(cache, "arc", held_out_seed(300), "arc", "room")
+
+
 def scenarios(cache):
     """The degenerate cases, 320x240 (held-out seeds 300+)."""
     rng = np.random.default_rng(0)
-    base = _clip(cache, "arc", held_out_seed(300), "arc", "room")
+    base = arc_clip(cache)
     out = []
     rot = _clip(cache, "turn", held_out_seed(301), "turn_in_place", "room")
     out.append(dict(name="pure_rotation", **rot))
