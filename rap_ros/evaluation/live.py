@@ -49,6 +49,7 @@ from rap_ros.ros_env import prepare_ros_environment
 
 LIVE_IMAGE_TOPIC = "/rap_ros_eval/image"
 LIVE_INFO_TOPIC = "/rap_ros_eval/camera_info"
+STEADY_AFTER_S = 2.0  # latency "steady": frames stamped this long after the first
 
 
 @dataclass
@@ -191,7 +192,8 @@ def evaluate_live_input(path, out_dir, input_options, options, live, name):
             recorder = _Recorder(node)
             spinner.start()
             deadline = time.monotonic() + live.ready_timeout_s
-            while image_pub.get_subscription_count() == 0:
+            while image_pub.get_subscription_count() == 0 or (
+                    source.K is not None and info_pub.get_subscription_count() == 0):
                 if process.poll() is not None:
                     raise RuntimeError(f"`rap-ros up` exited with {process.returncode}: "
                                        f"{stop_process(process)}")
@@ -199,7 +201,7 @@ def evaluate_live_input(path, out_dir, input_options, options, live, name):
                     raise RuntimeError(f"`rap-ros up` did not subscribe to {LIVE_IMAGE_TOPIC} "
                                        f"within {live.ready_timeout_s} s")
                 time.sleep(0.1)
-            time.sleep(0.5)  # let the node's camera_info subscription match too
+            time.sleep(0.5)  # discovery settles both ways before the first frame
             published = {}
             stamp0, start = frames[0][0], time.monotonic()
             for stamp, frame in frames:
@@ -232,12 +234,14 @@ def evaluate_live_input(path, out_dir, input_options, options, live, name):
             result["live"] = {"published_frames": len(frames), "play_seconds": play_s,
                               "tf_transforms": recorder.tf, "path_messages": recorder.paths,
                               "diagnostics": recorder.diagnostics}
-        poses, latencies = {}, []
+        poses, latencies, steady = {}, [], []
         for stamp, T, arrival in odometry:
             key = round(stamp, 6)
             poses[key] = T
             if key in published:
                 latencies.append(arrival - published[key])
+                if stamp - stamp0 >= STEADY_AFTER_S:
+                    steady.append(latencies[-1])
         live_stats = result["live"]
         live_stats["estimated_frames"] = len(poses)
         live_stats["dropped_frames"] = len(frames) - len(set(poses) & set(published))
@@ -246,6 +250,9 @@ def evaluate_live_input(path, out_dir, input_options, options, live, name):
             lat = np.array(latencies)
             live_stats.update(latency_mean_s=float(lat.mean()), latency_median_s=float(np.median(lat)),
                               latency_p95_s=float(np.percentile(lat, 95)), latency_max_s=float(lat.max()))
+        if steady:  # without the start (discovery, camera_info wait, initialisation)
+            live_stats.update(steady_latency_median_s=float(np.median(steady)),
+                              steady_latency_p95_s=float(np.percentile(steady, 95)))
         result["frames"] = len(poses)
         result["fps"] = len(poses) / play_s if play_s > 0 else None
         if not poses:

@@ -12,7 +12,8 @@ truth needed): the odometry core (method geometry) poses every frame, tracked wi
 pseudo-labelled clips (``evaluation.pseudo_labels``), and the shipped weights (or
 ``--weights``) are trained further on them mixed with synthetic clips (``--real-fraction``).
 The result is <run-dir>/rap_small.pt (default run folder runs/finetune); run it with
-``backend:=torch:PATH`` / ``--backend torch:PATH``, or export it with ``rap-ros export``.
+``rap-ros up --backend onnx:PATH`` (exported to ONNX once and cached), or export it with
+``rap-ros export``.
 """
 import sys
 from pathlib import Path
@@ -124,5 +125,5 @@ def finetune(args) -> int:
             checkpoint.CheckpointError) as error:
         print(f"rap-ros train: error: {error}", file=sys.stderr)
         return 1
-    print(f"wrote {out} (run it with --backend torch:{out}, or `rap-ros export` it)")
+    print(f"wrote {out} (run it with `rap-ros up --backend onnx:{out}`, or `rap-ros export` it)")
     return 0
