@@ -105,6 +105,8 @@ class TrajectoryEstimator(Node):
     """ROS adapter over the odometry core (rap, geometry) or a WindowStream of model windows
     (model); see the module docstring."""
 
+    short_callbacks = True  # callbacks queue frames for the worker thread (nodes.runner)
+
     def __init__(self, backend=None, node_name="trajectory_estimator", **kwargs):
         super().__init__(node_name, **kwargs)
         self._declare_parameters()

@@ -1,7 +1,8 @@
 """`rap-ros up`: trajectory_estimator and view_predictor in one process on one model.
 
-Both nodes run on one MultiThreadedExecutor and share one backend (the process-wide
-instance of ``rap_ros.backend.shared.get_backend``), so the model is loaded once.
+Each node runs on its own executor (``nodes.runner.make_executor``: the estimator on a
+single-threaded one, the predictor on a multi-threaded one) and both share one backend (the
+process-wide instance of ``rap_ros.backend.shared.get_backend``), so the model is loaded once.
 
     rap-ros up
     rap-ros up --backend torch --params-file config/rap_ros.yaml
