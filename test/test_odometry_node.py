@@ -10,6 +10,8 @@ zero, the metric scale from wheel odometry within 5 %, a zero stamp amid sim-tim
 taken for a time jump, ~/reset_to_pose, and no TF for a base frame that already has another
 parent.
 """
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -102,15 +104,32 @@ def node_process(model_spec, *extra):
         "-p", "diagnostics_period:=0.3", *extra))
 
 
+@contextlib.contextmanager
+def running_node(model_spec, name, *extra, conflict=False, inputs=("image", "info", "clock"),
+                 collect=()):
+    """A node process (``node_process`` with ``extra`` arguments) and a probe met on every
+    topic -> (probe, publishers); afterwards the node's output must hold no traceback."""
+    process = node_process(model_spec, *extra)
+    rclpy.init()
+    probe, pubs = make_probe(name, conflict=conflict)
+    for kind, topic in collect:
+        probe.collect(kind, topic, 50)
+    try:
+        assert probe.wait_connected([pubs[k] for k in inputs])
+        probe.spin_for(0.5)
+        yield probe, pubs
+    finally:
+        probe.node.destroy_node()
+        rclpy.try_shutdown()
+        output = stop_process(process)
+    assert "Traceback" not in output, output[-3000:]
+
+
 def test_robot_frames_scale_stamps_and_reset(model_spec, drive):
     from rap_ros_msgs.srv import ResetToPose
 
-    process = node_process(model_spec)
-    rclpy.init()
-    probe, pubs = make_probe("odometry_node_probe")
-    try:
-        assert probe.wait_connected([pubs[k] for k in ("image", "info", "wheel", "clock")])
-        probe.spin_for(0.5)
+    with running_node(model_spec, "odometry_node_probe",
+                      inputs=("image", "info", "wheel", "clock")) as (probe, pubs):
         play(probe, pubs, drive, START, zero_stamp_at=FRAMES // 2)
         odometry = probe.received["odometry"]
         assert probe.spin_until(lambda: len(odometry) >= FRAMES, 30), (
@@ -159,21 +178,11 @@ def test_robot_frames_scale_stamps_and_reset(model_spec, drive):
         assert probe.spin_until(lambda: len(odometry) > 0, 30)
         first = msgs.pose_to_matrix(odometry[0].pose.pose)
         np.testing.assert_allclose(first[:3, 3], [5.0, -2.0, 0.0], atol=1e-6)
-    finally:
-        probe.node.destroy_node()
-        rclpy.try_shutdown()
-        output = stop_process(process)
-    assert "Traceback" not in output, output[-3000:]
 
 
 def test_no_tf_for_a_base_frame_with_another_parent(model_spec, drive):
-    process = node_process(model_spec)
-    rclpy.init()
     # base_link is parented by `map` on /tf_static: the node must not add odom -> base_link.
-    probe, pubs = make_probe("odometry_conflict_probe", conflict=True)
-    try:
-        assert probe.wait_connected([pubs[k] for k in ("image", "info", "clock")])
-        probe.spin_for(0.5)
+    with running_node(model_spec, "odometry_conflict_probe", conflict=True) as (probe, pubs):
         play(probe, pubs, drive, START, wheel=False)
         assert probe.spin_until(lambda: len(probe.received["odometry"]) >= 20, 30)
         probe.spin_for(0.7)
@@ -182,11 +191,6 @@ def test_no_tf_for_a_base_frame_with_another_parent(model_spec, drive):
         errors = [s for a in probe.received["/diagnostics"] for s in a.status
                   if "already has the parent map" in s.message]
         assert errors and errors[-1].level == DiagnosticStatus.ERROR
-    finally:
-        probe.node.destroy_node()
-        rclpy.try_shutdown()
-        output = stop_process(process)
-    assert "Traceback" not in output, output[-3000:]
 
 
 def test_rap_without_camera_info_answers_every_frame(model_spec, drive):
@@ -194,13 +198,9 @@ def test_rap_without_camera_info_answers_every_frame(model_spec, drive):
     for the model's intrinsics (one window); each of them still gets its odometry message,
     in order, and the intrinsics are published."""
     frames = 30
-    process = node_process(model_spec, "-p", "method:=rap", "-p", "camera_info_timeout:=0.5")
-    rclpy.init()
-    probe, pubs = make_probe("no_info_probe")
-    probe.collect(CameraInfo, "estimated_camera_info", 50)
-    try:
-        assert probe.wait_connected([pubs[k] for k in ("image", "clock")])
-        probe.spin_for(0.5)
+    with running_node(model_spec, "no_info_probe", "-p", "method:=rap", "-p",
+                      "camera_info_timeout:=0.5", inputs=("image", "clock"),
+                      collect=[(CameraInfo, "estimated_camera_info")]) as (probe, pubs):
         for i, frame in enumerate(drive.frames[:frames]):
             stamp = cv.seconds_to_stamp(START + i / HZ)
             pubs["clock"].publish(Clock(clock=stamp))
@@ -216,11 +216,6 @@ def test_rap_without_camera_info_answers_every_frame(model_spec, drive):
         assert int(values.get("frames held for camera_info", 0)) > 0, values
         assert int(values.get("frames buffered for intrinsics", 0)) > 0, values
         assert probe.received["estimated_camera_info"]
-    finally:
-        probe.node.destroy_node()
-        rclpy.try_shutdown()
-        output = stop_process(process)
-    assert "Traceback" not in output, output[-3000:]
 
 
 # ------------------------------------------------------------------ one calibration path
@@ -264,12 +259,7 @@ def test_distorted_camera_gives_the_same_poses_live_and_offline(model_spec, tmp_
     estimate = read_tum_trajectory(tmp_path / "offline" / "estimate_tum.txt")
     offline_stamps, offline_c2w = estimate.stamps, estimate.c2w
 
-    process = node_process(model_spec, "-p", "base_frame:=''")
-    rclpy.init()
-    probe, pubs = make_probe("distortion_probe")
-    try:
-        assert probe.wait_connected([pubs[k] for k in ("image", "info", "clock")])
-        probe.spin_for(0.5)
+    with running_node(model_spec, "distortion_probe", "-p", "base_frame:=''") as (probe, pubs):
         info = cv.K_to_camera_info(clip.K, 320, 240, frame_id="camera_optical_frame")
         info.distortion_model, info.d = DISTORTION[0], [float(v) for v in DISTORTION[1]]
         start = float(offline_stamps[0])
@@ -284,11 +274,6 @@ def test_distorted_camera_gives_the_same_poses_live_and_offline(model_spec, tmp_
             probe.spin_for(1.0 / HZ)
         odometry = probe.received["odometry"]
         assert probe.spin_until(lambda: len(odometry) >= len(frames), 30), len(odometry)
-    finally:
-        probe.node.destroy_node()
-        rclpy.try_shutdown()
-        output = stop_process(process)
-    assert "Traceback" not in output, output[-3000:]
     # odom -> camera frame with a virtual base at the camera: back to camera poses.
     to_body = np.eye(4)
     to_body[:3, :3] = BODY_FROM_OPTICAL
