@@ -39,10 +39,23 @@ def echo_process():
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     script = os.path.join(os.path.dirname(__file__), "echo_node.py")
     process = subprocess.Popen([sys.executable, script], env=env, stdout=subprocess.PIPE, text=True)
-    assert process.stdout.readline().strip() == "ready"
-    yield process
-    process.send_signal(signal.SIGINT)
-    process.wait(timeout=10)
+    try:
+        # The middleware may log to stdout first (e.g. Fast DDS falling back from a shared
+        # memory port another process holds): skip lines until the node says it is ready.
+        lines = []
+        for line in process.stdout:
+            lines.append(line.strip())
+            if lines[-1] == "ready" or len(lines) > 50:
+                break
+        assert lines and lines[-1] == "ready", lines
+        yield process
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def test_messages_cross_processes(echo_process):
