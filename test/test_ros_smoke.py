@@ -1,6 +1,5 @@
 """Real rclpy: two nodes in two processes exchange every message type rap_ros relies on."""
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from sensor_msgs.msg import Image  # noqa: E402
 from tf2_msgs.msg import TFMessage  # noqa: E402
 
 from rap_ros_msgs.msg import PredictedView  # noqa: E402
+from test_trajectory_estimator import interrupt  # noqa: E402
 
 
 def sample_messages():
@@ -50,12 +50,7 @@ def echo_process():
         assert lines and lines[-1] == "ready", lines
         yield process
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        interrupt(process, timeout=10)
 
 
 def test_messages_cross_processes(echo_process):

@@ -135,15 +135,20 @@ def process_output(process):
     return process.log.read()
 
 
-def stop_process(process):
-    """SIGINT (as Ctrl-C), then the output (for failure messages)."""
+def interrupt(process, timeout=20):
+    """SIGINT (as Ctrl-C); SIGKILL if it has not ended within ``timeout`` seconds."""
     if process.poll() is None:
         process.send_signal(signal.SIGINT)
         try:
-            process.wait(timeout=20)
+            process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def stop_process(process):
+    """SIGINT (as Ctrl-C), then the output (for failure messages)."""
+    interrupt(process)
     return process_output(process)
 
 
