@@ -131,6 +131,7 @@ class VisualOdometry:
         self._stamps = {}
         self._last_pose = self._start_pose.copy()
         self._velocity = np.eye(4)
+        self._velocity_from = None  # the pose the velocity was measured from
         self._last_cov = np.eye(6) * 1e-4
         self._mode = "init"
         self._init_ref = None
@@ -147,6 +148,8 @@ class VisualOdometry:
         self._last_prior_check = 0
         self._disagreement = 0.0
         self._ba_future = None
+        self._ba_due = False        # a keyframe's BA waits for optimise() (push(optimise=False))
+        self._defer_ba = False
         self._ba_last = None
         if getattr(self, "_prior_future", None) is not None:
             self._prior_future[1].cancel()
@@ -158,23 +161,44 @@ class VisualOdometry:
                           prior_windows=0, prior_factors=0, ba_runs=0, ba_seconds=0.0,
                           prior_seconds=0.0, losses=0, recoveries=0, inits=0)
 
-    def push(self, image, stamp=None) -> FrameResult:
-        """Process one frame (uint8 (H, W) grey or (H, W, 3) RGB) and return its result."""
+    def push(self, image, stamp=None, optimise=True) -> FrameResult:
+        """Process one frame (uint8 (H, W) grey or (H, W, 3) RGB) and return its result.
+
+        ``optimise=False``: a keyframe's bundle adjustment is left due instead of run before
+        returning, so a caller can publish the frame's pose first and then call
+        ``optimise()`` (a node's latency); the same BA runs, on the same window, before
+        anything else reads or changes the map. The frame's returned pose is then its
+        tracked pose, not the adjusted one (``trajectory()`` has the adjusted one)."""
         t0 = time.perf_counter()
         image = np.asarray(image)
+        self._defer_ba = not optimise
         if self.K is None and self.prior is not None and self.K_given is None:
             return self._push_without_k(image, stamp, t0)
         return self._push(image, stamp, t0)
 
+    def optimise(self):
+        """Run the bundle adjustment a keyframe of ``push(..., optimise=False)`` left due.
+        Returns True if one ran. ``push``, ``trajectory``, ``keyframes``, ``map_points`` and
+        ``set_scale`` call it first, so a caller that never does loses nothing."""
+        if not self._ba_due:
+            return False
+        self._ba_due = False
+        self._run_ba()
+        if self._velocity_from is not None:  # as if the BA had run inside push()
+            self._velocity = invert(self._velocity_from) @ self._last_pose
+        return True
+
     def trajectory(self):
         """(N, 4, 4) c2w of every frame so far (with ``history``; else the retained ones):
         keyframes as last bundle-adjusted, other frames relative to their keyframe."""
+        self.optimise()
         self._collect_ba(wait=True)
         frames = sorted(self._records)
         return np.array([self._pose_of(f) for f in frames]) if frames else np.zeros((0, 4, 4))
 
     def keyframes(self):
         """Dict frame index -> c2w of the keyframes of the current window (BA-corrected)."""
+        self.optimise()
         self._collect_ba(wait=True)
         return {kf.frame: kf.c2w.copy() for kf in self._window}
 
@@ -182,6 +206,7 @@ class VisualOdometry:
         """Multiply every length (map, keyframes, trajectory, motion model) by ``factor``
         about the world origin, e.g. once wheel odometry gives the metric scale."""
         f = float(factor)
+        self.optimise()
         self._collect_ba(wait=True)
 
         def scaled(T):
@@ -201,6 +226,15 @@ class VisualOdometry:
             self._speed_hint *= f
         if self._prior_scale is not None:
             self._prior_scale *= f
+
+    def map_points(self):
+        """(N, 3) float64 world positions of the local map's landmarks (same frame and units
+        as the poses; empty before initialisation), e.g. for the depth of a preview warp."""
+        self.optimise()
+        self._collect_ba(wait=False)
+        if not self._landmarks:
+            return np.zeros((0, 3))
+        return np.array(list(self._landmarks.values()), float)
 
     def map_size(self):
         """Sizes of the retained state: landmarks, window keyframes, live tracks, prior
@@ -239,6 +273,7 @@ class VisualOdometry:
 
     def _push(self, image, stamp, t0):
         cfg = self.cfg
+        self.optimise()
         self._collect_ba(wait=False)
         self._index += 1
         index = self._index
@@ -272,6 +307,7 @@ class VisualOdometry:
         # motion model
         if index > 0 and result.source != "buffered":
             self._velocity = invert(prev_pose) @ result.c2w
+            self._velocity_from = prev_pose
         self._last_pose = result.c2w.copy()
         if len(self._ids) < cfg.min_features:
             self._top_up(gray)
@@ -353,7 +389,7 @@ class VisualOdometry:
         kf = self._window[-1]
         state, recovered = self._health.update(True, len(self._landmarks))
         t = time.perf_counter()
-        self._run_ba()
+        self._keyframe_ba()
         timing["ba"] = time.perf_counter() - t
         return FrameResult(index, stamp, self._pose_of(index), self._frame_cov(kf.cov),
                            state, is_keyframe=True, recovered=recovered, source="init",
@@ -482,7 +518,7 @@ class VisualOdometry:
             self._slide_window()
             timing["keyframe"] = time.perf_counter() - t
             t = time.perf_counter()
-            self._run_ba()
+            self._keyframe_ba()
             timing["ba"] = time.perf_counter() - t
             if new.cov is not None:
                 cov = new.cov
@@ -580,6 +616,13 @@ class VisualOdometry:
         return BAProblem(self.K.copy(), poses, fixed, dict(self._landmarks),
                          np.concatenate(obs_kf), np.concatenate(obs_lm),
                          np.concatenate(obs_uv).astype(float), list(self._betweens))
+
+    def _keyframe_ba(self):
+        """The BA a new keyframe asks for: now, or left due for ``optimise()``."""
+        if self._defer_ba:
+            self._ba_due = True
+        else:
+            self._run_ba()
 
     def _run_ba(self):
         if not self.cfg.ba or len(self._window) < 2:
