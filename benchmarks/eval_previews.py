@@ -20,10 +20,22 @@ Methods (``ViewPipeline`` preview modes):
   depth warp without a depth estimate (the node's ``warp_depth``)
 * oracle depth warp (synthetic only): the renderer's true depth map, forward-warped with a
   z-buffer
+* map depth warp: the depth the odometry's map gives, as the view_predictor's
+  ``depth_source: map`` uses it: the geometry odometry (``make_odometry("geometry")``, the
+  true K) run over the frames up to the source frame, its ``map_points()`` densified into a
+  z-depth map of its source camera (``pipeline.depth.depth_from_points``), brought into the
+  ground-truth units by the scale the trajectory_estimator gets from wheel odometry
+  (``WheelScale``: summed distances between the keyframes of the odometry's window, true
+  over estimated), fed the true camera centres (a perfect wheel odometry); forward-warped
+  with a z-buffer; the plane warp where the odometry has no map or no scale yet (0.3 units
+  driven in its window) or too few points in view
 * warp+model (...): the composite: the warp where it has data, the model's frame (mapped back
   onto the full frame) where it has not, feathered; with each of the warps above.
 * guided (...): the same composite, the model's frames generated from the warp (SDEdit from
   flow time 0.5) instead of from noise.
+* model (warp-conditioned, ...), warp+model (conditioned, ...) (``--conditioned SPEC``,
+  issue 12): weights trained with the warp as an input, fed the warp of each depth above in
+  their 64 px view (``pipeline.conditioning``); alone, and in the same composite.
 Warp modes preview the full frame at the source's resolution; model-mode previews and their
 goal are the centred square at 64 px. Scores are computed with the longer side at most 128 px.
 
@@ -53,12 +65,16 @@ from rap_ros.geometry.cameras import invert_pose, relative_to_first
 from rap_ros.geometry.rotations import rotation_from_axis_angle
 from rap_ros.io.sequence import read_sequence
 from rap_ros.metrics import psnr, ssim
+from rap_ros.odometry.config import OdometryConfig
+from rap_ros.odometry.factory import make_odometry
+from rap_ros.odometry.metric_scale import WheelScale
+from rap_ros.pipeline.depth import depth_from_points
 from rap_ros.pipeline.framing import prepare_frames
 from rap_ros.pipeline.views import GOAL_SCORE_SIDE, ViewPipeline, goal_scores
 from rap_ros.pipeline.warp import fallback_plane_depth
 from rap_ros.synth import scenes, trajectories
 from rap_ros.synth.dataset import SUPERSAMPLE, held_out_seed
-from rap_ros.synth.render import NO_HIT, camera_rays, intersect, render
+from rap_ros.synth.render import render, true_depth
 
 RESULTS = pathlib.Path(__file__).parent / "results"
 TURNS_DEG = (10.0, -10.0, 20.0, -20.0, 35.0, -35.0)
@@ -72,19 +88,6 @@ SEQUENCES = {"kitti_vo_seq1": 3, "nerf_synthetic_lego_test": 10}  # window start
 # ------------------------------------------------------------------ data
 
 
-def true_depth(scene, K, c2w, height, width):
-    """z-depth (H, W) in metres of ``scene`` from camera c2w (inf: sky), by the renderer's
-    ray-box intersection."""
-    v, u = np.mgrid[:height, :width].reshape(2, -1).astype(np.float64)
-    rays = camera_rays(K, u, v)  # (M, 3) unit, camera frame
-    to_scene = scene.world_from_scene.T
-    direction = rays @ (to_scene @ c2w[:3, :3]).T
-    origin = np.repeat((to_scene @ c2w[:3, 3])[None], len(rays), axis=0)
-    t, _ = intersect(origin, direction, scene.lo, scene.hi)
-    t = np.where(t < NO_HIT, t.astype(np.float64), np.inf)
-    return (t * rays[:, 2]).reshape(height, width)
-
-
 def synthetic_drive(index, frames, height, width):
     """A held-out drive as make_drive renders it, plus its scene (for true depth)."""
     kind = scenes.KINDS[index % len(scenes.KINDS)]
@@ -95,6 +98,43 @@ def synthetic_drive(index, frames, height, width):
     images = render(scene, K, path.c2w, height, width, SUPERSAMPLE)
     return {"name": f"drive {index} ({kind})", "frames": images, "K": K, "c2w": path.c2w,
             "scene": scene}
+
+
+def map_depths(frames, K, c2w_truth, sources):
+    """source frame -> z-depth (H, W) in ground-truth units from the geometry odometry's map
+    after the frames up to it, or None (no map yet, lost, no scale yet, too few points in
+    view: the plane is used).
+
+    The odometry (true K, default config) runs once over frames[0 .. max(sources)]; at each
+    source frame its ``map_points()`` are densified in its own source camera
+    (``trajectory()``, BA-corrected) and multiplied by the scale the trajectory_estimator
+    would get from a perfect wheel odometry: ``odometry.metric_scale.WheelScale`` fed the
+    true camera centres, over the keyframes of the odometry's current window (the ratio of
+    the summed true and estimated distances between them; none until 0.3 units were
+    driven in the window, then the last one held)."""
+    vo = make_odometry("geometry", K, config=OdometryConfig())
+    wheel = WheelScale()
+    size = frames.shape[1:3]
+    out = {}
+    try:
+        for i in range(max(sources) + 1):
+            wheel.add_wheel(i / 10.0, c2w_truth[i, :3, 3])
+            result = vo.push(frames[i], i / 10.0)
+            if result.is_keyframe:
+                wheel.estimate([(f / 10.0, T[:3, 3])
+                                for f, T in sorted(vo.keyframes().items())])
+            if i not in sources:
+                continue
+            out[i] = None
+            points = vo.map_points()
+            if result.health not in ("ok", "degraded") or not len(points) or not wheel.scale:
+                continue
+            depth = depth_from_points(points, vo.trajectory()[i], K, size)
+            if depth is not None:
+                out[i] = depth * np.float32(wheel.scale)
+    finally:
+        vo.close()
+    return out
 
 
 def candidates(c2w_future):
@@ -126,27 +166,45 @@ def rank_of_driven(values, sign):
 # ------------------------------------------------------------------ methods
 
 
-def methods(backend, synthetic):
-    """name -> (ViewPipeline, depth kind: None | "plane" | "oracle" | "copy")."""
+def methods(backend, synthetic, conditioned=None, only=None):
+    """name -> (ViewPipeline, depth kind: None | "plane" | "oracle" | "map" | "copy").
+    conditioned: a backend of warp-conditioned weights (issue 12): adds its rows (the model
+    fed the warp, alone and in the warp+model composite). only: keep these names."""
     out = {"model": (ViewPipeline(backend, preview="model", seed=1), None),
            "copy source": (ViewPipeline(backend, preview="warp"), "copy"),
            "rotation warp": (ViewPipeline(backend, preview="warp"), None),
            "plane warp (fallback depth)": (ViewPipeline(backend, preview="warp"), "plane")}
     if synthetic:
         out["oracle depth warp"] = (ViewPipeline(backend, preview="warp"), "oracle")
+    out["map depth warp"] = (ViewPipeline(backend, preview="warp"), "map")
     out["warp+model (rotation)"] = (ViewPipeline(backend, preview="warp+model", seed=1), None)
     out["warp+model (plane)"] = (ViewPipeline(backend, preview="warp+model", seed=1), "plane")
+    out["warp+model (map depth)"] = (ViewPipeline(backend, preview="warp+model", seed=1),
+                                     "map")
     out["guided (plane)"] = (ViewPipeline(backend, preview="guided", seed=1), "plane")
     if synthetic:
         out["warp+model (oracle depth)"] = (
             ViewPipeline(backend, preview="warp+model", seed=1), "oracle")
         out["guided (oracle depth)"] = (ViewPipeline(backend, preview="guided", seed=1),
                                         "oracle")
+    if conditioned is not None:
+        kinds = {"plane": "plane", "map depth": "map"}
+        if synthetic:
+            kinds["oracle depth"] = "oracle"
+        for label, kind in kinds.items():
+            out[f"model (warp-conditioned, {label})"] = (
+                ViewPipeline(conditioned, preview="model", seed=1), kind)
+            out[f"warp+model (conditioned, {label})"] = (
+                ViewPipeline(conditioned, preview="warp+model", seed=1), kind)
+    if only:
+        out = {name: pipe for name, pipe in out.items() if name in only}
     return out
 
 
-def run_window(pipes, source, K, future_frames, c2w_future, depth_map):
-    """One source frame: every method's ranking and the driven path's quality."""
+def run_window(pipes, source, K, future_frames, c2w_future, depth_map, map_depth=None):
+    """One source frame: every method's ranking and the driven path's quality.
+    depth_map: the true z-depth (H, W) (synthetic) or None; map_depth: the odometry map's
+    (``map_depths``) or None (the "map" methods then warp with the plane)."""
     metric = candidates(c2w_future)
     normalised, scales = zip(*(relative_to_first(p) for p in metric))
     paths, scales = np.stack(normalised), np.array(scales)
@@ -159,11 +217,13 @@ def run_window(pipes, source, K, future_frames, c2w_future, depth_map):
                                  len(future_frames), 1)
         else:
             depth = None
-            if depth_kind == "plane":
+            if depth_kind == "plane" or (depth_kind == "map" and map_depth is None):
                 depth = np.array([fallback_plane_depth(p, FALLBACK_DEPTH / s)
                                   for p, s in zip(paths, scales)])
             elif depth_kind == "oracle":
                 depth = depth_map[None] / scales[:, None, None]
+            elif depth_kind == "map":
+                depth = map_depth[None] / scales[:, None, None].astype(np.float32)
             previews = pipe.predict_batch(source, K, paths, depth=depth)
         view = (pipe.goal_view(goal, previews.shape[2:4]) if depth_kind != "copy"
                 else goal)
@@ -184,6 +244,12 @@ def run_window(pipes, source, K, future_frames, c2w_future, depth_map):
         left, right = CANDIDATES.index("turned +20 deg"), CANDIDATES.index("turned -20 deg")
         row["left_right_diff"] = float(np.mean(np.abs(
             previews[left, -1].astype(np.float64) - previews[right, -1])))
+        if depth_kind == "map":
+            row["map_used"] = float(map_depth is not None)
+            if map_depth is not None and depth_map is not None:  # against the true depth
+                finite = np.isfinite(depth_map)
+                row["map_depth_error"] = float(np.median(
+                    np.abs(map_depth[finite] - depth_map[finite]) / depth_map[finite]))
         out[name] = row
     return out
 
@@ -208,36 +274,77 @@ def summarise(rows):
     return out
 
 
+MAP_COMPARISON = ("plane warp (fallback depth)", "map depth warp", "oracle depth warp",
+                  "warp+model (plane)", "warp+model (map depth)", "warp+model (oracle depth)")
+
+
+def summarise_with_map(rows):
+    """``summarise`` of the MAP_COMPARISON methods over the source frames where the map
+    gave a depth (None if it never did): plane and map compared on the same frames."""
+    rows = [r for r in rows if "map depth warp" in r and r["map depth warp"]["map_used"]]
+    if not rows:
+        return None
+    return {name: value for name, value in summarise(rows).items() if name in MAP_COMPARISON}
+
+
 # ------------------------------------------------------------------ timing
 
 
-def timing(backend, source, K, T, repeats=3):
-    """Median seconds of one path (T frames) and of 8 paths per preview mode, plane depth."""
+def timing(backend, source, K, T, repeats=3, map_depth=None):
+    """Median seconds of one path (T frames) and of 8 paths per preview mode, plane depth;
+    with ``map_depth`` (z-depth (H, W) of the source, metres) also warp+model warping with
+    it, as the node does (the depth at the preview size)."""
     rel = np.tile(np.eye(4), (T, 1, 1))
     rel[:, 2, 3] = np.linspace(0, 2, T)
-    rel = relative_to_first(rel)[0]
+    rel, scale = relative_to_first(rel)
     paths = np.stack([rel] * 8)
+    runs = [("model", 0, "plane"), ("warp", 0, "plane"), ("warp+model", 0, "plane"),
+            ("guided", 0, "plane"), ("warp+model", 640 * 480, "plane")]
+    if map_depth is not None:
+        runs += [("warp+model", 0, "map"), ("warp+model", 640 * 480, "map")]
     out = {}
-    for mode, pixels in (("model", 0), ("warp", 0), ("warp+model", 0), ("guided", 0),
-                         ("warp+model", 640 * 480)):
+    for mode, pixels, kind in runs:
         pipe = ViewPipeline(backend, preview=mode, max_preview_pixels=pixels)
-        pipe.predict(source, K, rel, depth=FALLBACK_DEPTH)  # warm
+        depth = FALLBACK_DEPTH
+        if kind == "map":
+            h, w = pipe.preview_size(*source.shape[:2])
+            depth = cv2.resize(map_depth, (w, h), interpolation=cv2.INTER_NEAREST) / scale
+        pipe.predict(source, K, rel, depth=depth)  # warm
         one, eight = [], []
         for _ in range(repeats):
             t = time.perf_counter()
-            pipe.predict(source, K, rel, depth=FALLBACK_DEPTH)
+            pipe.predict(source, K, rel, depth=depth)
             one.append(time.perf_counter() - t)
             t = time.perf_counter()
-            pipe.predict_batch(source, K, paths, depth=FALLBACK_DEPTH)
+            pipe.predict_batch(source, K, paths, depth=depth)
             eight.append(time.perf_counter() - t)
         h, w = pipe.preview_size(*source.shape[:2]) if mode != "model" else (64, 64)
-        label = mode if not pixels else f"{mode} (max_preview_pixels {pixels})"
+        label = mode if kind == "plane" else f"{mode}, map depth"
+        label = label if not pixels else f"{label} (max_preview_pixels {pixels})"
         out[label] = {"preview_size": f"{w}x{h}", "one_path_s": float(np.median(one)),
                       "eight_paths_s": float(np.median(eight))}
     return out
 
 
 # ------------------------------------------------------------------ report
+
+
+def _table(result):
+    """Markdown rows of one table: method -> summarised row."""
+    lines = ["| method | top-1 SSIM | rank SSIM | top-1 gradient | rank gradient | "
+             "top-1 census | rank census | PSNR square | SSIM square | PSNR full | "
+             "SSIM full | +-20 deg diff |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, r in result.items():
+        full = (f"{r['psnr_full']:.2f} | {r['ssim_full']:.3f}" if "psnr_full" in r
+                else "– | –")
+        lines.append(
+            f"| {name} | {100 * r['top1_ssim']:.0f} % | {r['rank_ssim']:.2f} | "
+            f"{100 * r['top1_gradient_distance']:.0f} % | "
+            f"{r['rank_gradient_distance']:.2f} | {100 * r['top1_census_distance']:.0f} % | "
+            f"{r['rank_census_distance']:.2f} | {r['psnr_square']:.2f} | "
+            f"{r['ssim_square']:.3f} | {full} | {r['left_right_diff']:.1f} |")
+    return lines + [""]
 
 
 def markdown(report):
@@ -249,21 +356,23 @@ def markdown(report):
              "Methods: " + "; ".join(report["method_notes"]) + ".", ""]
     for group, result in report["groups"].items():
         any_row = next(iter(result.values()))
-        lines += [f"## {group} ({any_row['windows']} source frames)", "",
-                  "| method | top-1 SSIM | rank SSIM | top-1 gradient | rank gradient | "
-                  "top-1 census | rank census | PSNR square | SSIM square | PSNR full | "
-                  "SSIM full | +-20 deg diff |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        for name, r in result.items():
-            full = (f"{r['psnr_full']:.2f} | {r['ssim_full']:.3f}" if "psnr_full" in r
-                    else "– | –")
-            lines.append(
-                f"| {name} | {100 * r['top1_ssim']:.0f} % | {r['rank_ssim']:.2f} | "
-                f"{100 * r['top1_gradient_distance']:.0f} % | "
-                f"{r['rank_gradient_distance']:.2f} | {100 * r['top1_census_distance']:.0f} % | "
-                f"{r['rank_census_distance']:.2f} | {r['psnr_square']:.2f} | "
-                f"{r['ssim_square']:.3f} | {full} | {r['left_right_diff']:.1f} |")
-        lines.append("")
+        lines += [f"## {group} ({any_row['windows']} source frames)", ""]
+        lines += _table(result)
+        used = result.get("map depth warp", {})
+        if "map_used" in used:
+            windows = used["windows"]
+            line = (f"Map depth: used at {round(used['map_used'] * windows)} of {windows} "
+                    "source frames (the others, the plane: no map, or no scale yet, or "
+                    "too few points in view)")
+            if "map_depth_error" in used:
+                line += (f"; median relative error of the map depth against the true depth "
+                         f"where used: {100 * used['map_depth_error']:.0f} %")
+            lines += [line + ".", ""]
+        subset = report.get("with_map", {}).get(group)
+        if subset:
+            lines += [f"Only the {next(iter(subset.values()))['windows']} source frames "
+                      "with a map depth (plane and map on the same frames):", ""]
+            lines += _table(subset)
     lines += ["Columns: top-1: share of source frames where the driven path scored best (ties "
               "split); rank: its mean rank among 9 (chance: 11 %, 5.0); by SSIM, by the "
               "gradient-correlation distance and by the census distance of the last frame to "
@@ -272,8 +381,8 @@ def markdown(report):
               "frame, longer side 128 px (warp methods). +-20 deg diff: mean absolute "
               "difference (0-255) between the last frames of the paths turned 20 deg left and "
               "right.", "", "## Time per call", "",
-              f"Source {report['timing_source']}, plane depth, medians of 3 (2 shared CPU "
-              "cores).", "",
+              f"Source {report['timing_source']}, plane depth unless \"map depth\" (the "
+              "odometry map's, densified), medians of 3 (2 shared CPU cores).", "",
               "| mode | preview size | one path (T frames) s | 8 paths s |", "|---|---|---:|---:|"]
     for mode, t in report["timing"].items():
         lines.append(f"| {mode} | {t['preview_size']} | {t['one_path_s']:.3f} | "
@@ -291,55 +400,89 @@ def main(argv=None):
     parser.add_argument("--data", default=str(pathlib.Path(__file__).resolve().parents[2]
                                               / "shared" / "data"))
     parser.add_argument("--out", default=str(RESULTS / "previews"))
+    parser.add_argument("--conditioned", default=None, metavar="SPEC",
+                        help="backend spec of warp-conditioned weights (issue 12), e.g. "
+                             "onnx:runs/warp/rap_small.pt: adds the conditioned rows")
+    parser.add_argument("--methods", nargs="+", default=None, metavar="NAME",
+                        help="only these methods (names as in the tables; the odometry map "
+                             "is built only for map methods; no timing table)")
+    parser.add_argument("--sequences", nargs="*", default=None, metavar="NAME",
+                        help=f"only these real sequences (default: all of {list(SEQUENCES)})")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     backend = get_backend(args.backend)
+    conditioned = get_backend(args.conditioned) if args.conditioned else None
+
+    def map_depths_if_used(pipes, *inputs):
+        if any(kind == "map" for _, kind in pipes.values()):
+            return map_depths(*inputs)
+        return {s: None for s in inputs[-1]}
+
     T = int(backend.config.frames)
     width, height = (int(x) for x in args.size.split("x"))
-    groups, timing_source = {}, None
+    groups, with_map, timing_source = {}, {}, None
 
-    pipes = methods(backend, synthetic=True)
+    pipes = methods(backend, synthetic=True, conditioned=conditioned, only=args.methods)
     rows = []
     for i in range(args.drives):
         frames = args.windows * (T + 3) + 1
         drive = synthetic_drive(i, frames, height, width)
-        for w in range(args.windows):
-            s = w * (T + 3)
+        starts = [w * (T + 3) for w in range(args.windows)]
+        mapped = map_depths_if_used(pipes, drive["frames"], drive["K"], drive["c2w"], starts)
+        for s in starts:
             depth = true_depth(drive["scene"], drive["K"], drive["c2w"][s], height, width)
             rows.append(run_window(pipes, drive["frames"][s], drive["K"],
-                                   drive["frames"][s:s + T], drive["c2w"][s:s + T], depth))
+                                   drive["frames"][s:s + T], drive["c2w"][s:s + T], depth,
+                                   mapped[s]))
         print(f"{drive['name']}: done ({time.perf_counter() - start:.0f} s)", flush=True)
-    groups[f"synthetic drives ({args.drives} held-out, {width}x{height})"] = summarise(rows)
+    name = f"synthetic drives ({args.drives} held-out, {width}x{height})"
+    groups[name], with_map[name] = summarise(rows), summarise_with_map(rows)
 
-    pipes = methods(backend, synthetic=False)
+    pipes = methods(backend, synthetic=False, conditioned=conditioned, only=args.methods)
     data = pathlib.Path(args.data)
     for name, spacing in SEQUENCES.items():
+        if args.sequences is not None and name not in args.sequences:
+            continue
         folder = data / name
         if not (folder / "cameras.json").exists():
             print(f"{folder}: absent, skipped")
             continue
         clip = read_sequence(folder)
+        starts = list(range(0, len(clip.frames) - T + 1, spacing))
+        mapped = map_depths_if_used(pipes, clip.frames, clip.K, clip.c2w, starts)
         rows = [run_window(pipes, clip.frames[s], clip.K, clip.frames[s:s + T],
-                           clip.c2w[s:s + T], None)
-                for s in range(0, len(clip.frames) - T + 1, spacing)]
+                           clip.c2w[s:s + T], None, mapped[s])
+                for s in starts]
         h, w = clip.frames.shape[1:3]
         groups[f"{name} ({w}x{h})"] = summarise(rows)
+        with_map[f"{name} ({w}x{h})"] = summarise_with_map(rows)
         if timing_source is None or "kitti" in name:
-            timing_source = (clip.frames[0], clip.K, f"{name} {w}x{h}")
+            s = next((s for s in starts if mapped[s] is not None), 0)
+            timing_source = (clip.frames[s], clip.K, f"{name} {w}x{h} (frame {s})", mapped[s])
         print(f"{name}: done ({time.perf_counter() - start:.0f} s)", flush=True)
     if timing_source is None:
         drive = synthetic_drive(0, 2, height, width)
-        timing_source = (drive["frames"][0], drive["K"], f"synthetic {width}x{height}")
+        timing_source = (drive["frames"][0], drive["K"], f"synthetic {width}x{height}", None)
     report = {"command": " ".join(["python", "benchmarks/eval_previews.py", *sys.argv[1:]]),
               "backend": backend.name, "frames": T,
               "machine": f"{platform.machine()}, 2 shared CPU cores",
               "fallback_depth": FALLBACK_DEPTH, "candidates": list(CANDIDATES),
               "method_notes": [f"plane warp at {FALLBACK_DEPTH:g} path units (metres; lego: "
-                               "Blender units), at least 3x the path's forward reach", "model: 1 Euler step, 64x64 centre square",
+                               "Blender units), at least 3x the path's forward reach",
+                               "map depth: the geometry odometry's map up to the source "
+                               "frame, densified, scaled to the truth's units as the node's "
+                               "wheel-odometry scale would with perfect wheels (the plane "
+                               "where it has no map or no scale)",
+                               "model: 1 Euler step, 64x64 centre square",
                                "warp modes at the source's full resolution"],
-              "groups": groups,
-              "timing": timing(backend, timing_source[0], timing_source[1], T),
-              "timing_source": timing_source[2]}
+              "groups": groups, "with_map": with_map,
+              "timing": {} if args.methods else timing(
+                  backend, timing_source[0], timing_source[1], T, map_depth=timing_source[3]),
+              "timing_source": "not timed (--methods)" if args.methods else timing_source[2]}
+    if conditioned is not None:
+        report["conditioned_backend"] = f"{args.conditioned} ({conditioned.name})"
+        report["method_notes"].append(f"warp-conditioned: {args.conditioned}, fed the warp "
+                                      "in its 64 px view and its validity (issue 12)")
     report["seconds"] = time.perf_counter() - start
     write_benchmark(args.out, report, markdown(report))
     return 0

@@ -30,6 +30,9 @@ def generate_launch_description():
                               description="camera info topic (optional input)"),
         DeclareLaunchArgument("plan", default_value="plan",
                               description="planned path topic (nav_msgs/Path)"),
+        DeclareLaunchArgument("map_points", default_value="map_points",
+                              description="the estimator's local map, the predictor's warp "
+                                          "depth (sensor_msgs/PointCloud2)"),
         Node(
             package="rap_ros",
             executable="rap-ros",
@@ -41,6 +44,7 @@ def generate_launch_description():
             remappings=[("image", LaunchConfiguration("image")),
                         ("image/compressed", [LaunchConfiguration("image"), "/compressed"]),
                         ("camera_info", LaunchConfiguration("camera_info")),
-                        ("plan", LaunchConfiguration("plan"))],
+                        ("plan", LaunchConfiguration("plan")),
+                        ("map_points", LaunchConfiguration("map_points"))],
         ),
     ])

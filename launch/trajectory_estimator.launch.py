@@ -25,6 +25,8 @@ def generate_launch_description():
                               description="input image topic"),
         DeclareLaunchArgument("camera_info", default_value="camera_info",
                               description="camera info topic (optional input)"),
+        DeclareLaunchArgument("map_points", default_value="map_points",
+                              description="local map output (sensor_msgs/PointCloud2)"),
         Node(
             package="rap_ros",
             executable="trajectory_estimator",
@@ -35,6 +37,7 @@ def generate_launch_description():
                                                         value_type=bool)}],
             remappings=[("image", LaunchConfiguration("image")),
                         ("image/compressed", [LaunchConfiguration("image"), "/compressed"]),
-                        ("camera_info", LaunchConfiguration("camera_info"))],
+                        ("camera_info", LaunchConfiguration("camera_info")),
+                        ("map_points", LaunchConfiguration("map_points"))],
         ),
     ])

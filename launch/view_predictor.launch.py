@@ -26,6 +26,9 @@ def generate_launch_description():
                               description="camera info topic (optional input)"),
         DeclareLaunchArgument("plan", default_value="plan",
                               description="planned path topic (nav_msgs/Path)"),
+        DeclareLaunchArgument("map_points", default_value="map_points",
+                              description="scene points for the warp's depth "
+                                          "(sensor_msgs/PointCloud2, optional input)"),
         Node(
             package="rap_ros",
             executable="view_predictor",
@@ -36,6 +39,7 @@ def generate_launch_description():
                                                         value_type=bool)}],
             remappings=[("image", LaunchConfiguration("image")),
                         ("camera_info", LaunchConfiguration("camera_info")),
-                        ("plan", LaunchConfiguration("plan"))],
+                        ("plan", LaunchConfiguration("plan")),
+                        ("map_points", LaunchConfiguration("map_points"))],
         ),
     ])

@@ -52,13 +52,16 @@ class Backend(abc.ABC):
         """
 
     @abc.abstractmethod
-    def velocity(self, video, raxel, t_video, t_raxel, motion):
+    def velocity(self, video, raxel, t_video, t_raxel, motion, warp=None):
         """One denoiser evaluation.
 
         video: (B, t, C, s, s) and raxel: (B, t, 2C, s, s) noisy or clean latents;
         t_video, t_raxel: (B, t) flow time per latent frame (0 clean, 1 noise);
-        motion: (B, t, M, s, s). Returns ``(v_video, v_raxel)`` with the shapes of
-        video and raxel; the clean sample is x_0 = x_t - t * v.
+        motion: (B, t, M, s, s); warp: (B, t, C+1, s, s), the geometry condition of a model
+        with ``config.warp_condition`` (the warped source's latents and the warp's validity,
+        ``rap_ros.pipeline.conditioning``); None: zeros, no condition; ignored by models
+        without it. Returns ``(v_video, v_raxel)`` with the shapes of video and raxel; the
+        clean sample is x_0 = x_t - t * v.
         """
 
     def latent_frames(self, frames):

@@ -6,6 +6,7 @@ A model folder holds (names from ``rap_ros.backend.onnx_backend``, which runs it
     codec_decoder.onnx   z (B, t, C, s, s)                       -> x (B, T, 3, S, S)
     denoiser.onnx        video (B, t, C, s, s), raxel (B, t, 2C, s, s),
                          t_video (B, t), t_raxel (B, t), motion (B, t, M, s, s)
+                         [, warp (B, t, C+1, s, s): only with config.warp_condition]
                                                                  -> v_video, v_raxel
     config.yaml          the ModelConfig
     manifest.json        source weights (sha256), opset, dynamic axes, export parity
@@ -65,15 +66,16 @@ class _Denoiser(torch.nn.Module):
         super().__init__()
         self.dit = dit
 
-    def forward(self, video, raxel, t_video, t_raxel, motion):
-        return self.dit(video, raxel, t_video, t_raxel, motion)
+    def forward(self, video, raxel, t_video, t_raxel, motion, warp=None):
+        return self.dit(video, raxel, t_video, t_raxel, motion, warp)
 
 
 def example_inputs(config, batch=2, frames=None, seed=0):
     """Random float32 inputs of every graph: dict graph name -> tuple of numpy arrays.
 
     Shapes as in the module docstring, with T = frames (default config.frames).
-    Latents are standard normal, images uniform in [-1, 1], times uniform in [0, 1].
+    Latents are standard normal, images uniform in [-1, 1], times uniform in [0, 1]; the
+    denoiser's warp input (config.warp_condition only) latents and a validity in [0, 1].
     """
     rng = np.random.default_rng(seed)
     T = config.frames if frames is None else int(frames)
@@ -83,17 +85,23 @@ def example_inputs(config, batch=2, frames=None, seed=0):
     def normal(*shape):
         return rng.standard_normal(shape).astype(np.float32)
 
+    denoiser = (normal(batch, t, C, s, s), normal(batch, t, 2 * C, s, s),
+                rng.uniform(0, 1, (batch, t)).astype(np.float32),
+                rng.uniform(0, 1, (batch, t)).astype(np.float32),
+                0.05 * normal(batch, t, config.motion_dim, s, s))
+    if config.warp_condition:
+        denoiser += (np.concatenate([normal(batch, t, C, s, s),
+                                     rng.uniform(0, 1, (batch, t, 1, s, s)).astype(np.float32)],
+                                    axis=2),)
     return {
         "encoder": (rng.uniform(-1, 1, (batch, T, 3, S, S)).astype(np.float32),),
         "decoder": (normal(batch, t, C, s, s),),
-        "denoiser": (normal(batch, t, C, s, s), normal(batch, t, 2 * C, s, s),
-                     rng.uniform(0, 1, (batch, t)).astype(np.float32),
-                     rng.uniform(0, 1, (batch, t)).astype(np.float32),
-                     0.05 * normal(batch, t, config.motion_dim, s, s)),
+        "denoiser": denoiser,
     }
 
 
-# graph -> (file, input names, output names, dynamic axes)
+# graph -> (file, input names, output names, dynamic axes), of a model without the warp
+# condition; ``graphs(config)`` gives a config's (the denoiser's extra "warp" input).
 _GRAPHS = {
     "encoder": (ENCODER_FILE, ["x"], ["z"],
                 {"x": {0: "batch", 1: "frames"}, "z": {0: "batch", 1: "latent_frames"}}),
@@ -105,6 +113,16 @@ _GRAPHS = {
                   for name in ("video", "raxel", "t_video", "t_raxel", "motion",
                                "v_video", "v_raxel")}),
 }
+
+
+def graphs(config):
+    """``_GRAPHS`` of ``config``: with ``warp_condition`` the denoiser has a sixth input,
+    "warp" (B, t, C+1, s, s); without it the graphs are the old ones, unchanged."""
+    if not config.warp_condition:
+        return _GRAPHS
+    file, inputs, outputs, axes = _GRAPHS["denoiser"]
+    return {**_GRAPHS, "denoiser": (file, inputs + ["warp"], outputs,
+                                    {**axes, "warp": {0: "batch", 1: "latent_frames"}})}
 
 
 def export_modules(config, codec, dit, out_dir, source=None, opset=OPSET, verify=True):
@@ -121,10 +139,11 @@ def export_modules(config, codec, dit, out_dir, source=None, opset=OPSET, verify
     codec, dit = codec.eval(), dit.eval()
     modules = {"encoder": _Encoder(codec), "decoder": _Decoder(codec), "denoiser": _Denoiser(dit)}
     inputs = example_inputs(config, batch=2)
+    specs = graphs(config)
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))
     try:
         for graph, module in modules.items():
-            file, input_names, output_names, axes = _GRAPHS[graph]
+            file, input_names, output_names, axes = specs[graph]
             args = tuple(torch.from_numpy(a) for a in inputs[graph])
             with warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore")  # tracer and deprecation notes
@@ -141,7 +160,7 @@ def export_modules(config, codec, dit, out_dir, source=None, opset=OPSET, verify
             "opset": opset,
             "torch": torch.__version__,
             "graphs": {graph: {"file": spec[0], "inputs": spec[1], "outputs": spec[2],
-                               "dynamic_axes": spec[3]} for graph, spec in _GRAPHS.items()},
+                               "dynamic_axes": spec[3]} for graph, spec in specs.items()},
         }
         if verify:
             manifest["max_abs_error"] = verify_model_dir(staging, config, modules)
@@ -186,7 +205,7 @@ def verify_model_dir(model_dir, config, modules, batches=(1, 3)):
     """
     errors = {}
     for graph, module in modules.items():
-        file, input_names, _, _ = _GRAPHS[graph]
+        file, input_names, _, _ = graphs(config)[graph]
         session = onnxruntime.InferenceSession(str(Path(model_dir) / file),
                                                providers=["CPUExecutionProvider"])
         present = {i.name for i in session.get_inputs()}

@@ -4,7 +4,8 @@ A model folder, as written by ``rap-ros export`` (``rap_ros.backend.export``), h
 
 * ``codec_encoder.onnx``: x (B, T, 3, S, S) -> z (B, t, C, s, s)
 * ``codec_decoder.onnx``: z (B, t, C, s, s) -> x (B, T, 3, S, S)
-* ``denoiser.onnx``: (video, raxel, t_video, t_raxel, motion) -> (v_video, v_raxel)
+* ``denoiser.onnx``: (video, raxel, t_video, t_raxel, motion[, warp]) -> (v_video, v_raxel)
+  (the "warp" input only when ``config.warp_condition``)
 * ``config.yaml``: the ``ModelConfig`` of the networks
 * ``manifest.json``: what was exported from which weights (informational)
 
@@ -191,7 +192,7 @@ class OnnxBackend(Backend):
                              f"frames, got z of shape {z.shape}")
         return self._decoder.run(None, {"z": z}, self._run_options)[0]
 
-    def velocity(self, video, raxel, t_video, t_raxel, motion):
+    def velocity(self, video, raxel, t_video, t_raxel, motion, warp=None):
         feeds = {
             "video": as_float32(video, "video", 5),
             "raxel": as_float32(raxel, "raxel", 5),
@@ -199,6 +200,11 @@ class OnnxBackend(Backend):
             "t_raxel": as_float32(t_raxel, "t_raxel", 2),
             "motion": as_float32(motion, "motion", 5),
         }
+        if "warp" in self._denoiser_inputs:  # a warp-conditioned graph: None means zeros
+            shape = feeds["video"].shape
+            feeds["warp"] = (np.zeros(shape[:2] + (self.config.warp_dim,) + shape[3:],
+                                      np.float32) if warp is None
+                             else as_float32(warp, "warp", 5))
         # An input the network ignores (motion with config.motion_channels off) is
         # pruned from the graph at export.
         feeds = {name: feeds[name] for name in self._denoiser_inputs}

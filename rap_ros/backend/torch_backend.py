@@ -69,10 +69,12 @@ class TorchBackend(Backend):
         return self._numpy(self.codec.decode(z, frames=int(frames)))
 
     @torch.inference_mode()
-    def velocity(self, video, raxel, t_video, t_raxel, motion):
+    def velocity(self, video, raxel, t_video, t_raxel, motion, warp=None):
+        warp = None if warp is None or not self.config.warp_condition \
+            else self._tensor(warp, "warp", 5)
         v_video, v_raxel = self.dit(self._tensor(video, "video", 5),
                                     self._tensor(raxel, "raxel", 5),
                                     self._tensor(t_video, "t_video", 2),
                                     self._tensor(t_raxel, "t_raxel", 2),
-                                    self._tensor(motion, "motion", 5))
+                                    self._tensor(motion, "motion", 5), warp)
         return self._numpy(v_video), self._numpy(v_raxel)

@@ -45,6 +45,10 @@ class ModelConfig:
     motion_channels: bool = True       # optical-flow channels on the video branch
     prediction: str = "x0"             # "x0" (heads predict clean latents) | "velocity"
     max_latent_frames: int = 8         # size of the learned temporal embedding
+    # geometry conditioning (issue 12): the denoiser's video branch also takes the source
+    # image forward-warped into each target camera, as latents plus a validity channel
+    # ("warp", (B, t, C + 1, s, s)); off: no such input (the shipped weights, old folders)
+    warp_condition: bool = False
 
     def __post_init__(self):
         self.codec_widths = tuple(int(w) for w in self.codec_widths)
@@ -85,6 +89,11 @@ class ModelConfig:
     def motion_dim(self) -> int:
         """M: (dx, dy) flow for each frame of a latent group (zeros when disabled in the net)."""
         return 2 * self.temporal_factor
+
+    @property
+    def warp_dim(self) -> int:
+        """C + 1: the warped clip's latents and the warp's validity (``warp_condition``)."""
+        return self.latent_channels + 1
 
     def to_dict(self) -> dict:
         d = asdict(self)

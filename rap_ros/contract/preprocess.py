@@ -125,6 +125,25 @@ def motion_channels(frames: np.ndarray, config) -> np.ndarray:
     return out
 
 
+def warp_validity_channel(valid: np.ndarray, config) -> np.ndarray:
+    """The warp condition's validity channel: (T, S, S) in [0, 1] (bool or the share of each
+    model pixel the warp has data for) -> float32 (t, 1, s, s), the mean over the frames of
+    each latent frame (frame 0 alone, then groups of temporal_factor) and over each
+    spatial_factor x spatial_factor cell of the latent grid."""
+    valid = np.asarray(valid, np.float32)
+    T, S = valid.shape[0], config.image_size
+    if valid.shape[1:] != (S, S):
+        raise ValueError(f"validity must be (T, {S}, {S}), got {valid.shape}")
+    if (T - 1) % config.temporal_factor:
+        raise ValueError(f"{T} frames is not 1 + {config.temporal_factor} * k")
+    tf, s, f = config.temporal_factor, config.latent_size, config.spatial_factor
+    cells = valid.reshape(T, s, f, s, f).mean(axis=(2, 4))               # (T, s, s)
+    out = np.empty((1 + (T - 1) // tf, 1, s, s), np.float32)
+    out[0, 0] = cells[0]
+    out[1:, 0] = cells[1:].reshape(-1, tf, s, s).mean(axis=1)
+    return out
+
+
 # ---------------------------------------------------------------- jobs
 
 

@@ -7,6 +7,9 @@ A cache is one folder:
     K.npy        float64 (N, 3, 3)        intrinsics of those S x S images, pixels
     c2w.npy      float64 (N, T, 4, 4)     camera-to-world, OpenCV axes, relative to each clip's
                                           first camera, unit mean distance from it
+    depth.npy    float32 (N, S, S)        optional (rendered caches): z-depth of each clip's
+                                          frame 0 in the clip's normalised units (inf: sky),
+                                          for the warp condition (issue 12)
     meta.json    {"version", "n", "frames", "size", "split", "done", ...}; clips [0, done) are
                  valid (the renderer fills a cache resumably)
 
@@ -38,6 +41,8 @@ class FrameCache:
         self.frames = np.load(cache_dir / "frames.npy", mmap_mode="r")
         self.K = np.load(cache_dir / "K.npy")
         self.c2w = np.load(cache_dir / "c2w.npy")
+        depth = cache_dir / "depth.npy"
+        self.depth = np.load(depth, mmap_mode="r") if depth.is_file() else None  # or None
 
     def __len__(self):
         return self.frames.shape[0]

@@ -1,4 +1,5 @@
-"""The one decoder of ROS messages: images, poses, transforms, camera info, paths, stamps.
+"""The one decoder of ROS messages: images, poses, transforms, camera info, paths, stamps,
+point clouds (and the encoding of point clouds, into a message given by the caller).
 
 Works on any object with the message's fields (duck typing): rclpy messages from a live
 subscription and rosbags messages read from a bag alike, so a stream that evaluates offline
@@ -15,6 +16,8 @@ Conventions
   camera-to-world pose is ``T_world_camera``); metres; quaternions (x, y, z, w) as ROS
   writes them, normalised on the way in.
 * Stamps are float seconds (``stamp_seconds``).
+* Point clouds (sensor_msgs/PointCloud2) come out and go in as (N, 3) float64 x, y, z in the
+  message's header.frame_id, in metres (REP-103).
 * Covariances: ROS ``PoseWithCovariance.covariance`` / ``TwistWithCovariance.covariance`` are
   row-major 6x6 over (x, y, z, rotation about x, y, z): translation first, then rotation.
 """
@@ -321,3 +324,82 @@ def covariance_from_ros(values):
     if C.size != 36:
         raise ValueError(f"a ROS covariance has 36 entries, got {C.size}")
     return C.reshape(6, 6)
+
+
+# ------------------------------------------------------------------ point clouds
+
+# sensor_msgs/PointField datatype -> numpy type
+POINT_FIELD_TYPES = {1: np.int8, 2: np.uint8, 3: np.int16, 4: np.uint16, 5: np.int32,
+                     6: np.uint32, 7: np.float32, 8: np.float64}
+POINT_FIELD_FLOAT32 = 7
+MAX_CLOUD_POINTS = 10_000_000  # a cloud claiming more points than this is refused
+
+
+def pointcloud2_to_xyz(msg, max_points=MAX_CLOUD_POINTS):
+    """sensor_msgs/PointCloud2 -> (N, 3) float64 x, y, z of its points, in
+    ``msg.header.frame_id``; points with a NaN or inf coordinate (no return) are left out.
+
+    Any layout: the x, y, z fields of any numeric datatype at any offsets, extra fields,
+    padded points (``point_step``) and rows (``row_step``), organised clouds (height > 1),
+    either byte order. Raises ValueError when a field is missing or repeated, a field does
+    not fit in a point, the data is shorter than height * row_step, or the cloud has more
+    than ``max_points`` points.
+    """
+    height, width = int(msg.height), int(msg.width)
+    count = height * width
+    if count == 0:
+        return np.zeros((0, 3))
+    if count > max_points:
+        raise ValueError(f"point cloud has {count} points, more than the limit of {max_points}")
+    point_step, row_step = int(msg.point_step), int(msg.row_step)
+    order = ">" if getattr(msg, "is_bigendian", False) else "<"
+    fields = {}
+    for field in msg.fields:
+        if field.name in ("x", "y", "z"):
+            if field.name in fields:
+                raise ValueError(f"point cloud has two '{field.name}' fields")
+            if int(field.datatype) not in POINT_FIELD_TYPES:
+                raise ValueError(f"point cloud field '{field.name}' has unknown datatype "
+                                 f"{field.datatype}")
+            dtype = np.dtype(POINT_FIELD_TYPES[int(field.datatype)]).newbyteorder(order)
+            if int(field.offset) + dtype.itemsize > point_step:
+                raise ValueError(f"point cloud field '{field.name}' (offset {field.offset}) "
+                                 f"does not fit in point_step {point_step}")
+            fields[field.name] = (int(field.offset), dtype)
+    missing = [name for name in ("x", "y", "z") if name not in fields]
+    if missing:
+        raise ValueError(f"point cloud has no {', '.join(missing)} field(s)")
+    if row_step < width * point_step:
+        raise ValueError(f"row_step {row_step} is shorter than a row of {width} points of "
+                         f"{point_step} bytes")
+    data = _bytes(msg.data)
+    if data.size < height * row_step:
+        raise ValueError(f"point cloud data has {data.size} bytes, fewer than height * "
+                         f"row_step = {height} * {row_step} = {height * row_step}")
+    rows = data[:height * row_step].reshape(height, row_step)[:, :width * point_step]
+    points = np.ascontiguousarray(rows).reshape(count, point_step)
+    xyz = np.empty((count, 3))
+    for column, name in enumerate("xyz"):
+        offset, dtype = fields[name]
+        xyz[:, column] = np.ascontiguousarray(
+            points[:, offset:offset + dtype.itemsize]).view(dtype)[:, 0]
+    return xyz[np.isfinite(xyz).all(axis=1)]
+
+
+def fill_pointcloud2(msg, points, point_field):
+    """Write ``points`` (N, 3) into the sensor_msgs/PointCloud2 ``msg`` (header untouched):
+    an unordered cloud (height 1) of x, y, z float32, little-endian, 12 bytes a point,
+    is_dense (NaN/inf points are left out). ``point_field``: the PointField message class
+    (rclpy's, or a bag library's), called with name, offset, datatype, count. Returns msg.
+    """
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    points = points[np.isfinite(points).all(axis=1)].astype("<f4")
+    msg.height, msg.width = 1, int(len(points))
+    msg.fields = [point_field(name=name, offset=4 * i, datatype=POINT_FIELD_FLOAT32, count=1)
+                  for i, name in enumerate("xyz")]
+    msg.is_bigendian = False
+    msg.point_step = 12
+    msg.row_step = 12 * int(len(points))
+    msg.data = np.ascontiguousarray(points).tobytes()
+    msg.is_dense = True
+    return msg

@@ -40,6 +40,8 @@ class TrainConfig:
     cosine_weight: float = 1.0         # 0 = the "without cosine loss" ablation
     cosine_samples: int = 8            # clips per batch decoded for the cosine term
     ema: float = 0.999
+    warp_probability: float = 0.8      # view-job examples given the warp condition (issue 12)
+    warp_lr_scale: float = 1.0         # learning-rate multiplier of the warp input's projection
     # bookkeeping
     seed: int = 0
     save_every_s: float = 180.0

@@ -10,8 +10,12 @@ raxel halves) and computes the motion channels, so a denoiser step only reads ar
     cache/frames.npy   uint8   (N, T, S, S, 3)
     cache/K.npy        float64 (N, 3, 3)
     cache/c2w.npy      float64 (N, T, 4, 4)  relative to the first camera, unit mean distance
+    cache/depth.npy    float32 (N, S, S)     true z-depth of frame 0, same units (inf: sky)
     cache/meta.json    sizes, seeds, number of clips done
-    latents_<tag>.npz  video (N, t, C, s, s), raxel (N, t, 2C, s, s), motion (N, t, M, s, s)
+    latents_<tag>.npz  video (N, t, C, s, s), raxel (N, t, 2C, s, s), motion (N, t, M, s, s),
+                       with config.warp_condition also warp (N, t, C+1, s, s): each clip's
+                       frame 0 warped into every frame's camera (``warp_clip``), encoded, and
+                       its validity (``preprocess.warp_validity_channel``)
 """
 import json
 import multiprocessing
@@ -47,9 +51,10 @@ def clip_seed(split: str, index: int) -> int:
 def _render_one(args):
     seed, frames, size = args
     torch.set_num_threads(1)
-    clip = dataset.sample_clip(seed, frames, size, size)
-    rel, _ = relative_to_first(clip.c2w)
-    return np.asarray(clip.frames, np.uint8), np.asarray(clip.K, np.float64), rel
+    clip, depth = dataset.sample_clip(seed, frames, size, size, depth=True)
+    rel, scale = relative_to_first(clip.c2w)
+    return (np.asarray(clip.frames, np.uint8), np.asarray(clip.K, np.float64), rel,
+            (depth / scale).astype(np.float32))
 
 
 def build_frame_cache(cache_dir, n: int, frames: int, size: int, workers: int = 2,
@@ -60,10 +65,11 @@ def build_frame_cache(cache_dir, n: int, frames: int, size: int, workers: int = 
     cache_dir.mkdir(parents=True, exist_ok=True)
     meta_path = cache_dir / "meta.json"
     meta = {"version": CACHE_VERSION, "n": n, "frames": frames, "size": size,
-            "split": split, "done": 0}
+            "split": split, "depth": True, "done": 0}
     if meta_path.is_file():
         old = json.loads(meta_path.read_text())
-        if all(old.get(k) == meta[k] for k in ("version", "n", "frames", "size", "split")):
+        if all(old.get(k) == meta[k]
+               for k in ("version", "n", "frames", "size", "split", "depth")):
             meta = old
         else:
             log(f"cache {cache_dir} has other sizes ({old}); rebuilding")
@@ -74,6 +80,8 @@ def build_frame_cache(cache_dir, n: int, frames: int, size: int, workers: int = 
                                    shape=(n, 3, 3))
     cs = np.lib.format.open_memmap(cache_dir / "c2w.npy", mode=mode, dtype=np.float64,
                                    shape=(n, frames, 4, 4))
+    ds = np.lib.format.open_memmap(cache_dir / "depth.npy", mode=mode, dtype=np.float32,
+                                   shape=(n, size, size))
     start = meta["done"]
     if start >= n:
         return cache_dir
@@ -89,11 +97,11 @@ def build_frame_cache(cache_dir, n: int, frames: int, size: int, workers: int = 
         else:
             yield from map(_render_one, jobs)
 
-    for k, (f, K, rel) in enumerate(results()):
+    for k, (f, K, rel, depth) in enumerate(results()):
         i = start + k
-        fr[i], Ks[i], cs[i] = f, K, rel
+        fr[i], Ks[i], cs[i], ds[i] = f, K, rel, depth
         if (k + 1) % chunk == 0 or i == n - 1:
-            fr.flush(), Ks.flush(), cs.flush()
+            fr.flush(), Ks.flush(), cs.flush(), ds.flush()
             meta["done"] = i + 1
             meta_path.write_text(json.dumps(meta))
             rate = (k + 1) / (time.time() - t0)
@@ -129,15 +137,28 @@ def codec_batch(cache: FrameCache, rng: np.random.Generator, n_video: int, n_rax
     return np.stack(items).astype(np.float32), np.array(kinds)
 
 
-def build_latent_cache(path, cache: FrameCache, codec, config, batch: int = 32, log=print):
+def build_latent_cache(path, cache: FrameCache, codec, config, batch: int = 32, log=print,
+                       warp_clip=None, seed: int = 0):
     """Encode every cached clip with the frozen codec and compute motion channels; save to
-    `path` (.npz). Returns a dict of arrays."""
+    `path` (.npz). Returns a dict of arrays.
+
+    With ``config.warp_condition``, also each clip's warp condition (N, t, C+1, s, s): the
+    clip's frame 0 warped into every frame's camera by ``warp_clip(rng, frame0 (S, S, 3)
+    uint8, K, rel_c2w (T, 4, 4), depth (S, S) or None) -> (warped (T, S, S, 3) uint8, valid
+    (T, S, S) float in [0, 1])`` (``pipeline.conditioning.training_warp``: it draws the
+    depth the warp uses; passed in, as the model floor cannot import the pipeline), encoded
+    by the codec, and its validity channel; rng = default_rng([seed, clip index])."""
     path = Path(path)
     if path.is_file():
         with np.load(path) as z:
             return {k: z[k] for k in z.files}
     n, S = len(cache), config.image_size
     out = {"video": [], "raxel": [], "motion": []}
+    with_warp = bool(getattr(config, "warp_condition", False))
+    if with_warp:
+        if warp_clip is None:
+            raise ValueError("config.warp_condition needs warp_clip to build the warp latents")
+        out["warp"] = []
     t0 = time.time()
     codec.eval()
     with torch.no_grad():
@@ -150,6 +171,17 @@ def build_latent_cache(path, cache: FrameCache, codec, config, batch: int = 32, 
             out["video"].append(codec.encode(video).numpy())
             out["raxel"].append(encode_raxels_latent(codec, rax).numpy())
             out["motion"].append(np.stack([preprocess.motion_channels(f, config) for f in frames]))
+            if with_warp:
+                warps = [warp_clip(np.random.default_rng([seed, i]), frames[j][0], cache.K[i],
+                                   cache.c2w[i], None if cache.depth is None
+                                   else np.asarray(cache.depth[i]))
+                         for j, i in enumerate(idx)]
+                warped = torch.from_numpy(np.stack([preprocess.images_to_model(w)
+                                                    for w, _ in warps]))
+                validity = np.stack([preprocess.warp_validity_channel(v, config)
+                                     for _, v in warps])
+                out["warp"].append(np.concatenate([codec.encode(warped).numpy(), validity],
+                                                  axis=2))
             if (start // batch) % 20 == 0:
                 log(f"  encoded {min(n, start + batch)}/{n} clips ({time.time() - t0:.0f} s)")
     arrays = {k: np.concatenate(v).astype(np.float32) for k, v in out.items()}

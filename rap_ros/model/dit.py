@@ -16,8 +16,19 @@ Tokens stay (B, t, n, d) -- latent frame and patch apart -- so the per-frame mod
 broadcasts with no reshape; attention alone flattens t*n. Few reshapes keep the exported ONNX
 graph small: at this size a denoiser step costs more in per-operator overhead than in FLOPs.
 
-    forward(video (B,t,C,s,s), raxel (B,t,2C,s,s), t_video (B,t), t_raxel (B,t), motion (B,t,M,s,s))
+    forward(video (B,t,C,s,s), raxel (B,t,2C,s,s), t_video (B,t), t_raxel (B,t), motion (B,t,M,s,s),
+            warp (B,t,C+1,s,s) only with config.warp_condition)
         -> (v_video (B,t,C,s,s), v_raxel (B,t,2C,s,s))
+
+Geometry conditioning (``config.warp_condition``, issue 12; as ViewCrafter / GenWarp condition
+video diffusion on point-cloud renders): the source image forward-warped into every target
+camera, encoded by the codec (C channels), plus the warp's validity (1 channel, the share of
+each latent cell and latent frame the warp has data for) enters the video branch through its
+own patch embedding (``warp_embed``), added to the video tokens. It is ZERO-initialised
+(weight and bias; ControlNet's zero convolution), so a denoiser built with the switch on and
+loaded with weights trained without it computes exactly what they did until fine-tuning moves
+it. All-zero warp input = no condition (what training shows the view job 20 % of the time and
+the other jobs always).
 
 Output parametrisation (`prediction`): "x0" (default) -- the heads predict the clean latents
 and forward returns v = (x_t - x0) / max(t, 0.05), the contract's velocity. A token carries
@@ -207,6 +218,8 @@ class RaxelDiT(nn.Module):
         video_in = C + (config.motion_dim if config.motion_channels else 0)
         self.video_embed = PatchEmbed(video_in, d, p)
         self.raxel_embed = PatchEmbed(2 * C, d, p)
+        # warp condition: (B, t, C+1, s, s) -> (B, t, n, d), added to the video tokens
+        self.warp_embed = PatchEmbed(config.warp_dim, d, p) if config.warp_condition else None
         self.register_buffer("pos_space", torch.from_numpy(sincos_2d(self.grid, d)))  # (n, d)
         self.pos_time = nn.Parameter(torch.zeros(config.max_latent_frames, d))       # (t_max, d)
         self.t_embed = TimestepEmbedder(config.cond_dim)
@@ -227,6 +240,9 @@ class RaxelDiT(nn.Module):
             w = emb.proj.weight
             nn.init.xavier_uniform_(w.view(w.shape[0], -1))
             nn.init.zeros_(emb.proj.bias)
+        if self.warp_embed is not None:  # zero: the condition adds nothing at init
+            nn.init.zeros_(self.warp_embed.proj.weight)
+            nn.init.zeros_(self.warp_embed.proj.bias)
         nn.init.normal_(self.pos_time, std=0.02)
         for lin in (self.t_embed.mlp[0], self.t_embed.mlp[2]):
             nn.init.normal_(lin.weight, std=0.02)
@@ -249,8 +265,9 @@ class RaxelDiT(nn.Module):
         x = x.permute(0, 1, 6, 2, 4, 3, 5)                  # (B, t, ch, g, p, g, p)
         return x.reshape(B, t, ch, g * p, g * p)            # (B, t, ch, s, s)
 
-    def forward(self, video, raxel, t_video, t_raxel, motion=None):
-        # video (B, t, C, s, s); raxel (B, t, 2C, s, s); t_* (B, t); motion (B, t, M, s, s)
+    def forward(self, video, raxel, t_video, t_raxel, motion=None, warp=None):
+        # video (B, t, C, s, s); raxel (B, t, 2C, s, s); t_* (B, t); motion (B, t, M, s, s);
+        # warp (B, t, C+1, s, s) (config.warp_condition; None: zeros, no condition)
         t, C = video.shape[1], video.shape[2]
         if self.config.motion_channels:
             if motion is None:
@@ -261,6 +278,11 @@ class RaxelDiT(nn.Module):
             video_in = video                                # (B, t, C, s, s)
         pos = self.positions(t)                             # (t, n, d)
         xv = self.video_embed(video_in) + pos               # (B, t, n, d)
+        if self.warp_embed is not None:
+            if warp is None:
+                warp = video.new_zeros(video.shape[0], t, self.config.warp_dim,
+                                       *video.shape[3:])
+            xv = xv + self.warp_embed(warp)                 # (B, t, n, d)
         xr = self.raxel_embed(raxel) + pos                  # (B, t, n, d)
         cv, cr = self.t_embed(t_video), self.t_embed(t_raxel)  # (B, t, cond) each
         for block in self.blocks:
@@ -273,6 +295,21 @@ class RaxelDiT(nn.Module):
         tv = t_video.clamp(min=T_MIN).reshape(*t_video.shape, 1, 1, 1)        # (B, t, 1, 1, 1)
         tr = t_raxel.clamp(min=T_MIN).reshape(*t_raxel.shape, 1, 1, 1)        # (B, t, 1, 1, 1)
         return (video - out_v) / tv, (raxel - out_r) / tr                     # velocities
+
+
+def add_warp_condition(dit: RaxelDiT) -> RaxelDiT:
+    """A denoiser with ``warp_condition`` on and every weight of ``dit`` (trained without it):
+    the new ``warp_embed`` is zero, so it computes exactly what ``dit`` computes, for any warp
+    input. ``dit`` with the switch on already is returned as is."""
+    if dit.config.warp_condition:
+        return dit
+    config = type(dit.config).from_dict({**dit.config.to_dict(), "warp_condition": True})
+    out = RaxelDiT(config)
+    missing, unexpected = out.load_state_dict(dit.state_dict(), strict=False)
+    if unexpected or any(not k.startswith("warp_embed.") for k in missing):
+        raise RuntimeError(f"cannot add the warp condition: missing {missing}, "
+                           f"unexpected {unexpected}")
+    return out.train(dit.training)
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -50,12 +50,14 @@ def visible_motion(motion, clean_video):
 
 def flow_loss(dit, video, raxel, motion, clean_video, clean_raxel, *, codec=None, dirs=None,
               cosine_weight=0.0, cosine_samples=4, raxel_loss_weight=1.0, time_shift=1.0,
-              generator: torch.Generator = None):
+              generator: torch.Generator = None, warp=None):
     """Flow-matching loss for one batch.
 
     video (B, t, C, s, s), raxel (B, t, 2C, s, s): clean latents; motion (B, t, M, s, s),
     zeroed on noised video frames (``visible_motion``) as at inference;
-    clean_video, clean_raxel (B, t) bool masks of conditioning frames.
+    clean_video, clean_raxel (B, t) bool masks of conditioning frames;
+    warp (B, t, C+1, s, s) or None: the geometry condition of a warp-conditioned denoiser
+    (``dit`` docstring; zeros for the examples that go without).
     Flow times: t = s u / (1 + (s - 1) u), u ~ U(0, 1), s = time_shift (1: uniform; s > 1 puts
     more samples near t = 1, where the model must read the conditioning, SD3's shift).
     MSE between predicted and target velocity on noised frames only (mean over their elements,
@@ -74,7 +76,8 @@ def flow_loss(dit, video, raxel, motion, clean_video, clean_raxel, *, codec=None
     noise_r = torch.randn(raxel.shape, generator=generator)
     xv = (1 - _bcast(t_video, video)) * video + _bcast(t_video, video) * noise_v
     xr = (1 - _bcast(t_raxel, raxel)) * raxel + _bcast(t_raxel, raxel) * noise_r
-    pred_v, pred_r = dit(xv, xr, t_video, t_raxel, visible_motion(motion, clean_video))
+    conditions = (visible_motion(motion, clean_video),) + (() if warp is None else (warp,))
+    pred_v, pred_r = dit(xv, xr, t_video, t_raxel, *conditions)
 
     mask_v = _bcast((~clean_video).float(), video)                     # (B, t, 1, 1, 1)
     mask_r = _bcast((~clean_raxel).float(), raxel)
@@ -103,11 +106,12 @@ def flow_loss(dit, video, raxel, motion, clean_video, clean_raxel, *, codec=None
 
 @torch.no_grad()
 def sample(dit, video, raxel, clean_video, clean_raxel, motion=None, *, steps=8,
-           method="euler", num_samples=1, generator: torch.Generator = None):
+           method="euler", num_samples=1, generator: torch.Generator = None, warp=None):
     """Integrate the flow from t = 1 to 0 on the noised latent frames only.
 
     video (B, t, C, s, s), raxel (B, t, 2C, s, s): values of the clean frames (anything where
-    noised); clean_video, clean_raxel (B, t) bool. num_samples K > 1 draws K samples per input
+    noised); clean_video, clean_raxel (B, t) bool; warp (B, t, C+1, s, s) or None: the
+    geometry condition of a warp-conditioned denoiser. num_samples K > 1 draws K samples per input
     (outputs (B*K, ...), sample k of input b at b*K + k). method "euler" (N model calls) or
     "heun" (2N calls: Euler predictor, trapezoidal corrector on every step).
     Clean frames are returned bit-identical. Returns (video, raxel).
@@ -116,8 +120,8 @@ def sample(dit, video, raxel, clean_video, clean_raxel, motion=None, *, steps=8,
         raise ValueError(f"method must be 'euler' or 'heun', got {method!r}")
     if num_samples > 1:
         rep = lambda x: None if x is None else x.repeat_interleave(num_samples, dim=0)  # noqa: E731
-        video, raxel, clean_video, clean_raxel, motion = map(
-            rep, (video, raxel, clean_video, clean_raxel, motion))
+        video, raxel, clean_video, clean_raxel, motion, warp = map(
+            rep, (video, raxel, clean_video, clean_raxel, motion, warp))
     cv, cr = _bcast(clean_video, video), _bcast(clean_raxel, raxel)
     xv = torch.where(cv, video, torch.randn(video.shape, generator=generator, dtype=video.dtype))
     xr = torch.where(cr, raxel, torch.randn(raxel.shape, generator=generator, dtype=raxel.dtype))
@@ -126,7 +130,9 @@ def sample(dit, video, raxel, clean_video, clean_raxel, motion=None, *, steps=8,
     times = torch.linspace(1.0, 0.0, steps + 1)
 
     def velocity(xv, xr, t):
-        return dit(xv, xr, t * noised_v, t * noised_r, motion)
+        if warp is None:  # denoisers without the warp input keep their signature
+            return dit(xv, xr, t * noised_v, t * noised_r, motion)
+        return dit(xv, xr, t * noised_v, t * noised_r, motion, warp)
 
     for i in range(steps):
         t_cur, t_next = float(times[i]), float(times[i + 1])

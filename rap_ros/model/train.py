@@ -42,8 +42,10 @@ from rap_ros.model.checkpoint import (CheckpointError, load_checkpoint, load_wei
                                       save_checkpoint, save_weights, weights_from_run)
 from rap_ros.model.codec import CausalVideoCodec, decode_raxels_latent, encode_raxels_latent
 from rap_ros.model.config import RunConfig
-from rap_ros.model.dit import RaxelDiT, count_parameters
+from rap_ros.model.dit import RaxelDiT, add_warp_condition, count_parameters
 from rap_ros.model.flow import draw_jobs, flow_loss, job_batch_masks, sample
+
+VIEW_JOB = preprocess.JOBS.index("images_camera_to_video")  # the job the warp condition serves
 
 
 # ---------------------------------------------------------------- run helpers
@@ -272,13 +274,15 @@ def encode_raxels_latent_t(codec, rax: np.ndarray):
 
 class LatentClips:
     """Training clips of one clip cache, encoded by the frozen codec: video (N, t, C, s, s),
-    raxel (N, t, 2C, s, s), motion (N, t, M, s, s) latents, and the cache's K and poses for
-    the cosine loss on ray directions."""
+    raxel (N, t, 2C, s, s), motion (N, t, M, s, s) latents, the warp condition (N, t, C+1,
+    s, s) when the latents have it (``data.build_latent_cache``; else None), and the cache's
+    K and poses for the cosine loss on ray directions."""
 
     def __init__(self, latents: dict, cache: data_mod.FrameCache, config: ModelConfig):
         self.video = torch.from_numpy(latents["video"])
         self.raxel = torch.from_numpy(latents["raxel"])
         self.motion = torch.from_numpy(latents["motion"])
+        self.warp = torch.from_numpy(latents["warp"]) if "warp" in latents else None
         self.cache, self.config = cache, config
 
     def __len__(self):
@@ -298,7 +302,8 @@ class LatentClips:
 def draw_batch(sources, weights, rng, batch, cosine_samples):
     """A training batch from LatentClips ``sources`` in proportions ``weights``: each example
     picks its source, then one of its clips, uniformly -> (video, raxel, motion, dirs of the
-    first ``cosine_samples`` examples or None)."""
+    first ``cosine_samples`` examples or None, warp (B, t, C+1, s, s) when every source has
+    the warp condition, else None)."""
     which = np.sort(rng.choice(len(sources), size=batch, p=np.asarray(weights) / np.sum(weights)))
     picks = [(sources[k], int(rng.integers(0, len(sources[k])))) for k in which]
     video, raxel, motion = (torch.stack([source.latents(i)[j] for source, i in picks])
@@ -307,7 +312,18 @@ def draw_batch(sources, weights, rng, batch, cosine_samples):
     if cosine_samples:
         dirs = torch.from_numpy(np.stack([source.directions(i)
                                           for source, i in picks[:cosine_samples]]))
-    return video, raxel, motion, dirs
+    warp = None
+    if all(source.warp is not None for source in sources):
+        warp = torch.stack([source.warp[i] for source, i in picks])
+    return video, raxel, motion, dirs, warp
+
+
+def warp_for_jobs(warp, jobs, probability, generator):
+    """The warp condition a batch trains with: warp (B, t, C+1, s, s) kept for view-job
+    examples (``VIEW_JOB``) with probability ``probability``, zeros (no condition) for the
+    rest, so the unconditioned view job and the other jobs keep working. jobs (B,) long."""
+    keep = (jobs == VIEW_JOB) & (torch.rand(len(jobs), generator=generator) < probability)
+    return warp * keep.to(warp.dtype).reshape(-1, 1, 1, 1, 1)
 
 
 def frozen_codec(path):
@@ -320,12 +336,14 @@ def frozen_codec(path):
     return codec.eval().requires_grad_(False), codec_ck["step"]
 
 
-def encoded_clips(run: Run, cache, codec, tag):
-    """LatentClips of ``cache``, encoded once into run.dir/latents_<tag>.npz (rank 0)."""
+def encoded_clips(run: Run, cache, codec, tag, warp_clip=None):
+    """LatentClips of ``cache``, encoded once into run.dir/latents_<tag>.npz (rank 0); with
+    the warp condition (``data.build_latent_cache``'s ``warp_clip``) when the model has it."""
     path = run.dir / f"latents_{tag}.npz"
     if run.main and not path.is_file():
         run.log(f"encoding {len(cache)} clips with the frozen codec -> {path}")
-        data_mod.build_latent_cache(path, cache, codec, run.config.model, log=run.log)
+        data_mod.build_latent_cache(path, cache, codec, run.config.model, log=run.log,
+                                    warp_clip=warp_clip, seed=run.config.train.seed)
     run.barrier()
     clips = LatentClips(data_mod.build_latent_cache(path, cache, codec, run.config.model),
                         cache, run.config.model)
@@ -356,8 +374,13 @@ def fit_dit(run: Run, codec, dit, sources, weights, minutes, resume, max_steps=0
     mc, tc = run.config.model, run.config.train
     ema = RaxelDiT(mc).requires_grad_(False)
     ema.load_state_dict(dit.state_dict())
-    opt = torch.optim.AdamW(dit.parameters(), lr=tc.lr, weight_decay=tc.weight_decay,
-                            betas=(0.9, 0.99))
+    # the zero-initialised warp input learns at warp_lr_scale x the learning rate (its own group)
+    warp_params = [p for n, p in dit.named_parameters() if n.startswith("warp_embed.")]
+    groups = [{"params": [p for n, p in dit.named_parameters()
+                          if not n.startswith("warp_embed.")], "lr_scale": 1.0}]
+    if warp_params:
+        groups.append({"params": warp_params, "lr_scale": tc.warp_lr_scale})
+    opt = torch.optim.AdamW(groups, lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, 0.99))
     step, elapsed = 0, 0.0
     path = run.dir / "dit.pt"
     if resume and path.is_file():
@@ -384,16 +407,22 @@ def fit_dit(run: Run, codec, dit, sources, weights, minutes, resume, max_steps=0
         if run.stop_agreed(stop):
             break
         rng, gen = run.rng("dit", step)
-        video, raxel, motion, dirs = draw_batch(sources, weights, rng, tc.batch, cosine_samples)
-        _, clean_v, clean_r = draw_jobs(tc.batch, t_lat, tc.job_probs, tc.p_k_known, gen)
+        video, raxel, motion, dirs, warp = draw_batch(sources, weights, rng, tc.batch,
+                                                      cosine_samples)
+        jobs, clean_v, clean_r = draw_jobs(tc.batch, t_lat, tc.job_probs, tc.p_k_known, gen)
+        if mc.warp_condition:
+            if warp is None:
+                raise ValueError("model.warp_condition needs clips with the warp condition")
+            warp = warp_for_jobs(warp, jobs, tc.warp_probability, gen)
         lr = lr_at(tc.lr, step, tc.warmup_steps, elapsed / budget)
         for g in opt.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g.get("lr_scale", 1.0)
         loss, stats = flow_loss(model, video, raxel, motion, clean_v, clean_r, codec=codec,
                                 dirs=dirs, cosine_weight=tc.cosine_weight,
                                 cosine_samples=tc.cosine_samples,
                                 raxel_loss_weight=tc.raxel_loss_weight,
-                                time_shift=tc.time_shift, generator=gen)
+                                time_shift=tc.time_shift, generator=gen,
+                                warp=warp if mc.warp_condition else None)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(dit.parameters(), tc.grad_clip)
@@ -434,33 +463,54 @@ def fit_dit(run: Run, codec, dit, sources, weights, minutes, resume, max_steps=0
 
 
 def finetune_dit(run: Run, weights, real_cache, minutes, resume, max_steps=0,
-                 real_fraction=0.5):
+                 real_fraction=0.5, warp_clip=None):
     """Adapt shipped weights to pseudo-labelled real clips (a clip cache,
     ``evaluation.pseudo_labels``), drawn in proportion ``real_fraction`` with the synthetic
     training clips so the model keeps what it knew. The codec stays as shipped (frozen: the
     latent space the ONNX graphs and the real clips' latents share); the denoiser starts
     from the weights' EMA denoiser. Writes run.dir/rap_small.pt with the provenance in
-    ``meta``. Returns its path."""
+    ``meta``, and the frozen codec as run.dir/codec.pt (so ``weights_from_run`` exports the
+    run's checkpoints too). Returns its path.
+
+    real_cache None: synthetic clips only. With ``run.config.model.warp_condition`` on and
+    weights trained without it, the denoiser gains the zero-initialised warp input
+    (``dit.add_warp_condition``: it starts exactly where the weights are) and learns it;
+    ``warp_clip`` (``pipeline.conditioning.training_warp``) makes the clips' warps."""
     config, codec, dit = load_weights(weights)
     codec.requires_grad_(False)
+    warp = run.config.model.warp_condition
+    if warp:
+        dit = add_warp_condition(dit)
+        config = dit.config
+    if config != run.config.model:
+        raise ValueError(f"run config {run.config.model} is not the weights' {config}")
     cache, _ = ensure_caches(run)
-    digest = file_sha256(weights)[:12]
-    synthetic = encoded_clips(run, cache, codec, f"synthetic_{digest}")
-    real_clips = data_mod.FrameCache(real_cache)
-    if not len(real_clips):
-        raise ValueError(f"no pseudo-labelled clips in {real_cache}: the odometry core "
-                         "tracked no window of the recordings")
-    labels = file_sha256(Path(real_cache) / "c2w.npy")[:12]   # new labels: encoded anew
-    real = encoded_clips(run, real_clips, codec, f"real_{digest}_{labels}")
+    digest = file_sha256(weights)[:12] + ("_warp" if warp else "")
+    if run.main:
+        save_checkpoint(run.dir / "codec.pt", {"model": codec.state_dict(), "step": 0,
+                                               "elapsed": 0.0, "done": True,
+                                               "config": run.config.to_dict(),
+                                               "frozen_from": str(weights)})
+    synthetic = encoded_clips(run, cache, codec, f"synthetic_{digest}", warp_clip)
+    sources, mix, real_clips = [synthetic], [1.0], None
+    if real_cache is not None:
+        real_clips = data_mod.FrameCache(real_cache)
+        if not len(real_clips):
+            raise ValueError(f"no pseudo-labelled clips in {real_cache}: the odometry core "
+                             "tracked no window of the recordings")
+        labels = file_sha256(Path(real_cache) / "c2w.npy")[:12]   # new labels: encoded anew
+        sources.append(encoded_clips(run, real_clips, codec, f"real_{digest}_{labels}",
+                                     warp_clip))
+        mix = [1.0 - real_fraction, real_fraction]
     dit.train()
-    ema = fit_dit(run, codec, dit, [synthetic, real], [1.0 - real_fraction, real_fraction],
-                  minutes, resume, max_steps)
+    ema = fit_dit(run, codec, dit, sources, mix, minutes, resume, max_steps)
     out = run.dir / "rap_small.pt"
     if run.main:
         meta = {"finetuned_from": str(weights), "finetuned_from_sha256": file_sha256(weights),
-                "real_clips": len(real), "real_fraction": real_fraction,
-                "recordings": real_clips.meta.get("recordings", []),
-                "dit_weights": "ema"}
+                "real_clips": len(sources[1]) if real_clips is not None else 0,
+                "real_fraction": real_fraction if real_clips is not None else 0.0,
+                "recordings": real_clips.meta.get("recordings", []) if real_clips else [],
+                "warp_condition": warp, "dit_weights": "ema"}
         save_weights(out, config, codec, ema, meta)
         run.log(f"fine-tuned weights -> {out}")
     return out
@@ -512,6 +562,44 @@ def evaluate_pose(codec, dit, val: data_mod.FrameCache, config: ModelConfig, n: 
             "identity_rel_rot_err_deg": float(np.mean(base_rel)),
             "last_translation_dir_err_deg": float(np.mean(dir_err)) if dir_err else float("nan"),
             "forward_translation_dir_err_deg": float(np.mean(dir_base)) if dir_base else float("nan")}
+
+
+@torch.no_grad()
+def evaluate_view(codec, dit, val: data_mod.FrameCache, config: ModelConfig, warps=None,
+                  n: int = 64, steps: int = 1, seed: int = 0):
+    """images + camera -> video on held-out clips (frame 0 and every true camera given, K
+    known): PSNR in dB (uint8 frames, S x S) of the generated frames 1..T-1 against the truth,
+    mean over clips. warps: None (no warp condition), or per clip (warped (T, S, S, 3) uint8,
+    validity (T, S, S)) in the model's view (``pipeline.conditioning``), fed as the warp
+    condition of a warp-conditioned ``dit``. steps Euler steps from noise (1: the
+    ViewPipeline default, the model's expected frames)."""
+    n = min(n, len(val))
+    S, t_lat = config.image_size, config.latent_frames
+    gen = torch.Generator().manual_seed(seed)
+    psnrs = []
+    for start in range(0, n, 16):
+        idx = list(range(start, min(n, start + 16)))
+        frames = np.stack([np.asarray(val.frames[i]) for i in idx])
+        video = codec.encode(torch.from_numpy(preprocess.images_to_model(frames)))
+        rax = np.stack([data_mod.raxels_for(val.K[i], val.c2w[i], S, config.raxel_encoding)
+                        for i in idx])
+        raxel = encode_raxels_latent(codec, torch.from_numpy(rax))
+        warp = None
+        if warps is not None:
+            warped = np.stack([warps[i][0] for i in idx])
+            latents = codec.encode(torch.from_numpy(preprocess.images_to_model(
+                warped.reshape(-1, S, S, 3)).reshape(warped.shape[:2] + (3, S, S))))
+            validity = torch.from_numpy(np.stack([
+                preprocess.warp_validity_channel(warps[i][1], config) for i in idx]))
+            warp = torch.cat([latents, validity], dim=2)
+        cv, cr = job_batch_masks("images_camera_to_video", len(idx), t_lat)
+        vx, _ = sample(dit, video, raxel, cv, cr, torch.zeros(len(idx), t_lat, config.motion_dim,
+                                                               *video.shape[3:]),
+                       steps=steps, generator=gen, warp=warp)
+        out = preprocess.model_to_images(codec.decode(vx, frames=config.frames).numpy())
+        mse = ((out[:, 1:].astype(np.float64) - frames[:, 1:]) ** 2).mean(axis=(1, 2, 3, 4))
+        psnrs += list(10 * np.log10(255.0 ** 2 / np.maximum(mse, 1e-10)))
+    return float(np.mean(psnrs))
 
 
 def evaluate_weights(weights, run_config: RunConfig, run_dir, n: int = 64):

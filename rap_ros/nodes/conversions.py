@@ -1,8 +1,8 @@
 """numpy arrays of the rap_ros core -> rclpy messages (what the nodes publish).
 
 Pure functions: no node, no executor. Decoding messages (images of every encoding, poses,
-transforms, camera info, paths) is ``rap_ros.io.messages``, shared with the bag readers;
-this module builds the rclpy messages and needs rclpy's message types.
+transforms, camera info, paths, point clouds) is ``rap_ros.io.messages``, shared with the bag
+readers; this module builds the rclpy messages and needs rclpy's message types.
 
 Conventions (as ``rap_ros.io.messages``): images uint8 RGB (H, W, 3) at the core's edges;
 poses 4x4 float64 ``T_parent_child``, metres, quaternions (x, y, z, w) with w >= 0; camera
@@ -15,10 +15,10 @@ import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Pose, PoseStamped, TransformStamped
 from nav_msgs.msg import Path
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 
 from rap_ros.geometry.rotations import project_to_so3, quat_from_matrix
-from rap_ros.io.messages import IMAGE_ENCODINGS
+from rap_ros.io.messages import IMAGE_ENCODINGS, fill_pointcloud2
 
 
 def seconds_to_stamp(seconds: float) -> Time:
@@ -149,3 +149,13 @@ def poses_to_path(poses, stamps, frame_id: str, header_stamp=None):
     msg.poses = [matrix_to_pose_stamped(T, seconds_to_stamp(s), frame_id)
                  for T, s in zip(poses, stamps)]
     return msg
+
+
+def points_to_pointcloud2(points, stamp=None, frame_id: str = "") -> PointCloud2:
+    """(N, 3) points (metres, in ``frame_id``) -> sensor_msgs/PointCloud2: unordered, x, y,
+    z float32 (the layout of ``rap_ros.io.messages.fill_pointcloud2``)."""
+    msg = PointCloud2()
+    if stamp is not None:
+        msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    return fill_pointcloud2(msg, points, PointField)

@@ -25,6 +25,9 @@ Publishes
       (never zero); while tracking is lost a null pose with covariance 9999 (rtabmap's
       convention) and ERROR on /diagnostics
   path (nav_msgs/Path): the trajectory, keyframes as corrected by each bundle adjustment
+  map_points (sensor_msgs/PointCloud2): the local map's landmarks (rap, geometry) in
+      odom_frame, metres (the published poses' scale), after each keyframe (at most
+      ``map_points_max`` of them; an empty cloud after a reset); the view_predictor's depth
   estimated_camera_info (sensor_msgs/CameraInfo): the intrinsics in use when no camera info
       arrives
   /diagnostics (diagnostic_msgs/DiagnosticArray): rates, latency, drops, tracking health,
@@ -62,7 +65,7 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
 
@@ -177,6 +180,8 @@ class TrajectoryEstimator(Node):
         self.path_pub = self.create_publisher(Path, "path", 10)
         self.odom_pub = self.create_publisher(Odometry, "odometry", 50)
         self.info_pub = self.create_publisher(CameraInfo, "estimated_camera_info", 10)
+        self.map_pub = (self.create_publisher(PointCloud2, "map_points", 2)
+                        if self.publish_map_points and self.method != "model" else None)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         if self.publish_mount_tf:
             self._publish_static_mount()
@@ -269,6 +274,13 @@ class TrajectoryEstimator(Node):
                              "initialisation baseline (rap, geometry), the first window's "
                              "mean camera displacement (model).", 1e-6, 1e6, read_only=False)
         self.publish_tf = declare(self, "publish_tf", True, "Publish the pose on /tf.")
+        self.publish_map_points = declare(self, "publish_map_points", True,
+                                          "rap, geometry: publish the local map's landmarks "
+                                          "on map_points (PointCloud2, odom_frame, metres) "
+                                          "after each keyframe.")
+        self.map_points_max = declare(self, "map_points_max", 2000,
+                                      "Most landmarks per map_points message (evenly "
+                                      "thinned beyond).", 1, 1000000)
         self.max_path_length = declare(self, "max_path_length", 10000,
                                        "Poses kept in the published path (the latest).",
                                        1, 1000000)
@@ -529,6 +541,9 @@ class TrajectoryEstimator(Node):
         the worker before its next frame."""
         self._path.clear()
         self._previous = None
+        if getattr(self, "map_pub", None) is not None:  # the old map is no longer in odom
+            self.map_pub.publish(cv.points_to_pointcloud2(
+                np.zeros((0, 3)), self.get_clock().now().to_msg(), self.odom_frame))
         self.anchor.reset()
         self.wheel.reset()
         self._reset_pending = True
@@ -653,9 +668,8 @@ class TrajectoryEstimator(Node):
         camera_frame = self._camera_frame_of(frame_id)
         with self._odometry_lock:
             odometry = self._odometry_for(K, rgb.shape[1::-1])
-            result = odometry.push(rgb, seconds)
-            keyframes = odometry.keyframes() if any(
-                r.is_keyframe for r in (*result.earlier, result)) else None
+            # a new keyframe's bundle adjustment waits until the pose is out (below)
+            result = odometry.push(rgb, seconds, optimise=False)
         self.diagnostics.latency("tracking", result.timing.get("total", 0.0))
         if result.source == "buffered":      # waiting for the model's intrinsics
             self.diagnostics.count("frames buffered for intrinsics")
@@ -672,10 +686,21 @@ class TrajectoryEstimator(Node):
                 self._frame_stamps[earlier.index] = earlier_seconds
             self._publish_frame(result, stamp, seconds, camera_frame, T_base_camera)
             self._frame_stamps[result.index] = seconds
+        self.diagnostics.latency("arrival to odometry", time.perf_counter() - arrival)
+        with self._odometry_lock:
+            started = time.perf_counter()
+            if odometry.optimise():
+                self.diagnostics.latency("bundle adjustment", time.perf_counter() - started)
+            new_keyframe = any(r.is_keyframe for r in (*result.earlier, result))
+            keyframes = odometry.keyframes() if new_keyframe else None
+            landmarks = (odometry.map_points() if keyframes and self.map_pub is not None
+                         else None)
+        with self._lock:
             if keyframes:
                 self._correct_path(keyframes, T_base_camera)
-                self._update_scale(keyframes, result.c2w)
-        self.diagnostics.latency("arrival to odometry", time.perf_counter() - arrival)
+                self._update_scale(keyframes, keyframes.get(result.index, result.c2w))
+            if landmarks is not None and result.health != "lost":
+                self._publish_map_points(landmarks, stamp, T_base_camera)
         if K is None and odometry.K is not None and (result.earlier or result.index % 30 == 0):
             self.info_pub.publish(cv.K_to_camera_info(odometry.K, rgb.shape[1], rgb.shape[0],
                                                       stamp, camera_frame))
@@ -757,6 +782,30 @@ class TrajectoryEstimator(Node):
         path.header.frame_id = self.odom_frame
         path.header.stamp = stamp
         self.path_pub.publish(path)
+
+    def odom_points(self, points, T_base_camera):
+        """Landmarks (N, 3) in the odometry's world (its units) -> odom_frame (metres), by
+        the transform of the published poses (``child_pose``): the scale anchor, then
+        the odom origin and the mount. The anchor is affine on positions, so four
+        positions give it exactly."""
+        points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+        probes = np.tile(np.eye(4), (4, 1, 1))
+        probes[1:, :3, 3] = np.eye(3)
+        mapped = np.stack([self.anchor.apply(T)[:3, 3] for T in probes])
+        linear, offset = (mapped[1:] - mapped[0]).T, mapped[0]
+        T_odom_world = self._T_odom_start @ T_base_camera
+        world = points @ linear.T + offset
+        return world @ T_odom_world[:3, :3].T + T_odom_world[:3, 3]
+
+    def _publish_map_points(self, landmarks, stamp, T_base_camera):
+        """The local map on map_points, in odom_frame and metres, at most map_points_max
+        landmarks (evenly thinned). Caller holds the lock."""
+        if len(landmarks) > self.map_points_max:
+            keep = np.linspace(0, len(landmarks) - 1, self.map_points_max).round().astype(int)
+            landmarks = landmarks[keep]
+        self.map_pub.publish(cv.points_to_pointcloud2(
+            self.odom_points(landmarks, T_base_camera), stamp, self.odom_frame))
+        self.diagnostics.set_value("map points published", int(len(landmarks)))
 
     def _update_scale(self, keyframes, c2w):
         """A keyframe: wheel odometry's distance between the window's keyframes may fix the

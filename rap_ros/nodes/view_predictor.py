@@ -7,14 +7,20 @@ Subscribes
   plan (nav_msgs/Path): poses of base_frame (or of the camera's body frame when base_frame
       is empty) in the odom or map frame
   odometry (nav_msgs/Odometry): the current pose, used when tf2_ros is not importable
+  map_points (sensor_msgs/PointCloud2, optional): 3-D points of the scene (the estimator's
+      local map), the depth of the warp with ``depth_source: map``
 Publishes
   predicted_view (rap_ros_msgs/PredictedView): T frames (the model's frame count), their
       camera poses (OpenCV optical axes, in the plan's frame) and stamps, and per-frame
       closed-loop consistency scores (PSNR, dB). The frames follow ``preview``:
-      "warp+model" (default): the source warped into each camera (a fronto-parallel plane
-      at ``warp_depth`` metres, or rotation only) where the warp has data, the model's frame elsewhere,
-      full frame (at most ``max_preview_pixels``); "warp": the warp alone; "model": the
-      model's 64x64 frames of the centred square
+      "warp+model" (default): the source warped into each camera where the warp has data,
+      the model's frame elsewhere, full frame (at most ``max_preview_pixels``); "warp": the
+      warp alone; "model": the model's 64x64 frames of the centred square. The warp's
+      depth (``depth_source``): "map": map_points densified into a depth map of the source
+      camera (``pipeline.depth``), the plane when there is no usable cloud (none, older than
+      ``map_points_max_age``, fewer than ``map_points_min`` points in view, in a frame tf2
+      cannot relate to the plan's); "plane": a fronto-parallel plane at ``warp_depth``
+      metres (0: rotation only). /diagnostics "warp depth" says which was used
   predicted_image (sensor_msgs/Image): the same frames one by one, stamped at path times
   /diagnostics (diagnostic_msgs/DiagnosticArray)
 Services
@@ -35,7 +41,9 @@ Frames and units
   relative to the current camera and scaled to the model's normalised unit (mean distance of
   the centres from the first = 1). Stamps: the source image's stamp, then the plan's stamps
   interpolated along the path; an unstamped plan (all zero) is timed at ``default_speed``
-  m/s from the source stamp.
+  m/s from the source stamp. map_points (metres, in their header's frame) are taken into
+  the plan's frame (tf2 when the frames differ) and seen from the current camera, the pose
+  the path starts at; their depths are divided by each path's scale as the plane's are.
 """
 import math
 import sys
@@ -49,7 +57,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.time import Time
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from rap_ros.geometry.cameras import (K_from_fov, invert_pose, relative_to_first,
                                       scale_intrinsics)
@@ -61,6 +69,7 @@ from rap_ros.nodes.diagnostics import (LogThrottle, NodeDiagnostics, peak_memory
 from rap_ros.nodes.params import (ParameterError, declare, declare_model_parameters,
                                   declare_mount_parameters, reliability_qos, resolve_backend)
 from rap_ros.nodes.runner import run_nodes
+from rap_ros.pipeline.depth import depth_from_points, points_in_view
 from rap_ros.pipeline.plans import plan_cameras
 from rap_ros.pipeline.views import PREVIEW_MODES, ViewPipeline, goal_scores, per_frame_psnr
 from rap_ros.pipeline.warp import fallback_plane_depth
@@ -73,10 +82,12 @@ except ImportError:  # pragma: no cover - depends on the installation
     tf2_ros = None
 
 
-# The distance returned as goal_distance and the plane depth of the warp, chosen by
-# benchmarks/results/previews.md.
+# The distance returned as goal_distance, the plane depth of the warp and where the warp's
+# depth comes from, chosen by benchmarks/results/previews.md.
 GOAL_DISTANCE = "census_distance"
 WARP_DEPTH_DEFAULT = 5.0
+DEPTH_SOURCES = ("map", "plane")
+DEPTH_SOURCE_DEFAULT = "map"
 
 # ------------------------------------------------------------------ node
 
@@ -104,6 +115,7 @@ class ViewPredictor(Node):
         self._camera_info = None  # (K, (width, height))
         self._estimated_info = None
         self._odometry = None  # (frame_id, child_frame_id, T_frame_child)
+        self._map = None  # (frame_id, stamp seconds, points (N, 3) metres)
         self._warned_no_pose = False
         self._warned_downscale = False
 
@@ -122,6 +134,11 @@ class ViewPredictor(Node):
         self.odom_sub = self.create_subscription(
             Odometry, "odometry", self._on_odometry, 10,
             callback_group=MutuallyExclusiveCallbackGroup())
+        self.map_sub = None
+        if self.depth_source == "map" and self.preview != "model":
+            self.map_sub = self.create_subscription(
+                PointCloud2, "map_points", self._on_map_points, 2,
+                callback_group=MutuallyExclusiveCallbackGroup())
         self.tf_buffer = None
         if self.use_tf and tf2_ros is not None:
             self.tf_buffer = tf2_ros.Buffer()
@@ -194,6 +211,17 @@ class ViewPredictor(Node):
                                   "forward reach); 0: rotation only (the scene at "
                                   "infinity). benchmarks/results/previews.md compares "
                                   "them.", 0.0, 1e6)
+        self.depth_source = declare(self, "depth_source", DEPTH_SOURCE_DEFAULT,
+                                    "Depth of the warp: map (map_points densified, the "
+                                    "plane without a usable cloud) or plane (warp_depth).",
+                                    choices=DEPTH_SOURCES)
+        self.map_points_max_age = declare(self, "map_points_max_age", 10.0,
+                                          "map_points whose stamp is more than this many "
+                                          "seconds before the source image's are not used "
+                                          "(the plane is).", 0.0, 1e6)
+        self.map_points_min = declare(self, "map_points_min", 20,
+                                      "Fewest map_points in the source camera's view for a "
+                                      "map depth; fewer: the plane.", 3, 1000000)
         self.max_preview_pixels = declare(self, "max_preview_pixels", 640 * 480,
                                           "Warp-mode previews are at the source's size, "
                                           "downscaled (aspect kept) to at most this many "
@@ -259,6 +287,16 @@ class ViewPredictor(Node):
             return
         with self._lock:
             self._odometry = (msg.header.frame_id, msg.child_frame_id, T)
+
+    def _on_map_points(self, msg):
+        try:
+            points = messages.pointcloud2_to_xyz(msg)
+        except ValueError as error:
+            self._bad_input(f"map_points ignored: {error}")
+            return
+        seconds = messages.stamp_seconds(msg.header.stamp)
+        with self._lock:
+            self._map = (msg.header.frame_id, seconds, points)
 
     def _bad_input(self, text):
         self.diagnostics.count("bad input")
@@ -330,11 +368,67 @@ class ViewPredictor(Node):
             depths.append(fallback_plane_depth(rel, self.warp_depth / scale))
         return np.array(depths)
 
-    def _predict(self, source, rel, worlds):
-        """Frames (P, T, h, w, 3) uint8 and scores (P, T) dB (None without consistency)."""
+    def _map_depth(self, source, K, T_now, plan_frame):
+        """z-depth (h, w) float32 in metres of the current camera T_now (plan frame) at the
+        preview size from map_points, and what was used; (None, why not) when there is no
+        usable cloud."""
+        with self._lock:
+            cloud = self._map
+        if cloud is None:
+            return None, "no map_points"
+        frame, seconds, points = cloud
+        age = source[0] - seconds
+        if age > self.map_points_max_age:
+            return None, (f"map_points {age:.1f} s older than the image (map_points_max_age "
+                          f"{self.map_points_max_age:g})")
+        if frame and plan_frame and frame != plan_frame:
+            T = self._lookup(plan_frame, frame)
+            if T is None:
+                return None, f"map_points in '{frame}', the plan in '{plan_frame}', no tf2"
+            points = points @ T[:3, :3].T + T[:3, 3]
+        H, W = source[2].shape[:2]
+        h, w = self.pipeline.preview_size(H, W)
+        K_preview = scale_intrinsics(K, w / W, h / H)
+        depth = depth_from_points(points, T_now, K_preview, (h, w),
+                                  min_points=self.map_points_min)
+        count = points_in_view(points, T_now, K_preview, (h, w))
+        if depth is None:
+            return None, f"{count} map points in view (map_points_min {self.map_points_min})"
+        return depth, f"map ({count} points in view)"
+
+    def _lookup(self, target, source_frame):
+        """T_target_source (4, 4) from tf2 (latest), or None."""
+        if self.tf_buffer is None:
+            return None
+        try:
+            return messages.transform_to_matrix(
+                self.tf_buffer.lookup_transform(target, source_frame, Time()))
+        except Exception:  # tf2 lookup/extrapolation/connectivity errors
+            return None
+
+    def _depths(self, source, K, worlds, plan_frame):
+        """The warp's depth for ViewPipeline (a map (P, h, w) or plane depths (P,), each in
+        its path's normalised units; None: rotation only) and what it is."""
+        if self.preview == "model":
+            return None, "none (model previews)"
+        planes = self._plane_depths(worlds)
+        plane = f"plane {self.warp_depth:g} m" if planes is not None else "rotation only"
+        if self.depth_source != "map":
+            return planes, plane
+        depth, used = self._map_depth(source, K, worlds[0][0], plan_frame)
+        if depth is None:
+            return planes, f"{plane} ({used})"
+        scales = np.array([relative_to_first(invert_pose(world[0]) @ world)[1]
+                           for world in worlds], np.float32)
+        return depth[None] / scales[:, None, None], used
+
+    def _predict(self, source, rel, worlds, plan_frame):
+        """Frames (P, T, h, w, 3) uint8, scores (P, T) dB (None without consistency) and
+        the warp's depth source."""
         rgb = source[2]
         K, _ = self.intrinsics(rgb.shape[1], rgb.shape[0])
-        depth = self._plane_depths(worlds)
+        depth, depth_used = self._depths(source, K, worlds, plan_frame)
+        self.diagnostics.set_value("warp depth", depth_used)
         start = time.perf_counter()
         if self.consistency:
             results = self.pipeline.closed_loop_batch(rgb, K, rel, depth=depth,
@@ -347,7 +441,7 @@ class ViewPredictor(Node):
                                                  chunk_size=self.preview_chunk_size)
             scores = None
         self.diagnostics.latency("prediction", time.perf_counter() - start)
-        return frames, scores
+        return frames, scores, depth_used
 
     def _view_message(self, header_frame, header_stamp, source, world, stamps, frames, scores):
         view = PredictedView()
@@ -376,7 +470,8 @@ class ViewPredictor(Node):
             self._bad_input(f"plan rejected: {error}")
             return
         try:
-            frames, scores = self._predict(source, rel[None], world[None])
+            frames, scores, _ = self._predict(source, rel[None], world[None],
+                                              plan.header.frame_id)
         except Exception as error:  # keep serving; report
             self.diagnostics.error(f"prediction failed: {error}")
             self.get_logger().error(f"prediction failed: {type(error).__name__}: {error}")
@@ -427,7 +522,8 @@ class ViewPredictor(Node):
                 return response
         rel = np.stack([p[2] for p in prepared])
         try:
-            frames, scores = self._predict(source, rel, [p[0] for p in prepared])
+            frames, scores, depth_used = self._predict(source, rel, [p[0] for p in prepared],
+                                                       request.paths[0].header.frame_id)
         except Exception as error:
             response.message = f"prediction failed: {type(error).__name__}: {error}"
             self.diagnostics.error(response.message)
@@ -446,7 +542,8 @@ class ViewPredictor(Node):
             response.goal_similarity = [float(v) for v in goal_scored["ssim"]]
             response.goal_distance = [float(v) for v in goal_scored[GOAL_DISTANCE]]
         response.success = True
-        response.message = f"{len(prepared)} previews of {frames.shape[1]} frames"
+        response.message = (f"{len(prepared)} previews of {frames.shape[1]} frames; warp "
+                            f"depth: {depth_used}")
         self.diagnostics.count("previews", len(prepared))
         return response
 

@@ -11,13 +11,15 @@ SAMPLERS = ("euler", "heun")
 
 
 def integrate_flow(backend, video, raxel, clean_video, clean_raxel, motion, steps,
-                   sampler="euler", t_start=1.0):
+                   sampler="euler", t_start=1.0, warp=None):
     """Integrate the flow from t = t_start to t = 0 on the noised latent frames.
 
     video (B, t, C, s, s), raxel (B, t, 2C, s, s): clean latents at the frames marked
     in clean_video, clean_raxel ((t,) bool), elsewhere noise (t_start = 1) or a guess noised
     to flow time t_start ((1 - t_start) guess + t_start noise, as SDEdit starts from a
-    guide image); motion (B, t, M, s, s).
+    guide image); motion (B, t, M, s, s); warp (B, t, C+1, s, s) or None: the geometry
+    condition of a warp-conditioned model (``conditioning.warp_condition``), passed to every
+    denoiser call (None: not passed, so backends without the input work as before).
     ``steps`` uniform steps of Euler (one velocity call each) or Heun (two calls each,
     the second at the step's end, including the last step to t = 0).
     Clean frames keep flow time 0 and are never changed. Returns (video, raxel).
@@ -37,8 +39,11 @@ def integrate_flow(backend, video, raxel, clean_video, clean_raxel, motion, step
     def velocity(v, r, time_):
         t_video = np.broadcast_to(np.where(noised_v, time_, 0.0), (batch, len(noised_v)))
         t_raxel = np.broadcast_to(np.where(noised_r, time_, 0.0), (batch, len(noised_r)))
+        if warp is None:
+            return backend.velocity(v, r, t_video.astype(np.float32),
+                                    t_raxel.astype(np.float32), motion)
         return backend.velocity(v, r, t_video.astype(np.float32), t_raxel.astype(np.float32),
-                                motion)
+                                motion, warp)
 
     times = np.linspace(t_start, 0.0, steps + 1, dtype=np.float32)
     video = np.array(video, dtype=np.float32)

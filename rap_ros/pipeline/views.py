@@ -21,6 +21,12 @@ source camera (OpenCV axes) at the contract's normalised scale
   so what the model fills continues the warped scene instead of being drawn from noise.
   Training-free: the model was not trained with warps as input.
 
+With a warp-conditioned model (``config.warp_condition``, issue 12) the "model",
+"warp+model" and "guided" modes also feed the model the warps in its view and their validity
+(``conditioning``: the same warps the model was trained with), so its frames continue the
+warped scene where the warp has data and fill what it cannot (disocclusions, out of view);
+the composite of "warp+model" stays.
+
 ``goal_scores`` compares previews with a goal image (SSIM, and two exposure-robust
 distances: gradient correlation and census), for planners ranking candidate paths.
 """
@@ -35,10 +41,11 @@ from rap_ros.geometry.cameras import relative_to_first, scale_intrinsics
 from rap_ros.geometry.raxels import encode_raxels
 from rap_ros.geometry.rotations import rotation_angle_deg
 from rap_ros.metrics import psnr, ssim
+from rap_ros.pipeline.conditioning import in_model_view, warp_condition, warp_path
 from rap_ros.pipeline.framing import prepare_frames
 from rap_ros.pipeline.sampling import SAMPLERS, encode_raxel_latents, integrate_flow
 from rap_ros.pipeline.trajectory import TrajectoryPipeline
-from rap_ros.pipeline.warp import composite, fill_invalid, forward_warp_depth, warp_homography
+from rap_ros.pipeline.warp import composite, fill_invalid
 
 PREVIEW_MODES = ("model", "warp", "warp+model", "guided")
 WARP_MODES = ("warp", "warp+model", "guided")      # modes that warp the source
@@ -121,6 +128,9 @@ class ViewPipeline:
         self.guide_t = float(guide_t)
         self.backend = backend
         self.config = backend.config
+        # a warp-conditioned model gets the warps in its view (module docstring)
+        self.conditioned = bool(getattr(self.config, "warp_condition", False)) \
+            and preview != "warp"
         self.steps, self.sampler = int(steps), sampler
         self._rng = np.random.default_rng(seed)
         self._rng_lock = threading.Lock()
@@ -153,8 +163,12 @@ class ViewPipeline:
             float rounding); memory grows with the chunk, not with P.
         depth (warp modes): None: rotation-only warp (the scene at infinity); a number or
             (P,) numbers: a fronto-parallel plane at that z-depth in each path's units (the
-            fallback when no depth is known); an (H, W) or (P, H, W) z-depth map of the
-            source in the path's units (inf: no surface): forward-warped, z-buffered.
+            fallback when no depth is known); an (h, w) or (P, h, w) z-depth map of the
+            source in the path's units (inf: no surface): forward-warped, z-buffered. A map
+            is of the source's field of view at any size (the source's, or the preview's,
+            ``preview_size``, which keeps P maps small), resized (nearest) to the preview.
+            Maps: the renderer's true depth (benchmarks) or the odometry's map densified
+            (``pipeline.depth.depth_from_points``).
         """
         rel_c2w = self._check_paths(rel_c2w, K)
         depths = self._check_depth(depth, len(rel_c2w), np.shape(source)[:2])
@@ -165,10 +179,12 @@ class ViewPipeline:
             warps = self._chunk_warps(prepared, rel_c2w[chunk], depths[chunk])
             model = None
             if noise is not None:
-                guide = self._warps_in_model_view(prepared, warps) \
-                    if self.preview == "guided" else None
+                in_view = self._warps_and_validity_in_model_view(prepared, warps) \
+                    if self.preview == "guided" or self.conditioned else None
+                guide = in_view[0] if self.preview == "guided" else None
+                warp = warp_condition(self.backend, *in_view) if self.conditioned else None
                 model = self._predict_chunk(prepared.latent, prepared.K_model,
-                                            rel_c2w[chunk], noise[chunk], guide)
+                                            rel_c2w[chunk], noise[chunk], guide, warp)
             out.append(self._previews(prepared, rel_c2w[chunk], warps, model))
         return np.concatenate(out)
 
@@ -194,19 +210,22 @@ class ViewPipeline:
 
     @staticmethod
     def _check_depth(depth, P, source_shape):
-        """depth as P items: None, a plane depth (float) or a map (H, W)."""
+        """depth as P items: None, a plane depth (float) or a map (h, w) of the source's
+        field of view (any size; float32 maps stay float32)."""
         if depth is None:
             return np.array([None] * P, dtype=object)
-        depth = np.asarray(depth, dtype=np.float64)
+        depth = np.asarray(depth)
+        if depth.dtype != np.float32:
+            depth = depth.astype(np.float64)
         if depth.ndim == 0:
             depth = np.full(P, float(depth))
-        if depth.ndim == 2 and depth.shape == tuple(source_shape):
+        if depth.ndim == 2:
             depth = np.broadcast_to(depth, (P,) + depth.shape)
-        if depth.shape[0] != P or depth.ndim not in (1, 3) or (
-                depth.ndim == 3 and depth.shape[1:] != tuple(source_shape)):
+        if depth.ndim not in (1, 3) or depth.shape[0] != P or (
+                depth.ndim == 3 and min(depth.shape[1:]) < 1):
             raise ValueError(f"depth of shape {depth.shape} for {P} paths of a "
-                             f"{source_shape} source: give a number, (P,), (H, W) or "
-                             f"(P, H, W)")
+                             f"{source_shape} source: give a number, (P,), (h, w) or "
+                             f"(P, h, w)")
         if depth.ndim == 1 and not np.all(depth > 0):
             raise ValueError("plane depths must be > 0")
         items = np.empty(P, dtype=object)
@@ -238,33 +257,28 @@ class ViewPipeline:
                        source_shape=(H, W))
 
     def _warp(self, prepared, rel_c2w, depth):
-        """The source warped along one path: (T, h, w, 3) uint8 and valid (T, h, w)."""
-        image, K = prepared.image, prepared.K
-        if isinstance(depth, np.ndarray):
-            h, w = image.shape[:2]
-            if depth.shape != (h, w):
-                depth = cv2.resize(depth, (w, h), interpolation=cv2.INTER_NEAREST)
-            pairs = [forward_warp_depth(image, depth, K, pose) for pose in rel_c2w]
-        else:
-            plane = np.inf if depth is None else depth
-            pairs = [warp_homography(image, K, pose, plane) for pose in rel_c2w]
-        return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+        """The source warped along one path: (T, h, w, 3) uint8 and valid (T, h, w)
+        (``conditioning.warp_path``)."""
+        return warp_path(prepared.image, prepared.K, rel_c2w, depth)
 
     def _chunk_warps(self, prepared, rel_c2w, depths):
-        """(warped, valid) of each path in a warp mode, else None."""
-        if self.preview not in WARP_MODES:
+        """(warped, valid) of each path in a warp mode or for a warp-conditioned model, else
+        None."""
+        if self.preview not in WARP_MODES and not self.conditioned:
             return None
         return [self._warp(prepared, path, depth) for path, depth in zip(rel_c2w, depths)]
 
     def _warps_in_model_view(self, prepared, warps):
         """The warps (list of p (warped, valid) pairs at the preview size), holes filled,
         seen as the model sees its frames: uint8 (p, T, S, S, 3)."""
-        S = self.config.image_size
-        to_model = cv2.invertAffineTransform(prepared.model_to_preview)
-        return np.stack([np.stack([
-            cv2.warpAffine(fill_invalid(frame, ok), to_model, (S, S), flags=cv2.INTER_AREA,
-                           borderMode=cv2.BORDER_REPLICATE)
-            for frame, ok in zip(warped, valid)]) for warped, valid in warps])
+        return self._warps_and_validity_in_model_view(prepared, warps)[0]
+
+    def _warps_and_validity_in_model_view(self, prepared, warps):
+        """``_warps_in_model_view`` and the warps' validity in the model's view, float32
+        (p, T, S, S) (``conditioning.in_model_view``)."""
+        views = [in_model_view(warped, valid, prepared.model_to_preview,
+                               self.config.image_size) for warped, valid in warps]
+        return np.stack([v[0] for v in views]), np.stack([v[1] for v in views])
 
     def _previews(self, prepared, rel_c2w, warps, model):
         """Previews (p, T, h, w, 3) of p paths in the pipeline's mode from the model's
@@ -304,10 +318,11 @@ class ViewPipeline:
                 (P, self.backend.latent_frames(T), cfg.latent_channels, cfg.latent_size,
                  cfg.latent_size)).astype(np.float32)
 
-    def _predict_chunk(self, first, K_model, rel_c2w, noise, guide=None):
+    def _predict_chunk(self, first, K_model, rel_c2w, noise, guide=None, warp=None):
         """The model's frames (p, T, S, S, 3) along p paths (p, T, 4, 4) in one batched
         call, from the source's latent ``first`` and intrinsics ``K_model`` at S x S;
-        from noise, or from ``guide`` (p, T, S, S, 3) uint8 noised to ``guide_t``."""
+        from noise, or from ``guide`` (p, T, S, S, 3) uint8 noised to ``guide_t``; warp
+        (p, t, C+1, s, s): the warp condition of a warp-conditioned model, or None."""
         cfg, backend = self.config, self.backend
         P, T = rel_c2w.shape[:2]
         S = cfg.image_size
@@ -329,7 +344,7 @@ class ViewPipeline:
         motion = np.zeros((P, t_lat, cfg.motion_dim, s, s), np.float32)
         clean_video, clean_raxel = preprocess.job_masks("images_camera_to_video", t_lat)
         video, _ = integrate_flow(backend, video, raxel, clean_video, clean_raxel, motion,
-                                  self.steps, self.sampler, t_start=t_start)
+                                  self.steps, self.sampler, t_start=t_start, warp=warp)
         return preprocess.model_to_images(backend.decode(video, T))  # (P, T, S, S, 3)
 
     def closed_loop(self, source, K, rel_c2w, depth=None):

@@ -15,7 +15,7 @@ import numpy as np
 
 from rap_ros.io.clip import Clip  # noqa: F401  (re-exported)
 from rap_ros.synth import scenes, trajectories
-from rap_ros.synth.render import render
+from rap_ros.synth.render import render, true_depth
 
 STREAM_LENGTH = 10**6
 MAX_STREAMS = 1000
@@ -39,11 +39,15 @@ def _choose(rng: np.random.Generator, kind, kinds: tuple) -> str:
 
 
 def _film(rng: np.random.Generator, path: trajectories.Trajectory, scene_kind: str, K: np.ndarray,
-          height: int, width: int, supersample: int, meta: dict) -> Clip:
-    """Build a ``scene_kind`` scene around ``path`` and render it into a Clip."""
+          height: int, width: int, supersample: int, meta: dict, depth: bool = False):
+    """Build a ``scene_kind`` scene around ``path`` and render it into a Clip; with
+    ``depth``, (clip, z-depth (H, W) of its frame 0 in metres, inf: sky)."""
     world = scenes.make_scene(scene_kind, rng, path)
     frames = render(world, K, path.c2w, height, width, supersample)
-    return Clip(frames=frames, K=K, c2w=path.c2w, stamps=path.stamps, meta=meta)
+    clip = Clip(frames=frames, K=K, c2w=path.c2w, stamps=path.stamps, meta=meta)
+    if depth:
+        return clip, true_depth(world, K, path.c2w[0], height, width)
+    return clip
 
 
 def sample_clip(
@@ -55,9 +59,12 @@ def sample_clip(
     trajectory: str = None,
     scene: str = None,
     supersample: int = SUPERSAMPLE,
+    depth: bool = False,
 ) -> Clip:
     """Render the clip of ``seed``: random trajectory kind (trajectories.KINDS) and scene kind
     (scenes.KINDS) unless given, random intrinsics, ``frames`` frames at ``fps`` Hz.
+    ``depth``: return (clip, the renderer's true z-depth (H, W) of frame 0 in metres, inf:
+    sky; ``render.true_depth``) instead (the same clip).
 
     ``seed`` is an int; a numpy Generator is accepted too (then ``meta["seed"]`` is None)."""
     rng = np.random.default_rng(seed)
@@ -66,7 +73,7 @@ def sample_clip(
     K = trajectories.sample_intrinsics(rng, width, height)
     path = trajectories.make_trajectory(trajectory_kind, rng, frames, fps)
     meta = {"scene": scene_kind, "trajectory": trajectory_kind, "seed": _seed_label(seed)}
-    return _film(rng, path, scene_kind, K, height, width, supersample, meta)
+    return _film(rng, path, scene_kind, K, height, width, supersample, meta, depth)
 
 
 def make_drive(

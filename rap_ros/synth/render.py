@@ -447,3 +447,18 @@ def render(scene: Scene, K: np.ndarray, c2w: np.ndarray, height: int, width: int
         for channel, value in enumerate(np.round(colour, out=colour).astype(np.uint8)):
             images[part, ..., channel] = value
     return images
+
+
+def true_depth(scene: Scene, K: np.ndarray, c2w: np.ndarray, height: int,
+               width: int) -> np.ndarray:
+    """z-depth (height, width) float64 in metres of ``scene`` seen from the camera c2w (4, 4)
+    with intrinsics K (inf: sky, no surface), by the renderer's ray-box intersection (one ray
+    through each pixel centre)."""
+    v, u = np.mgrid[:height, :width].reshape(2, -1).astype(np.float64)
+    rays = camera_rays(K, u, v)  # (M, 3) unit, camera frame
+    to_scene = scene.world_from_scene.T
+    direction = rays @ (to_scene @ c2w[:3, :3]).T
+    origin = np.repeat((to_scene @ c2w[:3, 3])[None], len(rays), axis=0)
+    t, _ = intersect(origin, direction, scene.lo, scene.hi)
+    t = np.where(t < NO_HIT, t.astype(np.float64), np.inf)
+    return (t * rays[:, 2]).reshape(height, width)

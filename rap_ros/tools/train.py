@@ -6,6 +6,7 @@
     python -m torch.distributed.run --nproc_per_node=2 -m rap_ros.tools.cli train ...  # DDP/gloo
     rap-ros train --run-dir runs/default --export rap_ros/model/weights/rap_small.pt   # export only
     rap-ros train --finetune my.bag other_bag/ --minutes 20    # adapt to your own recordings
+    rap-ros train --warp-condition --run-dir runs/warp         # learn the warp condition
 
 Fine-tuning (``--finetune INPUT...``, bags or sequence folders with intrinsics, no ground
 truth needed): the odometry core (method geometry) poses every frame, tracked windows become
@@ -14,6 +15,11 @@ pseudo-labelled clips (``evaluation.pseudo_labels``), and the shipped weights (o
 The result is <run-dir>/rap_small.pt (default run folder runs/finetune); run it with
 ``rap-ros up --backend onnx:PATH`` (exported to ONNX once and cached), or export it with
 ``rap-ros export``.
+
+``--warp-condition`` (issue 12; config default: warp) fine-tunes the weights the same way
+with ``model.warp_condition`` on: the denoiser gains a zero-initialised input for the source
+image warped into each target camera (``pipeline.conditioning``) and learns it on synthetic
+clips (plus the recordings' clips with ``--finetune``).
 """
 import sys
 from pathlib import Path
@@ -62,6 +68,10 @@ def register(subparsers):
                         metavar=("START", "END"),
                         help="fine-tune on this fraction of each recording, e.g. 0 0.6 to "
                              "hold out the last 40%% for measuring (default: 0 1)")
+    parser.add_argument("--warp-condition", action="store_true",
+                        help="fine-tune the weights with the warp condition on (issue 12): "
+                             "synthetic clips with their source warped into every camera; "
+                             "config default: warp; run folder default: runs/warp")
     parser.add_argument("--quiet", action="store_true", help="no progress bar / console log")
     parser.set_defaults(func=main)
 
@@ -71,7 +81,7 @@ def main(args) -> int:
     from rap_ros.model import checkpoint, train
     from rap_ros.model.config import load_run_config
 
-    if args.finetune:
+    if args.finetune or args.warp_condition:
         return finetune(args)
     name = Path(args.config).stem
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / name
@@ -95,32 +105,40 @@ def main(args) -> int:
 
 
 def finetune(args) -> int:
-    """``--finetune``: pseudo-label the recordings, then adapt the weights to them."""
+    """``--finetune``: pseudo-label the recordings, then adapt the weights to them;
+    ``--warp-condition``: learn the warp condition (with the recordings' clips if any)."""
     from rap_ros.backend.shared import default_weights
     from rap_ros.contract.files import ModelFileError
     from rap_ros.evaluation.pseudo_labels import label_recordings
     from rap_ros.io.errors import InputError
     from rap_ros.model import checkpoint, train
     from rap_ros.model.config import RunConfig, load_run_config
+    from rap_ros.pipeline.conditioning import training_warp
 
-    config_name = "finetune" if args.config == "default" else args.config
-    run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / "finetune"
-    real_cache = run_dir / "real_cache"
+    name = "warp" if args.warp_condition else "finetune"
+    config_name = name if args.config == "default" else args.config
+    run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / name
+    real_cache = run_dir / "real_cache" if args.finetune else None
     try:
         weights = Path(args.weights) if args.weights else default_weights()
         model_config = checkpoint.read_weights(weights)[0]
+        if args.warp_condition:
+            model_config = type(model_config).from_dict(
+                {**model_config.to_dict(), "warp_condition": True})
         config = RunConfig(model_config, load_run_config(config_name, args.set).train)
         if not 0.0 < args.real_fraction <= 1.0:
             raise ValueError(f"--real-fraction must be in (0, 1], got {args.real_fraction}")
-        if not (args.resume and (real_cache / "meta.json").is_file()):
+        if args.finetune and not (args.resume and (real_cache / "meta.json").is_file()):
             labels = label_recordings(args.finetune, model_config.frames,
                                       model_config.image_size, span=tuple(args.span))
             labels.save(real_cache, span=list(args.span))
         run = train.Run(run_dir, config, quiet=args.quiet)
-        run.log(f"fine-tune {weights} on {', '.join(map(str, args.finetune))}")
+        run.log(f"fine-tune {weights} on {', '.join(map(str, args.finetune or ['synthetic']))}"
+                f"{' with the warp condition' if args.warp_condition else ''}")
         minutes = args.minutes if args.minutes is not None else config.train.minutes
         out = train.finetune_dit(run, weights, real_cache, minutes, args.resume,
-                                 max_steps=args.max_steps, real_fraction=args.real_fraction)
+                                 max_steps=args.max_steps, real_fraction=args.real_fraction,
+                                 warp_clip=training_warp if args.warp_condition else None)
     except (FileNotFoundError, ValueError, InputError, ModelFileError,
             checkpoint.CheckpointError) as error:
         print(f"rap-ros train: error: {error}", file=sys.stderr)
