@@ -53,6 +53,20 @@ _BGR = ("bgr8", "bgra8", "8uc3", "8uc4")
 MAX_PATH_POSES = 10_000
 
 
+def _rows(data, height, step, row_bytes, what, row_content):
+    """The payload of an image or point cloud as (height, row_bytes) uint8 rows, checked:
+    ``step`` (bytes from one row to the next) holds a row, the data holds ``height`` of
+    them; ValueError naming ``what`` otherwise. Padding at the end of each row is cut off."""
+    if step < row_bytes:
+        raise ValueError(f"{what} row step {step} is shorter than a row of {row_content} "
+                         f"({row_bytes} bytes)")
+    data = _bytes(data)
+    if data.size < height * step:
+        raise ValueError(f"{what} data has {data.size} bytes, fewer than height * step = "
+                         f"{height} * {step} = {height * step}")
+    return data[:height * step].reshape(height, step)[:, :row_bytes]
+
+
 def _bytes(data):
     """A message's uint8[] field (bytes, array.array or numpy array) -> flat uint8 array."""
     if isinstance(data, np.ndarray):
@@ -95,14 +109,8 @@ def image_to_array(msg):
     if height == 0 or width == 0:
         raise ValueError(f"zero-sized image ({width}x{height})")
     row_bytes = width * channels * np.dtype(dtype).itemsize
-    if step < row_bytes:
-        raise ValueError(f"step {step} is shorter than a row of {width} {encoding} pixels "
-                         f"({row_bytes} bytes)")
-    data = _bytes(msg.data)
-    if data.size < height * step:
-        raise ValueError(f"image data has {data.size} bytes, fewer than height * step = "
-                         f"{height} * {step} = {height * step}")
-    rows = data[:height * step].reshape(height, step)[:, :row_bytes]
+    rows = _rows(msg.data, height, step, row_bytes, "image",
+                 f"{width} {encoding} pixels")
     order = ">" if getattr(msg, "is_bigendian", 0) else "<"
     pixels = np.ascontiguousarray(rows).view(np.dtype(dtype).newbyteorder(order))
     pixels = pixels.reshape(height, width, channels).astype(dtype, copy=False)
@@ -369,14 +377,8 @@ def pointcloud2_to_xyz(msg, max_points=MAX_CLOUD_POINTS):
     missing = [name for name in ("x", "y", "z") if name not in fields]
     if missing:
         raise ValueError(f"point cloud has no {', '.join(missing)} field(s)")
-    if row_step < width * point_step:
-        raise ValueError(f"row_step {row_step} is shorter than a row of {width} points of "
-                         f"{point_step} bytes")
-    data = _bytes(msg.data)
-    if data.size < height * row_step:
-        raise ValueError(f"point cloud data has {data.size} bytes, fewer than height * "
-                         f"row_step = {height} * {row_step} = {height * row_step}")
-    rows = data[:height * row_step].reshape(height, row_step)[:, :width * point_step]
+    rows = _rows(msg.data, height, row_step, width * point_step, "point cloud",
+                 f"{width} points of {point_step} bytes")
     points = np.ascontiguousarray(rows).reshape(count, point_step)
     xyz = np.empty((count, 3))
     for column, name in enumerate("xyz"):
