@@ -12,6 +12,8 @@ numpy/OpenCV, and nothing here imports torch or rclpy.
 * ``streaming``: ``WindowStream``, a stream of frames -> windows -> chained poses, and the
   ``PoseStream`` interface every pose source of the evaluator implements.
 * ``views``: ``ViewPipeline``, images + camera -> video, and the closed-loop test.
+* ``conditioning``: the warp condition of a warp-conditioned model (issue 12), for training
+  and inference alike.
 * ``plans``: planned paths -> the camera poses the view job needs.
 
 Frames, axes and the tensor layout are those of docs/architecture.md: OpenCV camera axes,
