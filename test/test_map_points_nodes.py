@@ -10,6 +10,8 @@
   which depth was used.
 * The estimator's landmark transform is its poses' (mount, odom origin, re-anchored scale).
 """
+import re
+
 import numpy as np
 import pytest
 
@@ -23,6 +25,7 @@ from rap_ros import geometry as geo  # noqa: E402
 from rap_ros.geometry.cameras import invert_pose, relative_to_first  # noqa: E402
 from rap_ros.io import messages as msgs  # noqa: E402
 from rap_ros.nodes import conversions as cv  # noqa: E402
+from rap_ros.nodes.view_predictor import MAX_MAP_POINTS  # noqa: E402
 from rap_ros.pipeline.depth import (depth_from_points, points_in_view,  # noqa: E402
                                     project_points)
 
@@ -150,6 +153,14 @@ def test_view_predictor_warps_with_the_map_depth(model_spec, warp_predictor):
         message, stale, _ = previews()
         assert "plane 5 m (map_points 200.0 s older" in message, message
         assert np.abs(stale.astype(int) - plane).max() <= 1
+
+        # A cloud far larger than an estimator sends: thinned on arrival, still used.
+        huge = np.repeat(wall, 200, axis=0)  # 60,000 points
+        map_pub.publish(cv.points_to_pointcloud2(huge, stamp, "odom"))
+        probe.spin_for(1.0)
+        message, _, _ = previews()
+        in_view = re.search(r"map \((\d+) points in view", message)
+        assert in_view and 0 < int(in_view.group(1)) <= MAX_MAP_POINTS, message
     finally:
         probe.node.destroy_node()
         rclpy.try_shutdown()

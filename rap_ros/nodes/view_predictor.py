@@ -82,6 +82,10 @@ except ImportError:  # pragma: no cover - depends on the installation
     tf2_ros = None
 
 
+# Most map_points kept from one cloud (evenly thinned beyond): the estimator sends at most
+# its map_points_max (2000 by default); a larger cloud from another source must not make the
+# densification (a Delaunay triangulation per preview call) arbitrarily slow.
+MAX_MAP_POINTS = 20000
 # The distance returned as goal_distance, the plane depth of the warp and where the warp's
 # depth comes from, chosen by benchmarks/results/previews.md.
 GOAL_DISTANCE = "census_distance"
@@ -294,6 +298,10 @@ class ViewPredictor(Node):
         except ValueError as error:
             self._bad_input(f"map_points ignored: {error}")
             return
+        if len(points) > MAX_MAP_POINTS:  # bounded densification time whatever is sent
+            keep = np.linspace(0, len(points) - 1, MAX_MAP_POINTS).round().astype(int)
+            points = points[keep]
+            self.diagnostics.count("map_points thinned")
         seconds = messages.stamp_seconds(msg.header.stamp)
         with self._lock:
             self._map = (msg.header.frame_id, seconds, points)
