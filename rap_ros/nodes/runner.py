@@ -15,7 +15,8 @@ from rap_ros.ros_env import prepare_ros_environment
 def make_executor(node):
     """The executor for ``node``: nodes whose callbacks only queue work for a thread of their
     own (``node.short_callbacks``, the trajectory estimator) get a SingleThreadedExecutor,
-    which runs each callback in its own thread as it comes: with a MultiThreadedExecutor, its
+    which runs the callbacks one after another in the spin thread: with a
+    MultiThreadedExecutor, its
     thread went straight back to rebuilding the wait set in Python while the pool ran the
     callbacks, ~75 % of a core at 30 Hz of images (py-spy), taken from the tracker through
     the GIL. Others (the view predictor runs model jobs in callbacks) keep a

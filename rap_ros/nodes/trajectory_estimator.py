@@ -11,9 +11,11 @@ Methods (parameter ``method``)
 Subscribes
   image (sensor_msgs/Image), or image/compressed (sensor_msgs/CompressedImage) when
       ``image_transport`` is "compressed"; sensor-data QoS unless ``qos_reliability`` says
+      reliable
   camera_info (sensor_msgs/CameraInfo, optional): intrinsics (K, or P with
       ``rectified: true``) and distortion (plumb_bob, rational_polynomial, equidistant),
-      removed from the images before tracking, as ``rap-ros evaluate`` does
+      removed from the images before tracking, as ``rap-ros evaluate`` does; always
+      sensor-data QoS (best effort), whatever ``qos_reliability`` says
   wheel_odometry (nav_msgs/Odometry, optional): distance travelled, which sets the metric
       scale between keyframes (rap, geometry)
   /tf_static, /tf: the camera mount (base_frame -> the image's header.frame_id), and who
@@ -156,11 +158,18 @@ class TrajectoryEstimator(Node):
             self._info_wait_start = None
             self._frame_stamps = BoundedDict(1000)  # frame index -> stamp (s), for the scale
 
-        # One callback group per input. In one group (the node's default), rclpy's executor
-        # skips a ready camera_info whenever the image callback it dispatched just before
-        # still runs, and camera_info comes with every image: measured with bench_node at
-        # 30 Hz, the first camera_info was handled 1.7 s into the stream and most never.
+        # One callback group per input, so no input waits for another's callback.
         qos = reliability_qos(self.qos_reliability, self.qos_depth)
+        # camera_info is always best effort (it matches reliable publishers too). A driver
+        # publishes it with every image, and one is enough. Reliable, it came 1.5-1.9 s late
+        # behind 640x480 rgb8 images (issue 11). With Fast DDS's default shared-memory
+        # transport (512 KB segment per participant), a 0.9 MB image overflows the
+        # publisher's segment and small camera_info samples of the same participant are lost
+        # in transit. A reliable reader then delivers nothing after the gap until the
+        # writer's periodic heartbeat brings a repair. Images do not wait like that: their
+        # large writes carry heartbeats. Measured two-process at 30 Hz: reliable camera_info
+        # latency median 672 ms, max 1.58 s; best effort 1 ms median, first one received.
+        info_qos = reliability_qos("best_effort", self.qos_depth)
         if self.image_transport == "compressed":
             self.image_sub = self.create_subscription(
                 CompressedImage, "image/compressed", self._on_compressed, qos,
@@ -170,7 +179,7 @@ class TrajectoryEstimator(Node):
                 Image, "image", self._on_image, qos,
                 callback_group=MutuallyExclusiveCallbackGroup())
         self.info_sub = self.create_subscription(
-            CameraInfo, "camera_info", self._on_camera_info, qos,
+            CameraInfo, "camera_info", self._on_camera_info, info_qos,
             callback_group=MutuallyExclusiveCallbackGroup())
         self.wheel_sub = self.create_subscription(
             Odometry, "wheel_odometry", self._on_wheel_odometry, 50,
@@ -220,8 +229,9 @@ class TrajectoryEstimator(Node):
                                        "compressed: 'image/compressed' (CompressedImage).",
                                        choices=("raw", "compressed"))
         self.qos_reliability = declare(self, "qos_reliability", "best_effort",
-                                       "Reliability of the image and camera_info "
-                                       "subscriptions (best_effort = sensor-data QoS).",
+                                       "Reliability of the image subscription "
+                                       "(best_effort = sensor-data QoS; camera_info is "
+                                       "always best effort).",
                                        choices=("best_effort", "reliable"))
         self.qos_depth = declare(self, "qos_depth", 5, "Queue depth of the image subscription "
                                  "(keep last).", 1, 100)

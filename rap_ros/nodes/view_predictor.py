@@ -123,14 +123,16 @@ class ViewPredictor(Node):
         self._warned_no_pose = False
         self._warned_downscale = False
 
-        # One callback group per input, as in trajectory_estimator: in one shared group the
-        # executor skips camera_info and odometry while an image callback runs.
+        # One callback group per input, so no input waits for another's callback; camera_info
+        # best effort whatever qos_reliability says (reliable, its samples are lost behind
+        # large images and repaired only seconds later: trajectory_estimator, issue 11).
         sensor_qos = reliability_qos(self.qos_reliability, 2)
+        info_qos = reliability_qos("best_effort", 2)
         self.image_sub = self.create_subscription(
             Image, "image", self._on_image, sensor_qos,
             callback_group=MutuallyExclusiveCallbackGroup())
         self.info_sub = self.create_subscription(
-            CameraInfo, "camera_info", self._on_camera_info, sensor_qos,
+            CameraInfo, "camera_info", self._on_camera_info, info_qos,
             callback_group=MutuallyExclusiveCallbackGroup())
         self.estimated_info_sub = self.create_subscription(
             CameraInfo, "estimated_camera_info", self._on_estimated_info, 10,
@@ -172,8 +174,9 @@ class ViewPredictor(Node):
                                "Horizontal field of view (deg) assumed when neither "
                                "camera_info nor estimated_camera_info has arrived.", 1.0, 179.0)
         self.qos_reliability = declare(self, "qos_reliability", "best_effort",
-                                       "Reliability of the image and camera_info "
-                                       "subscriptions (best_effort = sensor-data QoS).",
+                                       "Reliability of the image subscription "
+                                       "(best_effort = sensor-data QoS; camera_info is "
+                                       "always best effort).",
                                        choices=("best_effort", "reliable"))
         self.camera_frame = declare(self, "camera_frame", "camera_optical_frame",
                                     "Camera optical frame; frame_id of predicted_image.")
