@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -33,6 +34,54 @@ def test_train_both_stages_resume_and_export(tmp_path):
     assert config.frames == 5
     rows = (run_dir / "log.csv").read_text().splitlines()
     assert rows[0].startswith("stage,step") and any(r.startswith("dit,") for r in rows)
+
+
+def test_training_from_scratch_with_the_warp_condition_and_skip(tmp_path):
+    """`rap-ros train` with model.warp_condition (the GPU recipe's base config does this):
+    the clips' warps are made, the denoiser trains on them, the export keeps the switches."""
+    from rap_ros.pipeline.conditioning import training_warp
+    config = _tiny("model.warp_condition=true", "model.warp_skip=true")
+    run_training(config, tmp_path, stage="all", max_steps=2, quiet=True,
+                 warp_clip=training_warp)
+    config, _, dit = load_weights(tmp_path / "rap_small.pt")
+    assert config.warp_condition and config.warp_skip and dit.warp_skip is not None
+    assert list(tmp_path.glob("latents_*_warp.npz"))
+    with pytest.raises(ValueError, match="warp_clip"):
+        run_training(_tiny("model.warp_condition=true"), tmp_path / "no_warp", stage="all",
+                     max_steps=1, quiet=True)
+
+
+def test_training_device_and_prefetched_draws():
+    from rap_ros.model.train import prefetched, training_device
+    assert training_device("cpu").type == "cpu"
+    assert training_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="device"):
+        training_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA"):
+            training_device("cuda")
+    draw = lambda step: (step, step * step)  # noqa: E731
+    for background in (False, True):
+        stream = prefetched(draw, 3, background)
+        assert [next(stream) for _ in range(4)] == [(3, 9), (4, 16), (5, 25), (6, 36)]
+        stream.close()
+
+
+def test_latent_cache_workers_give_the_same_arrays(tmp_path):
+    from rap_ros.model import data as data_mod
+    from rap_ros.model.codec import CausalVideoCodec
+    from rap_ros.pipeline.conditioning import training_warp
+    config = _tiny("model.warp_condition=true").model
+    cache = data_mod.FrameCache(data_mod.build_frame_cache(tmp_path / "cache", 4, config.frames,
+                                                           config.image_size, workers=1))
+    codec = CausalVideoCodec(config)
+    one, two = (data_mod.build_latent_cache(tmp_path / f"{w}.npz", cache, codec, config,
+                                            batch=3, log=lambda m: None,
+                                            warp_clip=training_warp, workers=w)
+                for w in (1, 2))
+    assert set(one) == {"video", "raxel", "motion", "warp"}
+    for key in one:
+        assert np.array_equal(one[key], two[key]), key
 
 
 def test_checkpoint_errors_name_the_file(tmp_path):

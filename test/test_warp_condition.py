@@ -21,8 +21,9 @@ from rap_ros.pipeline import conditioning  # noqa: E402
 TOLERANCE = 1e-3
 
 
-def _warp_config(config=None):
-    return ModelConfig.from_dict({**(config or rap_tiny()).to_dict(), "warp_condition": True})
+def _warp_config(config=None, skip=False):
+    return ModelConfig.from_dict({**(config or rap_tiny()).to_dict(), "warp_condition": True,
+                                  "warp_skip": skip})
 
 
 def _inputs(config, batch=2, seed=0):
@@ -59,9 +60,40 @@ def test_adding_the_warp_condition_keeps_the_trained_model_exactly():
     assert not torch.allclose(a, b)
 
 
-@pytest.mark.parametrize("warp_condition", [True, False])
-def test_onnx_export_and_backends_with_and_without_the_warp_input(tmp_path, warp_condition):
-    config = _warp_config() if warp_condition else rap_tiny()
+def test_warp_skip_is_zero_at_init_and_needs_the_warp_condition():
+    dit = RaxelDiT(_warp_config(skip=True)).eval()
+    assert not dit.warp_skip.proj.weight.any() and not dit.warp_skip.proj.bias.any()
+    assert RaxelDiT(_warp_config()).warp_skip is None
+    with pytest.raises(ValueError, match="warp_skip"):
+        ModelConfig.from_dict({**rap_tiny().to_dict(), "warp_skip": True})
+
+
+def test_warp_skip_passes_valid_warp_latents_to_the_clean_video():
+    """With the skip set to copy validity * latents, the predicted clean video latents move by
+    exactly the warp's latents where it is valid and not at all where it is not."""
+    config = _warp_config(skip=True)
+    dit = RaxelDiT(config).eval()
+    C = config.latent_channels
+    with torch.no_grad():
+        dit.warp_skip.proj.weight[:, C + 1:, 0, 0] = torch.eye(C)   # the validity * latents slice
+    video, raxel, tv, tr, motion, warp = _inputs(config)
+    warp[:, :, -1] = 0.0
+    warp[:, 1:, -1, :2] = 1.0                     # valid: the first two rows of frames 1..
+    tv = torch.full_like(tv, 0.5)
+    with torch.no_grad():
+        v_with = dit(video, raxel, tv, tr, motion, warp)[0]
+        v_without = dit(video, raxel, tv, tr, motion, warp * 0)[0]
+    # v = (x_t - x0) / t, so x0 moves by -t * dv
+    moved = -(v_with - v_without) * 0.5
+    expected = warp[:, :, :C] * warp[:, :, -1:]
+    assert torch.allclose(moved, expected, atol=1e-5)
+    assert moved[:, 1:, :, :2].abs().max() > 0.1 and not moved[:, :, :, 2:].any()
+
+
+@pytest.mark.parametrize("warp_condition,skip", [(True, False), (True, True), (False, False)])
+def test_onnx_export_and_backends_with_and_without_the_warp_input(tmp_path, warp_condition,
+                                                                   skip):
+    config = _warp_config(skip=skip) if warp_condition else rap_tiny()
     codec, dit = random_modules(config, seed=1)
     manifest = export_modules(config, codec, dit, tmp_path / "onnx")
     assert manifest["max_abs_error"]["denoiser"] < TOLERANCE

@@ -49,6 +49,10 @@ class ModelConfig:
     # image forward-warped into each target camera, as latents plus a validity channel
     # ("warp", (B, t, C + 1, s, s)); off: no such input (the shipped weights, old folders)
     warp_condition: bool = False
+    # with warp_condition and x0 prediction: the predicted clean video latents also get a
+    # per-cell skip from the warp latents (gated by validity), so the denoiser learns a
+    # correction of the warp instead of re-deriving it through its tokens
+    warp_skip: bool = False
 
     def __post_init__(self):
         self.codec_widths = tuple(int(w) for w in self.codec_widths)
@@ -71,6 +75,8 @@ class ModelConfig:
         if self.latent_frames > self.max_latent_frames:
             raise ValueError(f"{self.latent_frames} latent frames exceed max_latent_frames="
                              f"{self.max_latent_frames}")
+        if self.warp_skip and not (self.warp_condition and self.prediction == "x0"):
+            raise ValueError("warp_skip needs warp_condition and prediction 'x0'")
         if self.width % self.heads:
             raise ValueError("width must be divisible by heads")
 

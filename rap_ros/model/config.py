@@ -47,6 +47,7 @@ class TrainConfig:
     save_every_s: float = 180.0
     log_every: int = 10
     threads: int = 2
+    device: str = "cpu"                # "cpu" | "cuda" | "auto" (cuda when there is one)
 
     def __post_init__(self):
         self.job_probs = tuple(float(p) for p in self.job_probs)

@@ -137,8 +137,37 @@ def codec_batch(cache: FrameCache, rng: np.random.Generator, n_video: int, n_rax
     return np.stack(items).astype(np.float32), np.array(kinds)
 
 
+def _clip_inputs(cache: FrameCache, i: int, config, warp_clip, seed: int):
+    """The numpy part of encoding clip i: (frames (T, S, S, 3) uint8, raxels (T, 6, S, S),
+    motion (t, M, s, s), and with a ``warp_clip`` (warped (T, S, S, 3) uint8, validity
+    channel (t, 1, s, s)), else None)."""
+    frames = np.asarray(cache.frames[i])
+    rax = raxels_for(cache.K[i], cache.c2w[i], config.image_size, config.raxel_encoding)
+    motion = preprocess.motion_channels(frames, config)
+    warp = None
+    if warp_clip is not None:
+        warped, valid = warp_clip(np.random.default_rng([seed, i]), frames[0], cache.K[i],
+                                  cache.c2w[i], None if cache.depth is None
+                                  else np.asarray(cache.depth[i]))
+        warp = (warped, preprocess.warp_validity_channel(valid, config))
+    return frames, rax, motion, warp
+
+
+_WORKER_CACHE = None
+
+
+def _clip_inputs_worker(args):
+    """``_clip_inputs`` in a pool worker: the cache is opened once per worker process."""
+    global _WORKER_CACHE
+    cache_dir, i, config, warp_clip, seed = args
+    if _WORKER_CACHE is None or _WORKER_CACHE.dir != cache_dir:
+        torch.set_num_threads(1)
+        _WORKER_CACHE = FrameCache(cache_dir)
+    return _clip_inputs(_WORKER_CACHE, i, config, warp_clip, seed)
+
+
 def build_latent_cache(path, cache: FrameCache, codec, config, batch: int = 32, log=print,
-                       warp_clip=None, seed: int = 0):
+                       warp_clip=None, seed: int = 0, workers: int = 1, device="cpu"):
     """Encode every cached clip with the frozen codec and compute motion channels; save to
     `path` (.npz). Returns a dict of arrays.
 
@@ -147,43 +176,57 @@ def build_latent_cache(path, cache: FrameCache, codec, config, batch: int = 32, 
     uint8, K, rel_c2w (T, 4, 4), depth (S, S) or None) -> (warped (T, S, S, 3) uint8, valid
     (T, S, S) float in [0, 1])`` (``pipeline.conditioning.training_warp``: it draws the
     depth the warp uses; passed in, as the model floor cannot import the pipeline), encoded
-    by the codec, and its validity channel; rng = default_rng([seed, clip index])."""
+    by the codec, and its validity channel; rng = default_rng([seed, clip index]).
+
+    workers > 1: the per-clip numpy work (raxels, motion, warps) runs in that many spawned
+    processes while this one encodes on ``device`` (the codec is moved there and back)."""
     path = Path(path)
     if path.is_file():
         with np.load(path) as z:
             return {k: z[k] for k in z.files}
-    n, S = len(cache), config.image_size
+    n = len(cache)
     out = {"video": [], "raxel": [], "motion": []}
     with_warp = bool(getattr(config, "warp_condition", False))
     if with_warp:
         if warp_clip is None:
             raise ValueError("config.warp_condition needs warp_clip to build the warp latents")
         out["warp"] = []
+    warp_clip = warp_clip if with_warp else None
     t0 = time.time()
-    codec.eval()
+    codec.eval().to(device)
+
+    def encode(x):                                          # (B, T, 3, S, S) numpy -> numpy
+        return codec.encode(torch.from_numpy(x).to(device)).cpu().numpy()
+
+    def clip_inputs():
+        if workers > 1:
+            jobs = ((cache.dir, i, config, warp_clip, seed) for i in range(n))
+            with multiprocessing.get_context("spawn").Pool(workers) as pool:
+                yield from pool.imap(_clip_inputs_worker, jobs, chunksize=8)
+        else:
+            yield from (_clip_inputs(cache, i, config, warp_clip, seed) for i in range(n))
+
+    def flush(items):
+        frames, rax, motion, warps = zip(*items)
+        out["video"].append(encode(np.stack([preprocess.images_to_model(f) for f in frames])))
+        out["raxel"].append(encode_raxels_latent(
+            codec, torch.from_numpy(np.stack(rax)).to(device)).cpu().numpy())
+        out["motion"].append(np.stack(motion))
+        if with_warp:
+            latents = encode(np.stack([preprocess.images_to_model(w) for w, _ in warps]))
+            out["warp"].append(np.concatenate([latents, np.stack([v for _, v in warps])],
+                                              axis=2))
+
     with torch.no_grad():
-        for start in range(0, n, batch):
-            idx = range(start, min(n, start + batch))
-            frames = [np.asarray(cache.frames[i]) for i in idx]
-            video = torch.from_numpy(np.stack([preprocess.images_to_model(f) for f in frames]))
-            rax = torch.from_numpy(np.stack([raxels_for(cache.K[i], cache.c2w[i], S,
-                                                        config.raxel_encoding) for i in idx]))
-            out["video"].append(codec.encode(video).numpy())
-            out["raxel"].append(encode_raxels_latent(codec, rax).numpy())
-            out["motion"].append(np.stack([preprocess.motion_channels(f, config) for f in frames]))
-            if with_warp:
-                warps = [warp_clip(np.random.default_rng([seed, i]), frames[j][0], cache.K[i],
-                                   cache.c2w[i], None if cache.depth is None
-                                   else np.asarray(cache.depth[i]))
-                         for j, i in enumerate(idx)]
-                warped = torch.from_numpy(np.stack([preprocess.images_to_model(w)
-                                                    for w, _ in warps]))
-                validity = np.stack([preprocess.warp_validity_channel(v, config)
-                                     for _, v in warps])
-                out["warp"].append(np.concatenate([codec.encode(warped).numpy(), validity],
-                                                  axis=2))
-            if (start // batch) % 20 == 0:
-                log(f"  encoded {min(n, start + batch)}/{n} clips ({time.time() - t0:.0f} s)")
+        items = []
+        for k, item in enumerate(clip_inputs()):
+            items.append(item)
+            if len(items) == batch or k == n - 1:
+                flush(items)
+                items = []
+                if (k // batch) % 20 == 0 or k == n - 1:
+                    log(f"  encoded {k + 1}/{n} clips ({time.time() - t0:.0f} s)")
+    codec.cpu()
     arrays = {k: np.concatenate(v).astype(np.float32) for k, v in out.items()}
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, **arrays)

@@ -30,6 +30,13 @@ loaded with weights trained without it computes exactly what they did until fine
 it. All-zero warp input = no condition (what training shows the view job 20 % of the time and
 the other jobs always).
 
+Warp skip (``config.warp_skip``, x0 prediction only): the predicted clean video latents also
+receive ``WarpSkip(warp)``, a 1x1 convolution of [warp latents, validity, validity * warp
+latents] (2C+1 -> C channels per latent cell), zero-initialised like ``warp_embed``. Where the
+warp is valid the denoiser can then pass the warp's latents straight to its output and spend
+its tokens on what the warp gets wrong (holes, depth errors), GenWarp-style; a 4x4-patch token
+alone cannot carry a warp's detail to the output.
+
 Output parametrisation (`prediction`): "x0" (default) -- the heads predict the clean latents
 and forward returns v = (x_t - x0) / max(t, 0.05), the contract's velocity. A token carries
 4*4*16 = 256 raxel values but is only 96 wide, so a velocity head cannot pass the noise
@@ -208,6 +215,19 @@ class PatchEmbed(nn.Module):
         return h.flatten(2).transpose(1, 2).reshape(B, t, -1, h.shape[1])  # (B, t, n, d)
 
 
+class WarpSkip(nn.Module):
+    """warp (B, t, C+1, s, s) -> (B, t, C, s, s) added to the x0 video head (zero at init)."""
+
+    def __init__(self, latent_channels: int):
+        super().__init__()
+        self.proj = nn.Conv2d(2 * latent_channels + 1, latent_channels, kernel_size=1)
+
+    def forward(self, warp):                                # warp: (B, t, C+1, s, s)
+        latents, validity = warp[:, :, :-1], warp[:, :, -1:]
+        x = torch.cat([latents, validity, latents * validity], dim=2)  # (B, t, 2C+1, s, s)
+        return self.proj(x.flatten(0, 1)).unflatten(0, warp.shape[:2])  # (B, t, C, s, s)
+
+
 class RaxelDiT(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -220,6 +240,7 @@ class RaxelDiT(nn.Module):
         self.raxel_embed = PatchEmbed(2 * C, d, p)
         # warp condition: (B, t, C+1, s, s) -> (B, t, n, d), added to the video tokens
         self.warp_embed = PatchEmbed(config.warp_dim, d, p) if config.warp_condition else None
+        self.warp_skip = WarpSkip(C) if config.warp_skip else None
         self.register_buffer("pos_space", torch.from_numpy(sincos_2d(self.grid, d)))  # (n, d)
         self.pos_time = nn.Parameter(torch.zeros(config.max_latent_frames, d))       # (t_max, d)
         self.t_embed = TimestepEmbedder(config.cond_dim)
@@ -243,6 +264,9 @@ class RaxelDiT(nn.Module):
         if self.warp_embed is not None:  # zero: the condition adds nothing at init
             nn.init.zeros_(self.warp_embed.proj.weight)
             nn.init.zeros_(self.warp_embed.proj.bias)
+        if self.warp_skip is not None:  # zero as well
+            nn.init.zeros_(self.warp_skip.proj.weight)
+            nn.init.zeros_(self.warp_skip.proj.bias)
         nn.init.normal_(self.pos_time, std=0.02)
         for lin in (self.t_embed.mlp[0], self.t_embed.mlp[2]):
             nn.init.normal_(lin.weight, std=0.02)
@@ -292,6 +316,8 @@ class RaxelDiT(nn.Module):
         if self.config.prediction == "velocity":
             return out_v, out_r
         # x0-prediction: the heads give clean latents, returned as v = (x_t - x0) / t
+        if self.warp_skip is not None:
+            out_v = out_v + self.warp_skip(warp)            # (B, t, C, s, s)
         tv = t_video.clamp(min=T_MIN).reshape(*t_video.shape, 1, 1, 1)        # (B, t, 1, 1, 1)
         tr = t_raxel.clamp(min=T_MIN).reshape(*t_raxel.shape, 1, 1, 1)        # (B, t, 1, 1, 1)
         return (video - out_v) / tv, (raxel - out_r) / tr                     # velocities

@@ -68,12 +68,13 @@ def flow_loss(dit, video, raxel, motion, clean_video, clean_raxel, *, codec=None
     Returns (loss, dict of float stats).
     """
     B = video.shape[0]
-    u = torch.rand(B, generator=generator)                             # (B,)
+    # random draws on the CPU generator (reproducible on any device), then moved
+    u = torch.rand(B, generator=generator).to(video.device)            # (B,)
     tau = time_shift * u / (1 + (time_shift - 1) * u)                  # shifted towards 1
     t_video = tau[:, None] * (~clean_video).float()                    # (B, t), 0 on clean
     t_raxel = tau[:, None] * (~clean_raxel).float()                    # (B, t)
-    noise_v = torch.randn(video.shape, generator=generator)
-    noise_r = torch.randn(raxel.shape, generator=generator)
+    noise_v = torch.randn(video.shape, generator=generator).to(video.device)
+    noise_r = torch.randn(raxel.shape, generator=generator).to(raxel.device)
     xv = (1 - _bcast(t_video, video)) * video + _bcast(t_video, video) * noise_v
     xr = (1 - _bcast(t_raxel, raxel)) * raxel + _bcast(t_raxel, raxel) * noise_r
     conditions = (visible_motion(motion, clean_video),) + (() if warp is None else (warp,))
@@ -95,7 +96,7 @@ def flow_loss(dit, video, raxel, motion, clean_video, clean_raxel, *, codec=None
         T = dirs.shape[1]
         pred_dirs = codec.decode(x0_r[:, :, :C], frames=T)             # (k, T, 3, S, S)
         cos = F.cosine_similarity(pred_dirs, dirs[:k], dim=2, eps=1e-6)  # (k, T, S, S)
-        idx = frame_to_latent_index(T, codec.tf)
+        idx = frame_to_latent_index(T, codec.tf).to(clean_raxel.device)
         fmask = (~clean_raxel[:k])[:, idx].float()                     # (k, T)
         cos_loss = ((1 - cos).mean(dim=(2, 3)) * fmask).sum() / fmask.sum().clamp(min=1)
         loss = loss + cosine_weight * cos_loss
@@ -123,8 +124,9 @@ def sample(dit, video, raxel, clean_video, clean_raxel, motion=None, *, steps=8,
         video, raxel, clean_video, clean_raxel, motion, warp = map(
             rep, (video, raxel, clean_video, clean_raxel, motion, warp))
     cv, cr = _bcast(clean_video, video), _bcast(clean_raxel, raxel)
-    xv = torch.where(cv, video, torch.randn(video.shape, generator=generator, dtype=video.dtype))
-    xr = torch.where(cr, raxel, torch.randn(raxel.shape, generator=generator, dtype=raxel.dtype))
+    noise_v = torch.randn(video.shape, generator=generator, dtype=video.dtype).to(video.device)
+    noise_r = torch.randn(raxel.shape, generator=generator, dtype=raxel.dtype).to(raxel.device)
+    xv, xr = torch.where(cv, video, noise_v), torch.where(cr, raxel, noise_r)
     noised_v, noised_r = (~clean_video).to(video.dtype), (~clean_raxel).to(raxel.dtype)
     motion = visible_motion(motion, clean_video)
     times = torch.linspace(1.0, 0.0, steps + 1)

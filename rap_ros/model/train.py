@@ -25,6 +25,7 @@ CheckpointError naming it.
 import csv
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +69,10 @@ class Run:
         self.barrier()
         torch.set_num_threads(max(1, config.train.threads // self.world)
                               if self.world > 1 else config.train.threads)
+        self.device = training_device(config.train.device)
+        if self.device.type == "cuda":  # TF32 matrix products: ~3x faster, ample for training
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
 
     def barrier(self):
         if self.world > 1:
@@ -110,6 +115,36 @@ class Run:
     def progress(self, total_s, initial_s, desc):
         return tqdm(total=int(total_s), initial=int(initial_s), unit="s", desc=desc,
                     disable=not self.main or self.quiet, dynamic_ncols=True, mininterval=5)
+
+
+def training_device(name: str) -> torch.device:
+    """train.device: "cpu", "cuda" (an error without one) or "auto" (cuda when available)."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"train.device must be cpu, cuda or auto, got {name!r}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("train.device=cuda but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def prefetched(draw, first_step: int, background: bool):
+    """draw(step) for step = first_step, first_step + 1, ... With ``background`` the next
+    step's draw runs in a thread while the caller trains on this one (on a GPU the numpy data
+    work would otherwise leave it idle); the draws are the same either way (each step's RNGs
+    come from its step number)."""
+    step = first_step
+    if not background:
+        while True:
+            yield draw(step)
+            step += 1
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        upcoming = pool.submit(draw, step)
+        while True:
+            current = upcoming.result()
+            step += 1
+            upcoming = pool.submit(draw, step)
+            yield current
 
 
 def lr_at(base, step, warmup, frac):
@@ -156,7 +191,7 @@ def train_codec(run: Run, minutes: float, resume: bool, max_steps: int = 0, crop
     mc, tc = run.config.model, run.config.train
     cache, val = ensure_caches(run)
     torch.manual_seed(tc.seed)
-    codec = CausalVideoCodec(mc)
+    codec = CausalVideoCodec(mc).to(run.device)
     opt = torch.optim.AdamW(codec.parameters(), lr=tc.codec_lr, weight_decay=0.0)
     step, elapsed = 0, 0.0
     path = run.dir / "codec.pt"
@@ -173,6 +208,13 @@ def train_codec(run: Run, minutes: float, resume: bool, max_steps: int = 0, crop
     n_video = max(1, tc.codec_batch - 2 * n_raxel)
     last_save, t_start, el0 = time.time(), time.time(), elapsed
     bar = run.progress(budget, elapsed, "codec")
+    gpu = run.device.type == "cuda"
+
+    def draw(step):
+        rng, _ = run.rng("codec", step)
+        return data_mod.codec_batch(cache, rng, n_video, n_raxel, mc.raxel_encoding, crop)
+
+    batches = prefetched(draw, step, background=gpu)
 
     def save(done=False):
         if run.main:
@@ -184,15 +226,15 @@ def train_codec(run: Run, minutes: float, resume: bool, max_steps: int = 0, crop
         stop = elapsed >= budget or (max_steps and step >= max_steps)
         if run.stop_agreed(stop):
             break
-        rng, _ = run.rng("codec", step)
-        x, is_raxel = data_mod.codec_batch(cache, rng, n_video, n_raxel, mc.raxel_encoding, crop)
-        x = torch.from_numpy(x)                                        # (B, T, 3, c, c)
+        x, is_raxel = next(batches)
+        x = torch.from_numpy(x).to(run.device)                         # (B, T, 3, c, c)
+        is_raxel = torch.from_numpy(is_raxel).to(run.device)           # (B,) bool
         lr = lr_at(tc.codec_lr, step, 50, elapsed / budget)
         for g in opt.param_groups:
             g["lr"] = lr
         recon = model(x)                                               # (B, T, 3, c, c)
         err = recon - x
-        weight = torch.from_numpy(np.where(is_raxel, 2.0, 1.0)).float().view(-1, 1, 1, 1, 1)
+        weight = (1.0 + is_raxel.float()).view(-1, 1, 1, 1, 1)        # raxel clips count 2x
         loss = ((err.abs() + err ** 2) * weight).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -204,8 +246,8 @@ def train_codec(run: Run, minutes: float, resume: bool, max_steps: int = 0, crop
         bar.update(int(elapsed) - bar.n)
         if step % tc.log_every == 0:
             with torch.no_grad():
-                mse_v = float((err[~torch.from_numpy(is_raxel)] ** 2).mean())
-                mse_r = float((err[torch.from_numpy(is_raxel)] ** 2).mean())
+                mse_v = float((err[~is_raxel] ** 2).mean())
+                mse_r = float((err[is_raxel] ** 2).mean())
             run.log_row({"stage": "codec", "step": step, "minutes": round(elapsed / 60, 3),
                          "loss": round(float(loss.detach()), 6), "mse_video": round(mse_v, 6),
                          "mse_raxel": round(mse_r, 6), "cosine": "", "lr": f"{lr:.2e}",
@@ -215,6 +257,8 @@ def train_codec(run: Run, minutes: float, resume: bool, max_steps: int = 0, crop
             save()
             last_save = now
     bar.close()
+    batches.close()
+    codec.cpu()
     # latent scale: unit std of the latents of the training mix (video + raxel halves)
     if run.main:
         with torch.no_grad():
@@ -230,7 +274,8 @@ def train_codec(run: Run, minutes: float, resume: bool, max_steps: int = 0, crop
         codec.load_state_dict(load_checkpoint(path)["model"])
     run.log(f"codec: finished at step {step} ({elapsed / 60:.1f} min)")
     if run.main:
-        metrics = evaluate_codec(codec, val, mc)
+        metrics = evaluate_codec(codec.to(run.device), val, mc)
+        codec.cpu()
         run.log("codec eval (held-out): " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
     return codec
 
@@ -240,20 +285,21 @@ def evaluate_codec(codec, val: data_mod.FrameCache, config: ModelConfig, n: int 
     """Held-out reconstruction: video PSNR (dB, uint8 images) and the pose error of cameras
     decoded (known K) from codec-reconstructed raxels."""
     codec.eval()
+    device = next(codec.parameters()).device
     n = min(n, len(val))
     S = config.image_size
     psnrs, rot_err, pos_err = [], [], []
     for start in range(0, n, 16):
         idx = list(range(start, min(n, start + 16)))
         frames = np.stack([np.asarray(val.frames[i]) for i in idx])
-        recon = codec(torch.from_numpy(preprocess.images_to_model(frames))).numpy()
-        rec_u8 = preprocess.model_to_images(recon)
+        recon = codec(torch.from_numpy(preprocess.images_to_model(frames)).to(device))
+        rec_u8 = preprocess.model_to_images(recon.cpu().numpy())
         mse = ((rec_u8.astype(np.float64) - frames) ** 2).mean(axis=(1, 2, 3, 4))
         psnrs += list(10 * np.log10(255.0 ** 2 / np.maximum(mse, 1e-10)))
         rax = np.stack([data_mod.raxels_for(val.K[i], val.c2w[i], S, config.raxel_encoding)
                         for i in idx])
         rec = decode_raxels_latent(codec, encode_raxels_latent_t(codec, rax), rax.shape[1])
-        rec = preprocess.denormalize_raxels(rec.numpy())
+        rec = preprocess.denormalize_raxels(rec.cpu().numpy())
         for j, i in enumerate(idx):
             dec = decode_raxels(rec[j], K=val.K[i], encoding=config.raxel_encoding)
             rot_err += list(rotation_angle_deg(dec.c2w[:, :3, :3].transpose(0, 2, 1)
@@ -266,7 +312,7 @@ def evaluate_codec(codec, val: data_mod.FrameCache, config: ModelConfig, n: int 
 
 
 def encode_raxels_latent_t(codec, rax: np.ndarray):
-    return encode_raxels_latent(codec, torch.from_numpy(rax))
+    return encode_raxels_latent(codec, torch.from_numpy(rax).to(next(codec.parameters()).device))
 
 
 # ---------------------------------------------------------------- stage 2: dit
@@ -323,7 +369,7 @@ def warp_for_jobs(warp, jobs, probability, generator):
     examples (``VIEW_JOB``) with probability ``probability``, zeros (no condition) for the
     rest, so the unconditioned view job and the other jobs keep working. jobs (B,) long."""
     keep = (jobs == VIEW_JOB) & (torch.rand(len(jobs), generator=generator) < probability)
-    return warp * keep.to(warp.dtype).reshape(-1, 1, 1, 1, 1)
+    return warp * keep.to(warp).reshape(-1, 1, 1, 1, 1)
 
 
 def frozen_codec(path):
@@ -343,7 +389,8 @@ def encoded_clips(run: Run, cache, codec, tag, warp_clip=None):
     if run.main and not path.is_file():
         run.log(f"encoding {len(cache)} clips with the frozen codec -> {path}")
         data_mod.build_latent_cache(path, cache, codec, run.config.model, log=run.log,
-                                    warp_clip=warp_clip, seed=run.config.train.seed)
+                                    warp_clip=warp_clip, seed=run.config.train.seed,
+                                    workers=run.config.train.render_workers, device=run.device)
     run.barrier()
     clips = LatentClips(data_mod.build_latent_cache(path, cache, codec, run.config.model),
                         cache, run.config.model)
@@ -353,11 +400,14 @@ def encoded_clips(run: Run, cache, codec, tag, warp_clip=None):
     return clips
 
 
-def train_dit(run: Run, minutes: float, resume: bool, max_steps: int = 0):
-    """Stage 2: the denoiser from scratch on the synthetic clips' latents."""
+def train_dit(run: Run, minutes: float, resume: bool, max_steps: int = 0, warp_clip=None):
+    """Stage 2: the denoiser from scratch on the synthetic clips' latents (with
+    ``model.warp_condition``: and their warps, made by ``warp_clip``, as in
+    ``encoded_clips``)."""
     cache, val = ensure_caches(run)
     codec, codec_step = frozen_codec(run.dir / "codec.pt")
-    synthetic = encoded_clips(run, cache, codec, str(codec_step))
+    tag = str(codec_step) + ("_warp" if run.config.model.warp_condition else "")
+    synthetic = encoded_clips(run, cache, codec, tag, warp_clip)
     torch.manual_seed(run.config.train.seed)
     dit = RaxelDiT(run.config.model)
     fit_dit(run, codec, dit, [synthetic], [1.0], minutes, resume, max_steps)
@@ -372,12 +422,16 @@ def fit_dit(run: Run, codec, dit, sources, weights, minutes, resume, max_steps=0
     batches drawn from ``sources`` (LatentClips) in proportions ``weights``. Ends with the
     held-out pose evaluation of the EMA weights on the run's synthetic validation clips."""
     mc, tc = run.config.model, run.config.train
-    ema = RaxelDiT(mc).requires_grad_(False)
+    device = run.device
+    dit.to(device)
+    codec.to(device)                                        # decodes for the cosine loss
+    ema = RaxelDiT(mc).requires_grad_(False).to(device)
     ema.load_state_dict(dit.state_dict())
-    # the zero-initialised warp input learns at warp_lr_scale x the learning rate (its own group)
-    warp_params = [p for n, p in dit.named_parameters() if n.startswith("warp_embed.")]
+    # the zero-initialised warp inputs learn at warp_lr_scale x the learning rate (own group)
+    warp_names = ("warp_embed.", "warp_skip.")
+    warp_params = [p for n, p in dit.named_parameters() if n.startswith(warp_names)]
     groups = [{"params": [p for n, p in dit.named_parameters()
-                          if not n.startswith("warp_embed.")], "lr_scale": 1.0}]
+                          if not n.startswith(warp_names)], "lr_scale": 1.0}]
     if warp_params:
         groups.append({"params": warp_params, "lr_scale": tc.warp_lr_scale})
     opt = torch.optim.AdamW(groups, lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, 0.99))
@@ -396,6 +450,12 @@ def fit_dit(run: Run, codec, dit, sources, weights, minutes, resume, max_steps=0
     t_lat = mc.latent_frames
     cosine_samples = min(tc.cosine_samples, tc.batch) if tc.cosine_weight > 0 else 0
 
+    def draw(step):
+        rng, gen = run.rng("dit", step)
+        return draw_batch(sources, weights, rng, tc.batch, cosine_samples), gen
+
+    batches = prefetched(draw, step, background=device.type == "cuda")
+
     def save():
         if run.main:
             save_checkpoint(path, {"model": dit.state_dict(), "ema": ema.state_dict(),
@@ -406,10 +466,10 @@ def fit_dit(run: Run, codec, dit, sources, weights, minutes, resume, max_steps=0
         stop = elapsed >= budget or (max_steps and step >= max_steps)
         if run.stop_agreed(stop):
             break
-        rng, gen = run.rng("dit", step)
-        video, raxel, motion, dirs, warp = draw_batch(sources, weights, rng, tc.batch,
-                                                      cosine_samples)
+        drawn, gen = next(batches)
+        video, raxel, motion, dirs, warp = (None if x is None else x.to(device) for x in drawn)
         jobs, clean_v, clean_r = draw_jobs(tc.batch, t_lat, tc.job_probs, tc.p_k_known, gen)
+        clean_v, clean_r = clean_v.to(device), clean_r.to(device)
         if mc.warp_condition:
             if warp is None:
                 raise ValueError("model.warp_condition needs clips with the warp condition")
@@ -451,6 +511,7 @@ def fit_dit(run: Run, codec, dit, sources, weights, minutes, resume, max_steps=0
             save()
             last_save = now
     bar.close()
+    batches.close()
     save()
     run.barrier()
     run.log(f"dit: finished at step {step} ({elapsed / 60:.1f} min)")
@@ -459,6 +520,7 @@ def fit_dit(run: Run, codec, dit, sources, weights, minutes, resume, max_steps=0
         metrics = evaluate_pose(codec, ema.eval(), val, mc)
         run.log("pose eval (held-out, video->camera, EMA): "
                 + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+    dit.cpu(), ema.cpu(), codec.cpu()
     return ema
 
 
@@ -526,20 +588,24 @@ def evaluate_pose(codec, dit, val: data_mod.FrameCache, config: ModelConfig, n: 
     n = min(n, len(val))
     S, t_lat = config.image_size, config.latent_frames
     gen = torch.Generator().manual_seed(seed)
+    device = next(dit.parameters()).device              # codec and dit on the same device
     err, rel_err, base, base_rel, dir_err, dir_base = [], [], [], [], [], []
     for start in range(0, n, 16):
         idx = list(range(start, min(n, start + 16)))
         frames = np.stack([np.asarray(val.frames[i]) for i in idx])
-        video = codec.encode(torch.from_numpy(preprocess.images_to_model(frames)))
-        motion = torch.from_numpy(np.stack([preprocess.motion_channels(f, config) for f in frames]))
+        video = codec.encode(torch.from_numpy(preprocess.images_to_model(frames)).to(device))
+        motion = torch.from_numpy(np.stack([preprocess.motion_channels(f, config)
+                                            for f in frames])).to(device)
         rax0 = np.stack([preprocess.normalize_raxels(encode_raxels(
             val.K[i], np.repeat(np.eye(4)[None], config.frames, 0), S, S, config.raxel_encoding))
             for i in idx])
-        raxel = encode_raxels_latent(codec, torch.from_numpy(rax0))   # frame 0 is exact
-        cv, cr = job_batch_masks("video_to_camera", len(idx), t_lat, k_known=True)
+        raxel = encode_raxels_latent(codec, torch.from_numpy(rax0).to(device))  # frame 0 exact
+        cv, cr = (m.to(device) for m in job_batch_masks("video_to_camera", len(idx), t_lat,
+                                                         k_known=True))
         _, rx = sample(dit, video, raxel, cv, cr, motion, steps=steps, method=method,
                        generator=gen)
-        rec = preprocess.denormalize_raxels(decode_raxels_latent(codec, rx, config.frames).numpy())
+        rec = preprocess.denormalize_raxels(
+            decode_raxels_latent(codec, rx, config.frames).cpu().numpy())
         for j, i in enumerate(idx):
             R_true = val.c2w[i][:, :3, :3]
             decoded_c2w = decode_raxels(rec[j], K=val.K[i], encoding=config.raxel_encoding).c2w
@@ -627,8 +693,9 @@ def evaluate_weights(weights, run_config: RunConfig, run_dir, n: int = 64):
 
 
 def run_training(config: RunConfig, run_dir, stage="all", resume=False, minutes=None,
-                 codec_minutes=None, max_steps=0, quiet=False):
-    """Run stage "codec", "dit" or "all" (codec, then dit). Returns the Run."""
+                 codec_minutes=None, max_steps=0, quiet=False, warp_clip=None):
+    """Run stage "codec", "dit" or "all" (codec, then dit). Returns the Run. warp_clip: the
+    warp condition's maker (``encoded_clips``), needed with ``model.warp_condition``."""
     run = Run(run_dir, config, quiet=quiet)
     run.log(f"start: stage {stage}, resume {resume}, world {run.world}, config "
             f"{config.to_dict()}")
@@ -637,7 +704,7 @@ def run_training(config: RunConfig, run_dir, stage="all", resume=False, minutes=
         train_codec(run, cm, resume or stage == "all", max_steps=max_steps)
     if stage in ("dit", "all"):
         m = minutes if minutes is not None else config.train.minutes
-        train_dit(run, m, resume, max_steps=max_steps)
+        train_dit(run, m, resume, max_steps=max_steps, warp_clip=warp_clip)
     if run.world > 1 and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()

@@ -95,9 +95,12 @@ def main(args) -> int:
             for line in train.evaluate_weights(args.evaluate, config, run_dir):
                 print(line, flush=True)
             return 0
+        warp_clip = None
+        if config.model.warp_condition:  # the model floor cannot import the pipeline
+            from rap_ros.pipeline.conditioning import training_warp as warp_clip
         train.run_training(config, run_dir, stage=args.stage, resume=args.resume,
                            minutes=args.minutes, codec_minutes=args.codec_minutes,
-                           max_steps=args.max_steps, quiet=args.quiet)
+                           max_steps=args.max_steps, quiet=args.quiet, warp_clip=warp_clip)
     except (FileNotFoundError, ValueError, checkpoint.CheckpointError) as error:
         print(f"rap-ros train: error: {error}", file=sys.stderr)
         return 1
