@@ -16,6 +16,8 @@ Random weights time the same arithmetic as trained ones. Times are medians, in m
 
     python benchmarks/bench_model_size.py            # S = 64, 96, 128
     python benchmarks/bench_model_size.py --sizes 64 96 --repeat 5
+    python benchmarks/bench_model_size.py --configs default base --out .../model_size_base
+        # named run configs (rap_ros/model/configs) as they are: the GPU recipe's larger model
 
 Writes benchmarks/results/model_size.{json,md}.
 """
@@ -37,6 +39,7 @@ from rap_ros.backend import export  # noqa: E402
 from rap_ros.backend.onnx_backend import OnnxBackend  # noqa: E402
 from rap_ros.contract.config import rap_small  # noqa: E402
 from rap_ros.evaluation.report import write_benchmark  # noqa: E402
+from rap_ros.model.config import load_run_config  # noqa: E402
 from rap_ros.pipeline.views import ViewPipeline  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -72,10 +75,9 @@ def train_step_ms(config, dit, repeat):
     return median_ms(step, repeat, warmup=2)
 
 
-def measure(size, repeat, workdir):
-    config = dataclasses.replace(rap_small(), image_size=size)
+def measure(config, label, repeat, workdir):
     codec, dit = export.random_modules(config, seed=0)
-    model_dir = Path(workdir) / f"s{size}"
+    model_dir = Path(workdir) / label
     export.export_modules(config, codec, dit, model_dir, verify=False)
     backend = OnnxBackend(model_dir)
     frames = moving_frames(config.frames, HEIGHT, WIDTH)
@@ -85,7 +87,8 @@ def measure(size, repeat, workdir):
     paths = candidate_paths(config.frames, PATHS)
     view_ms = median_ms(lambda: views.predict_batch(frames[0], K, paths), repeat, warmup=1)
     torch.set_num_threads(1)  # as `rap-ros train` on a shared machine (train.threads=1)
-    return {"image_size": size, "latent_size": config.latent_size,
+    return {"config": label, "image_size": config.image_size,
+            "latent_size": config.latent_size,
             "tokens_per_branch": config.latent_frames * (config.latent_size
                                                          // config.patch_size) ** 2,
             "parameters": sum(p.numel() for m in (codec, dit) for p in m.parameters()),
@@ -97,19 +100,20 @@ def measure(size, repeat, workdir):
 def markdown(report):
     rows = report["rows"]
     base = rows[0]
-    lines = ["# Model input size: what 96 and 128 px cost on this CPU (issue 12)", "",
+    lines = ["# Model size: what larger inputs and models cost on this CPU (issue 12)", "",
              f"Command: `{report['command']}`; {report['machine']}; {report['seconds']:.0f} s.",
-             "", "Same architecture as the shipped model (`rap_small`) with `image_size` S, "
-             "random weights. Camera job: one 9-frame 640x480 window, ONNX Runtime, 2 Euler "
-             "steps, 1 sample. View job: 8 candidate paths from one source, the model's "
-             "frames only. Training: one AdamW step of the denoiser on 32 latent clips, eager "
+             "", "Each row: the shipped architecture (`rap_small`) with `image_size` S, or a "
+             "named run config's model (`rap_ros/model/configs`), random weights. Camera "
+             "job: one 9-frame 640x480 window, ONNX Runtime, 2 Euler steps, 1 sample. "
+             "View job: 8 candidate paths from one source, the model's frames only. Training: one AdamW step of the denoiser on 32 latent clips, eager "
              "torch, 1 thread. Medians, ms; x = ratio to the first row (same run).", "",
-             "| S | latent | tokens per branch | parameters | camera window ms | x | "
+             "| config | S | latent | tokens per branch | parameters | camera window ms | x | "
              "8 previews ms | x | train step ms | x |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(
-            f"| {r['image_size']} | {r['latent_size']} | {r['tokens_per_branch']} | "
+            f"| {r.get('config', '')} | {r['image_size']} | {r['latent_size']} | "
+            f"{r['tokens_per_branch']} | "
             f"{r['parameters']:,} | {r['camera_window_ms']:.0f} | "
             f"{r['camera_window_ms'] / base['camera_window_ms']:.2f} | "
             f"{r['view_8_paths_ms']:.0f} | {r['view_8_paths_ms'] / base['view_8_paths_ms']:.2f}"
@@ -120,14 +124,21 @@ def markdown(report):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 96, 128])
+    parser.add_argument("--configs", nargs="+", default=None, metavar="NAME",
+                        help="measure these run configs' models instead of --sizes")
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--out", default=str(RESULTS / "model_size"))
     args = parser.parse_args(argv)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as workdir:
         rows = []
-        for size in args.sizes:
-            rows.append(measure(size, args.repeat, workdir))
+        if args.configs:
+            models = [(load_run_config(name).model, name) for name in args.configs]
+        else:
+            models = [(dataclasses.replace(rap_small(), image_size=size), f"rap_small S={size}")
+                      for size in args.sizes]
+        for config, label in models:
+            rows.append(measure(config, label, args.repeat, workdir))
             print(rows[-1], flush=True)
     report = {"command": " ".join(["python", "benchmarks/bench_model_size.py", *sys.argv[1:]]),
               "machine": f"{platform.machine()}, 2 shared CPU cores",
