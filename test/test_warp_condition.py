@@ -60,6 +60,18 @@ def test_adding_the_warp_condition_keeps_the_trained_model_exactly():
     assert not torch.allclose(a, b)
 
 
+def test_adding_the_warp_skip_to_conditioned_weights_keeps_them_exactly():
+    _, dit = random_modules(_warp_config(), seed=4)
+    with_skip = add_warp_condition(dit, skip=True).eval()
+    assert with_skip.config.warp_skip and add_warp_condition(with_skip, skip=True) is with_skip
+    assert add_warp_condition(dit) is dit
+    video, raxel, tv, tr, motion, warp = _inputs(rap_tiny())
+    with torch.no_grad():
+        for e, g in zip(dit.eval()(video, raxel, tv, tr, motion, warp),
+                        with_skip(video, raxel, tv, tr, motion, warp)):
+            assert torch.equal(e, g)
+
+
 def test_warp_skip_is_zero_at_init_and_needs_the_warp_condition():
     dit = RaxelDiT(_warp_config(skip=True)).eval()
     assert not dit.warp_skip.proj.weight.any() and not dit.warp_skip.proj.bias.any()

@@ -323,16 +323,18 @@ class RaxelDiT(nn.Module):
         return (video - out_v) / tv, (raxel - out_r) / tr                     # velocities
 
 
-def add_warp_condition(dit: RaxelDiT) -> RaxelDiT:
-    """A denoiser with ``warp_condition`` on and every weight of ``dit`` (trained without it):
-    the new ``warp_embed`` is zero, so it computes exactly what ``dit`` computes, for any warp
-    input. ``dit`` with the switch on already is returned as is."""
-    if dit.config.warp_condition:
+def add_warp_condition(dit: RaxelDiT, skip: bool = False) -> RaxelDiT:
+    """A denoiser with ``warp_condition`` on (and ``warp_skip`` with ``skip``) and every weight
+    of ``dit``: the warp modules it lacks are added zero, so it computes exactly what ``dit``
+    computes, for any warp input. ``dit`` with those switches on already is returned as is."""
+    config = dit.config
+    if config.warp_condition and (config.warp_skip or not skip):
         return dit
-    config = type(dit.config).from_dict({**dit.config.to_dict(), "warp_condition": True})
+    config = type(config).from_dict({**config.to_dict(), "warp_condition": True,
+                                     "warp_skip": skip or config.warp_skip})
     out = RaxelDiT(config)
     missing, unexpected = out.load_state_dict(dit.state_dict(), strict=False)
-    if unexpected or any(not k.startswith("warp_embed.") for k in missing):
+    if unexpected or any(not k.startswith(("warp_embed.", "warp_skip.")) for k in missing):
         raise RuntimeError(f"cannot add the warp condition: missing {missing}, "
                            f"unexpected {unexpected}")
     return out.train(dit.training)

@@ -536,13 +536,14 @@ def finetune_dit(run: Run, weights, real_cache, minutes, resume, max_steps=0,
 
     real_cache None: synthetic clips only. With ``run.config.model.warp_condition`` on and
     weights trained without it, the denoiser gains the zero-initialised warp input
-    (``dit.add_warp_condition``: it starts exactly where the weights are) and learns it;
+    (``dit.add_warp_condition``, with the warp skip if the run's config has it: it starts
+    exactly where the weights are) and learns it;
     ``warp_clip`` (``pipeline.conditioning.training_warp``) makes the clips' warps."""
     config, codec, dit = load_weights(weights)
     codec.requires_grad_(False)
     warp = run.config.model.warp_condition
     if warp:
-        dit = add_warp_condition(dit)
+        dit = add_warp_condition(dit, skip=run.config.model.warp_skip)
         config = dit.config
     if config != run.config.model:
         raise ValueError(f"run config {run.config.model} is not the weights' {config}")

@@ -7,6 +7,7 @@
     rap-ros train --run-dir runs/default --export rap_ros/model/weights/rap_small.pt   # export only
     rap-ros train --finetune my.bag other_bag/ --minutes 20    # adapt to your own recordings
     rap-ros train --warp-condition --run-dir runs/warp         # learn the warp condition
+    rap-ros train --warp-condition --warp-skip --weights W.pt  # ... and the warp skip
 
 Fine-tuning (``--finetune INPUT...``, bags or sequence folders with intrinsics, no ground
 truth needed): the odometry core (method geometry) poses every frame, tracked windows become
@@ -72,6 +73,10 @@ def register(subparsers):
                         help="fine-tune the weights with the warp condition on (issue 12): "
                              "synthetic clips with their source warped into every camera; "
                              "config default: warp; run folder default: runs/warp")
+    parser.add_argument("--warp-skip", action="store_true",
+                        help="with --warp-condition: also the zero-initialised skip from the "
+                             "warp's latents to the denoiser's clean-video head "
+                             "(model.warp_skip)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar / console log")
     parser.set_defaults(func=main)
 
@@ -81,6 +86,7 @@ def main(args) -> int:
     from rap_ros.model import checkpoint, train
     from rap_ros.model.config import load_run_config
 
+    args.warp_condition = args.warp_condition or args.warp_skip
     if args.finetune or args.warp_condition:
         return finetune(args)
     name = Path(args.config).stem
@@ -127,7 +133,8 @@ def finetune(args) -> int:
         model_config = checkpoint.read_weights(weights)[0]
         if args.warp_condition:
             model_config = type(model_config).from_dict(
-                {**model_config.to_dict(), "warp_condition": True})
+                {**model_config.to_dict(), "warp_condition": True,
+                 "warp_skip": args.warp_skip or model_config.warp_skip})
         config = RunConfig(model_config, load_run_config(config_name, args.set).train)
         if not 0.0 < args.real_fraction <= 1.0:
             raise ValueError(f"--real-fraction must be in (0, 1], got {args.real_fraction}")
