@@ -417,6 +417,40 @@ def train_dit(run: Run, minutes: float, resume: bool, max_steps: int = 0, warp_c
     return dit
 
 
+def dit_step(model, dit, ema, opt, codec, drawn, gen, step, lr, config: RunConfig):
+    """One denoiser step: a batch ``drawn`` by ``draw_batch`` (on the CPU), its step's torch
+    generator ``gen`` (jobs, flow times, noise), then flow-matching loss, AdamW at ``lr``
+    (times each group's lr_scale) and the EMA update, on the device of ``dit``. ``model`` is
+    ``dit`` or its DistributedDataParallel wrapper. Returns (loss stats, gradient norm)."""
+    mc, tc = config.model, config.train
+    device = next(dit.parameters()).device
+    video, raxel, motion, dirs, warp = (None if x is None else x.to(device) for x in drawn)
+    jobs, clean_v, clean_r = draw_jobs(video.shape[0], mc.latent_frames, tc.job_probs,
+                                       tc.p_k_known, gen)
+    clean_v, clean_r = clean_v.to(device), clean_r.to(device)
+    if mc.warp_condition:
+        if warp is None:
+            raise ValueError("model.warp_condition needs clips with the warp condition")
+        warp = warp_for_jobs(warp, jobs, tc.warp_probability, gen)
+    for g in opt.param_groups:
+        g["lr"] = lr * g.get("lr_scale", 1.0)
+    loss, stats = flow_loss(model, video, raxel, motion, clean_v, clean_r, codec=codec,
+                            dirs=dirs, cosine_weight=tc.cosine_weight,
+                            cosine_samples=tc.cosine_samples,
+                            raxel_loss_weight=tc.raxel_loss_weight,
+                            time_shift=tc.time_shift, generator=gen,
+                            warp=warp if mc.warp_condition else None)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    gnorm = torch.nn.utils.clip_grad_norm_(dit.parameters(), tc.grad_clip)
+    opt.step()
+    with torch.no_grad():
+        decay = min(tc.ema, (1 + step) / (10 + step))
+        for pe, p in zip(ema.parameters(), dit.parameters()):
+            pe.lerp_(p, 1 - decay)
+    return stats, gnorm
+
+
 def fit_dit(run: Run, codec, dit, sources, weights, minutes, resume, max_steps=0):
     """The denoiser loop (flow matching, AdamW, EMA), resumable from run.dir/dit.pt, on
     batches drawn from ``sources`` (LatentClips) in proportions ``weights``. Ends with the
@@ -447,7 +481,6 @@ def fit_dit(run: Run, codec, dit, sources, weights, minutes, resume, max_steps=0
     budget = minutes * 60.0
     last_save, t_start, el0 = time.time(), time.time(), elapsed
     bar = run.progress(budget, elapsed, "dit")
-    t_lat = mc.latent_frames
     cosine_samples = min(tc.cosine_samples, tc.batch) if tc.cosine_weight > 0 else 0
 
     def draw(step):
@@ -467,30 +500,8 @@ def fit_dit(run: Run, codec, dit, sources, weights, minutes, resume, max_steps=0
         if run.stop_agreed(stop):
             break
         drawn, gen = next(batches)
-        video, raxel, motion, dirs, warp = (None if x is None else x.to(device) for x in drawn)
-        jobs, clean_v, clean_r = draw_jobs(tc.batch, t_lat, tc.job_probs, tc.p_k_known, gen)
-        clean_v, clean_r = clean_v.to(device), clean_r.to(device)
-        if mc.warp_condition:
-            if warp is None:
-                raise ValueError("model.warp_condition needs clips with the warp condition")
-            warp = warp_for_jobs(warp, jobs, tc.warp_probability, gen)
         lr = lr_at(tc.lr, step, tc.warmup_steps, elapsed / budget)
-        for g in opt.param_groups:
-            g["lr"] = lr * g.get("lr_scale", 1.0)
-        loss, stats = flow_loss(model, video, raxel, motion, clean_v, clean_r, codec=codec,
-                                dirs=dirs, cosine_weight=tc.cosine_weight,
-                                cosine_samples=tc.cosine_samples,
-                                raxel_loss_weight=tc.raxel_loss_weight,
-                                time_shift=tc.time_shift, generator=gen,
-                                warp=warp if mc.warp_condition else None)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(dit.parameters(), tc.grad_clip)
-        opt.step()
-        with torch.no_grad():
-            decay = min(tc.ema, (1 + step) / (10 + step))
-            for pe, p in zip(ema.parameters(), dit.parameters()):
-                pe.lerp_(p, 1 - decay)
+        stats, gnorm = dit_step(model, dit, ema, opt, codec, drawn, gen, step, lr, run.config)
         step += 1
         now = time.time()
         elapsed = el0 + (now - t_start)
