@@ -70,9 +70,6 @@ class Run:
         torch.set_num_threads(max(1, config.train.threads // self.world)
                               if self.world > 1 else config.train.threads)
         self.device = training_device(config.train.device)
-        if self.device.type == "cuda":  # TF32 matrix products (tensor cores): ample for training
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
 
     def barrier(self):
         if self.world > 1:
@@ -118,13 +115,18 @@ class Run:
 
 
 def training_device(name: str) -> torch.device:
-    """train.device: "cpu", "cuda" (an error without one) or "auto" (cuda when available)."""
+    """train.device: "cpu", "cuda" (an error without one) or "auto" (cuda when available).
+    On CUDA, matrix products and convolutions are allowed TF32 (tensor cores; ample precision
+    for training)."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name not in ("cpu", "cuda"):
         raise ValueError(f"train.device must be cpu, cuda or auto, got {name!r}")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("train.device=cuda but torch sees no CUDA device")
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("train.device=cuda but torch sees no CUDA device")
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     return torch.device(name)
 
 
