@@ -14,6 +14,8 @@ longer of the two. This times each alone for a run config's model, on ``--device
     python benchmarks/bench_train_step.py --config base --device cuda   # the GPU recipe
     python benchmarks/bench_train_step.py --config tiny --device cpu --clips 16
     python benchmarks/bench_train_step.py --config base --device cuda --set train.batch=256
+    python benchmarks/bench_train_step.py --config default --device cpu --attention manual
+        # the attention as exported to ONNX (matmul + softmax) instead of the fused kernel
 
 Prints one JSON line; the results of the recipe's machine are in
 benchmarks/results/gpu_recipe.md.
@@ -23,6 +25,7 @@ import json
 import sys
 import tempfile
 import time
+from unittest import mock
 
 import numpy as np
 import torch
@@ -67,6 +70,8 @@ def main(argv=None):
     parser.add_argument("--clips", type=int, default=256)
     parser.add_argument("--workers", type=int, default=2, help="render workers")
     parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--attention", choices=("fused", "manual"), default="fused",
+                        help="manual: the attention as exported (matmul + softmax)")
     parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
                         help="config overrides, as rap-ros train --set")
     args = parser.parse_args(argv)
@@ -89,11 +94,16 @@ def main(argv=None):
         codec = CausalVideoCodec(mc).eval().requires_grad_(False).to(device)
         opt = torch.optim.AdamW(dit.parameters(), lr=tc.lr)
         drawn = draw_batch([clips], [1.0], rng, tc.batch, cosine)
-        step_ms = timed_ms(lambda: dit_step(dit, dit, ema, opt, codec, drawn,
-                                            torch.Generator().manual_seed(1), 100, tc.lr,
-                                            config), args.repeat, 3, device)
+        # the DiT's attention takes its ONNX form while an export runs
+        exporting = mock.patch("torch.onnx.is_in_onnx_export",
+                               return_value=args.attention == "manual")
+        with exporting:
+            step_ms = timed_ms(lambda: dit_step(dit, dit, ema, opt, codec, drawn,
+                                                torch.Generator().manual_seed(1), 100, tc.lr,
+                                                config), args.repeat, 3, device)
     name = torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu"
     print(json.dumps({"config": args.config, "set": args.set, "device": name,
+                      "attention": args.attention,
                       "batch": tc.batch,
                       "cosine_samples": cosine, "draw_batch_ms": round(draw_ms, 2),
                       "dit_step_ms": round(step_ms, 2),

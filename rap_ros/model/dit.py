@@ -55,6 +55,7 @@ import math
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from rap_ros.contract.config import ModelConfig
 
@@ -106,7 +107,11 @@ class TimestepEmbedder(nn.Module):
 class Attention(nn.Module):
     """Multi-head attention over all tokens of a clip; queries from x, keys/values from y
     (y = x: self-attention). Tokens are (B, t, n, d); every token attends to every token of
-    y, across latent frames. Written with matmul + softmax so it exports to any ONNX opset."""
+    y, across latent frames. Exported to ONNX as matmul + softmax (any opset); in torch
+    (training, the torch backend) the same product through ``scaled_dot_product_attention``
+    (equal to ~1e-6), whose fused kernels are meant for the GPU recipe; on the 2-core CPU a
+    training step is no faster (``benchmarks/results/attention_cpu.jsonl``), on a GPU it is
+    not measured yet."""
 
     def __init__(self, dim: int, heads: int):
         super().__init__()
@@ -121,8 +126,11 @@ class Attention(nn.Module):
         h = self.heads
         q = self.q(x).reshape(B, -1, h, d // h).transpose(1, 2)         # (B, h, N, d/h)
         k, v = self.kv(y).reshape(B, -1, 2, h, d // h).permute(2, 0, 3, 1, 4)  # (B, h, L, d/h) x2
-        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(d // h))     # (B, h, N, L)
-        out = att.softmax(dim=-1) @ v                                   # (B, h, N, d/h)
+        if torch.onnx.is_in_onnx_export():
+            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(d // h))  # (B, h, N, L)
+            out = att.softmax(dim=-1) @ v                               # (B, h, N, d/h)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v)               # (B, h, N, d/h)
         return self.proj(out.transpose(1, 2).reshape(B, t, n, d))      # (B, t, n, d)
 
 
