@@ -81,6 +81,7 @@ TURNS_DEG = (10.0, -10.0, 20.0, -20.0, 35.0, -35.0)
 CANDIDATES = ("driven",) + tuple(f"turned {a:+.0f} deg" for a in TURNS_DEG) + (
     "standing still", "mirrored")
 FALLBACK_DEPTH = 5.0  # path units (metres): the plane of the honest depth warp
+SMALL_PREVIEW_PIXELS = 320 * 240  # a lower max_preview_pixels than the node's 640x480
 SCORES = {"ssim": +1, "gradient_distance": -1, "census_distance": -1}  # +1: higher is better
 SEQUENCES = {"kitti_vo_seq1": 3, "nerf_synthetic_lego_test": 10}  # window start spacing
 
@@ -182,6 +183,12 @@ def methods(backend, synthetic, conditioned=None, only=None):
     out["warp+model (map depth)"] = (ViewPipeline(backend, preview="warp+model", seed=1),
                                      "map")
     out["guided (plane)"] = (ViewPipeline(backend, preview="guided", seed=1), "plane")
+    # the node's max_preview_pixels lowered to 320x240: what a faster preview_paths costs
+    small = {"max_preview_pixels": SMALL_PREVIEW_PIXELS}
+    out["map depth warp (320x240 cap)"] = (ViewPipeline(backend, preview="warp", **small),
+                                           "map")
+    out["warp+model (map depth, 320x240 cap)"] = (
+        ViewPipeline(backend, preview="warp+model", seed=1, **small), "map")
     if synthetic:
         out["warp+model (oracle depth)"] = (
             ViewPipeline(backend, preview="warp+model", seed=1), "oracle")
@@ -299,9 +306,11 @@ def timing(backend, source, K, T, repeats=3, map_depth=None):
     rel, scale = relative_to_first(rel)
     paths = np.stack([rel] * 8)
     runs = [("model", 0, "plane"), ("warp", 0, "plane"), ("warp+model", 0, "plane"),
-            ("guided", 0, "plane"), ("warp+model", 640 * 480, "plane")]
+            ("guided", 0, "plane"), ("warp+model", 640 * 480, "plane"),
+            ("warp+model", SMALL_PREVIEW_PIXELS, "plane")]
     if map_depth is not None:
-        runs += [("warp+model", 0, "map"), ("warp+model", 640 * 480, "map")]
+        runs += [("warp+model", 0, "map"), ("warp+model", 640 * 480, "map"),
+                 ("warp+model", SMALL_PREVIEW_PIXELS, "map")]
     out = {}
     for mode, pixels, kind in runs:
         pipe = ViewPipeline(backend, preview=mode, max_preview_pixels=pixels)
@@ -408,6 +417,8 @@ def main(argv=None):
                              "is built only for map methods; no timing table)")
     parser.add_argument("--sequences", nargs="*", default=None, metavar="NAME",
                         help=f"only these real sequences (default: all of {list(SEQUENCES)})")
+    parser.add_argument("--timing", action="store_true",
+                        help="time the preview modes even with --methods")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     backend = get_backend(args.backend)
@@ -476,9 +487,10 @@ def main(argv=None):
                                "model: 1 Euler step, 64x64 centre square",
                                "warp modes at the source's full resolution"],
               "groups": groups, "with_map": with_map,
-              "timing": {} if args.methods else timing(
+              "timing": {} if args.methods and not args.timing else timing(
                   backend, timing_source[0], timing_source[1], T, map_depth=timing_source[3]),
-              "timing_source": "not timed (--methods)" if args.methods else timing_source[2]}
+              "timing_source": "not timed (--methods)" if args.methods and not args.timing
+              else timing_source[2]}
     if conditioned is not None:
         report["conditioned_backend"] = f"{args.conditioned} ({conditioned.name})"
         report["method_notes"].append(f"warp-conditioned: {args.conditioned}, fed the warp "
