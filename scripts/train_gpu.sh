@@ -11,9 +11,10 @@
 # A dry run on a CPU: scripts/train_gpu.sh /tmp/base train.device=cpu train.minutes=0.2 ...
 # The CPU path stays the default: the shipped weights are rap_small (configs/default.yaml).
 set -euo pipefail
-run_dir=${1:-runs/base}
+repo=$(cd "$(dirname "$0")/.." && pwd)
+run_dir=$(realpath -m "${1:-$repo/runs/base}")   # relative to where it is called from
 shift || true
-cd "$(dirname "$0")/.."
+cd "$repo"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 python3 -c "import torch; print('torch', torch.__version__, 'CUDA:', torch.cuda.is_available() \
 and torch.cuda.get_device_name(0))"
