@@ -11,7 +11,8 @@ by each score of ``rap_ros.pipeline.views.goal_scores`` (SSIM; gradient-correlat
 census distance).
 
 Methods (``ViewPipeline`` preview modes):
-* model: the model alone (64x64 of the centred square, 1 Euler step: the node's default)
+* model: the model alone (64x64 of the centred square, 1 Euler step: the node's default); a
+  warp-conditioned model (the shipped one since issue 12) is fed the rotation warp (no depth)
 * copy source: the source image for every candidate (all tie: chance)
 * rotation warp: homography K R^T K^-1 of each frame's rotation (the scene at infinity)
 * plane warp (fallback depth): homography of a fronto-parallel plane at FALLBACK_DEPTH path
@@ -484,7 +485,10 @@ def main(argv=None):
                                "frame, densified, scaled to the truth's units as the node's "
                                "wheel-odometry scale would with perfect wheels (the plane "
                                "where it has no map or no scale)",
-                               "model: 1 Euler step, 64x64 centre square",
+                               "model: 1 Euler step, 64x64 centre square" + (
+                                   "; warp-conditioned: fed the warp of each row's depth "
+                                   "(the model row: rotation only)"
+                                   if backend.config.warp_condition else ""),
                                "warp modes at the source's full resolution"],
               "groups": groups, "with_map": with_map,
               "timing": {} if args.methods and not args.timing else timing(

@@ -89,3 +89,26 @@ def test_cli_finetune_adapts_weights_on_a_recording(recording, tmp_path):
     (tmp_path / "empty").mkdir()
     assert cli.main(["train", "--finetune", str(tmp_path / "empty"), "--weights", str(base),
                      "--run-dir", str(tmp_path / "ft2"), "--quiet"]) == 1
+
+
+def test_cli_finetune_keeps_the_warp_condition_of_conditioned_weights(recording, tmp_path):
+    """The shipped weights are warp-conditioned (warp skip on): `--finetune` without
+    `--warp-condition` trains them with the warps (synthetic and real clips) and keeps it."""
+    from rap_ros.backend.export import random_modules
+    from rap_ros.contract.config import ModelConfig, rap_tiny
+    from rap_ros.model.checkpoint import load_checkpoint, save_weights
+    from rap_ros.tools import cli
+
+    path, _ = recording
+    config = ModelConfig.from_dict({**rap_tiny().to_dict(), "warp_condition": True,
+                                    "warp_skip": True})
+    base = tmp_path / "base.pt"
+    save_weights(base, config, *random_modules(config, seed=3))
+    run_dir = tmp_path / "ft"
+    assert cli.main(["train", "--finetune", str(path), "--weights", str(base), "--config",
+                     "tiny", "--run-dir", str(run_dir), "--max-steps", "2", "--quiet",
+                     "--set", "train.render_workers=1"]) == 0
+    tuned = load_checkpoint(run_dir / "rap_small.pt")
+    assert ModelConfig.from_dict(tuned["config"]) == config
+    assert tuned["meta"]["warp_condition"] and "warp_skip.proj.weight" in tuned["dit"]
+    assert all("warp" in np.load(f).files for f in run_dir.glob("latents_*.npz"))

@@ -224,3 +224,32 @@ def test_view_pipeline_feeds_the_warp_when_the_config_asks(preview, warp_conditi
     assert 0.0 <= validity.min() and validity.max() <= 1.0
     assert validity[1, -1].mean() < 1.0                       # sideways: a hole at one side
     assert np.all(validity[0] == 1.0)                         # standing still: all warped
+
+
+@pytest.mark.parametrize("preview", ["model", "warp+model"])
+def test_closed_loop_feeds_the_warp_to_a_conditioned_model(preview):
+    """The node's preview_paths (consistency on) goes through closed_loop_batch: its previews
+    must be predict_batch's, and the regeneration gets the warps of the estimated poses."""
+    from rap_ros.pipeline.views import ViewPipeline
+    config = _warp_config(skip=True)
+    codec, dit = random_modules(config, seed=4)
+    with torch.no_grad():  # a skip that passes the warp on, so the warp changes the frames
+        dit.warp_skip.proj.weight.normal_(0, 0.5)
+    spy = _Spy(TorchBackend.from_modules(config, codec, dit))
+    T = config.frames
+    rng = np.random.default_rng(0)
+    source = rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)
+    K = np.array([[25.0, 0, 15.5], [0, 25.0, 11.5], [0, 0, 1]])
+    paths = np.tile(np.eye(4), (2, T, 1, 1))
+    paths[1, :, 0, 3] = np.linspace(0, 1.5, T)                # sideways
+    results = ViewPipeline(spy, preview=preview, seed=2).closed_loop_batch(
+        source, K, paths, depth=4.0)
+    fed = [w for w in spy.warps if w is not None]   # 1 Euler step: predicted, regenerated
+    assert len(fed) == 2 and all(w.shape[-3] == config.warp_dim for w in fed)
+    spy.warps.clear()
+    previews = ViewPipeline(spy, preview=preview, seed=2).predict_batch(source, K, paths,
+                                                                       depth=4.0)
+    assert all(w is not None for w in spy.warps)
+    for result, preview_frames in zip(results, previews):
+        assert np.abs(result.frames.astype(int) - preview_frames).max() <= 1
+        assert np.isfinite(result.psnr)

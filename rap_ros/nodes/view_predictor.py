@@ -15,11 +15,12 @@ Publishes
       closed-loop consistency scores (PSNR, dB). The frames follow ``preview``:
       "warp+model" (default): the source warped into each camera where the warp has data,
       the model's frame elsewhere, full frame (at most ``max_preview_pixels``); "warp": the
-      warp alone; "model": the model's 64x64 frames of the centred square. The warp's
-      depth (``depth_source``): "map": map_points densified into a depth map of the source
-      camera (``pipeline.depth``), the plane when there is no usable cloud (none, older than
-      ``map_points_max_age``, fewer than ``map_points_min`` points in view, in a frame tf2
-      cannot relate to the plan's); "plane": a fronto-parallel plane at ``warp_depth``
+      warp alone; "model": the model's 64x64 frames of the centred square. A
+      warp-conditioned model (the shipped one) is fed the warp in every mode but "warp".
+      The warp's depth (``depth_source``): "map": map_points densified into a depth map of
+      the source camera (``pipeline.depth``), the plane when there is no usable cloud (none,
+      older than ``map_points_max_age``, fewer than ``map_points_min`` points in view, in a
+      frame tf2 cannot relate to the plan's); "plane": a fronto-parallel plane at ``warp_depth``
       metres (0: rotation only). /diagnostics "warp depth" says which was used
   predicted_image (sensor_msgs/Image): the same frames one by one, stamped at path times
   /diagnostics (diagnostic_msgs/DiagnosticArray)
@@ -140,8 +141,10 @@ class ViewPredictor(Node):
         self.odom_sub = self.create_subscription(
             Odometry, "odometry", self._on_odometry, 10,
             callback_group=MutuallyExclusiveCallbackGroup())
+        # the warp needs a depth in the warp modes, and for a warp-conditioned model in all
+        self.needs_depth = self.preview != "model" or self.pipeline.conditioned
         self.map_sub = None
-        if self.depth_source == "map" and self.preview != "model":
+        if self.depth_source == "map" and self.needs_depth:
             self.map_sub = self.create_subscription(
                 PointCloud2, "map_points", self._on_map_points, 2,
                 callback_group=MutuallyExclusiveCallbackGroup())
@@ -420,7 +423,7 @@ class ViewPredictor(Node):
     def _depths(self, source, K, worlds, plan_frame):
         """The warp's depth for ViewPipeline (a map (P, h, w) or plane depths (P,), each in
         its path's normalised units; None: rotation only) and what it is."""
-        if self.preview == "model":
+        if not self.needs_depth:
             return None, "none (model previews)"
         planes = self._plane_depths(worlds)
         plane = f"plane {self.warp_depth:g} m" if planes is not None else "rotation only"

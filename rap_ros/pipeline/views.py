@@ -19,7 +19,7 @@ source camera (OpenCV axes) at the contract's normalised scale
 * ``"guided"``: as "warp+model", but the model's frames are generated from the warp (SDEdit:
   the warp's latents, hole-filled, noised to flow time ``guide_t`` and denoised from there),
   so what the model fills continues the warped scene instead of being drawn from noise.
-  Training-free: the model was not trained with warps as input.
+  Training-free: it needs no model trained with warps as input.
 
 With a warp-conditioned model (``config.warp_condition``, issue 12) the "model",
 "warp+model" and "guided" modes also feed the model the warps in its view and their validity
@@ -179,12 +179,8 @@ class ViewPipeline:
             warps = self._chunk_warps(prepared, rel_c2w[chunk], depths[chunk])
             model = None
             if noise is not None:
-                in_view = self._warps_and_validity_in_model_view(prepared, warps) \
-                    if self.preview == "guided" or self.conditioned else None
-                guide = in_view[0] if self.preview == "guided" else None
-                warp = warp_condition(self.backend, *in_view) if self.conditioned else None
-                model = self._predict_chunk(prepared.latent, prepared.K_model,
-                                            rel_c2w[chunk], noise[chunk], guide, warp)
+                model = self._model_frames(prepared, rel_c2w[chunk], noise[chunk], warps,
+                                           guided=self.preview == "guided")
             out.append(self._previews(prepared, rel_c2w[chunk], warps, model))
         return np.concatenate(out)
 
@@ -318,6 +314,17 @@ class ViewPipeline:
                 (P, self.backend.latent_frames(T), cfg.latent_channels, cfg.latent_size,
                  cfg.latent_size)).astype(np.float32)
 
+    def _model_frames(self, prepared, rel_c2w, noise, warps, guided=False):
+        """The model's frames (p, T, S, S, 3) along p paths (p, T, 4, 4): from ``noise``, or
+        with ``guided`` from the ``warps`` (p (warped, valid) pairs) noised to ``guide_t``;
+        a warp-conditioned model is also fed the warps in its view (``conditioning``)."""
+        in_view = self._warps_and_validity_in_model_view(prepared, warps) \
+            if guided or self.conditioned else None
+        guide = in_view[0] if guided else None
+        warp = warp_condition(self.backend, *in_view) if self.conditioned else None
+        return self._predict_chunk(prepared.latent, prepared.K_model, rel_c2w, noise, guide,
+                                   warp)
+
     def _predict_chunk(self, first, K_model, rel_c2w, noise, guide=None, warp=None):
         """The model's frames (p, T, S, S, 3) along p paths (p, T, 4, 4) in one batched
         call, from the source's latent ``first`` and intrinsics ``K_model`` at S x S;
@@ -383,18 +390,18 @@ class ViewPipeline:
         noise_again = self._draw_noise(P, T)
         results = []
         for chunk in chunks(P, chunk_size):
-            frames = self._predict_chunk(prepared.latent, K_model, rel_c2w[chunk],
-                                         noise[chunk])
+            warps = self._chunk_warps(prepared, rel_c2w[chunk], depths[chunk])
+            frames = self._model_frames(prepared, rel_c2w[chunk], noise[chunk], warps)
             estimates = self.estimator.estimate_batch(frames, K_model)
             c2w_est = np.stack([e.c2w for e in estimates])
-            regenerated = self._predict_chunk(prepared.latent, K_model, c2w_est,
-                                              noise_again[chunk])
-            warps = self._chunk_warps(prepared, rel_c2w[chunk], depths[chunk])
+            # a warp-conditioned model regenerates from the warps along the estimated poses
+            warps_est = self._chunk_warps(prepared, c2w_est, depths[chunk]) \
+                if self.conditioned else None
+            regenerated = self._model_frames(prepared, c2w_est, noise_again[chunk], warps_est)
             shown = None if self.preview == "warp" else frames
             if self.preview == "guided":  # the previews are generated from the warps
-                shown = self._predict_chunk(prepared.latent, K_model, rel_c2w[chunk],
-                                            noise[chunk],
-                                            self._warps_in_model_view(prepared, warps))
+                shown = self._model_frames(prepared, rel_c2w[chunk], noise[chunk], warps,
+                                           guided=True)
             previews = self._previews(prepared, rel_c2w[chunk], warps, shown)
             for i, estimate in enumerate(estimates):
                 result = self._closed_loop_result(

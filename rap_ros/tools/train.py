@@ -20,7 +20,8 @@ The result is <run-dir>/rap_small.pt (default run folder runs/finetune); run it 
 ``--warp-condition`` (issue 12; config default: warp) fine-tunes the weights the same way
 with ``model.warp_condition`` on: the denoiser gains a zero-initialised input for the source
 image warped into each target camera (``pipeline.conditioning``) and learns it on synthetic
-clips (plus the recordings' clips with ``--finetune``).
+clips (plus the recordings' clips with ``--finetune``). Weights that have the warp condition
+already (the shipped ones) keep it, and ``--finetune`` trains them with the warps.
 """
 import sys
 from pathlib import Path
@@ -148,7 +149,8 @@ def finetune(args) -> int:
         minutes = args.minutes if args.minutes is not None else config.train.minutes
         out = train.finetune_dit(run, weights, real_cache, minutes, args.resume,
                                  max_steps=args.max_steps, real_fraction=args.real_fraction,
-                                 warp_clip=training_warp if args.warp_condition else None)
+                                 warp_clip=training_warp if model_config.warp_condition
+                                 else None)
     except (FileNotFoundError, ValueError, InputError, ModelFileError,
             checkpoint.CheckpointError) as error:
         print(f"rap-ros train: error: {error}", file=sys.stderr)
