@@ -15,8 +15,8 @@ Synthetic sequences are held-out seeds (see benchmarks/odometry_data.py), render
 cached (``--cache``). Resumable: finished (sequence, method) rows are kept in the JSON and
 skipped unless ``--fresh``.
 
-Sections: accuracy (9 synthetic drives + the shared real sequences), scenarios (6 degenerate
-cases), speed (fps by image size, 640x480 as the median of 3 interleaved runs on each 640x480
+Sections: accuracy (9 synthetic drives + the shared real sequences), scenarios (pure
+rotation, stop-and-go, and 4 degradations on each of 3 base clips: odometry_data.scenarios), speed (fps by image size, 640x480 as the median of 3 interleaved runs on each 640x480
 drive, ratios within the run; fps and BA time by map size), solvers (BA solver and KLT window
 on 6 drives), fusion (how the model's factors and fallback change rap's ATE), memory (10,000
 frames without history).
@@ -90,7 +90,8 @@ def run_method(method, frames, K, config=None):
                  health={s: int(sum(r.health == s for r in results))
                          for s in ("initialising", "ok", "degraded", "lost")},
                  recovered=int(sum(r.recovered for r in results)),
-                 ba_failures=vo.ba.failures, ba_fallbacks=vo.ba.fallbacks)
+                 ba_failures=vo.ba.failures, ba_fallbacks=vo.ba.fallbacks,
+                 fx_used=float(vo.K[0, 0]) if vo.K is not None else None)
     vo.close()
     return est, tracked, seconds, extra
 
@@ -147,6 +148,8 @@ def accuracy(sequences, rows, methods, save):
             est, tracked, seconds, extra = run_method(method, seq["frames"], seq["K"])
             rows[key] = dict(sequence=seq["name"], kind=seq["kind"], method=method,
                              size=f"{seq['frames'].shape[2]}x{seq['frames'].shape[1]}",
+                             degradation=seq.get("degradation"), base=seq.get("base"),
+                             fx_true=float(seq["K_true"][0, 0]),
                              **score(est, seq["c2w"], tracked, seconds), **extra)
             r = rows[key]
             print(f"{seq['name']:32s} {method:10s} ATE {r['ate_pct']:7.3f}%  "
@@ -345,6 +348,36 @@ def fmt(v, digits=3):
     return f"{v:.{digits}f}"
 
 
+def scenario_summary(rows):
+    """Per degradation, the geometric mean ATE over the base clips, per method, and its ratio
+    to the same method on the undegraded clips (how much the degradation costs)."""
+    degraded = [r for r in rows.values() if r.get("degradation")]
+    if not degraded:
+        return []
+    bases = sorted({r["base"] for r in degraded})
+    out = ["", f"Each degradation on the {len(bases)} base clips ({', '.join(bases)}): "
+           "geometric mean ATE % over the bases, and in brackets its ratio to the same "
+           "method's undegraded geometric mean.", "",
+           "| degradation | " + " | ".join(METHODS) + " | rap / geometry |",
+           "|---|" + "---:|" * (len(METHODS) + 1)]
+    by = {}
+    for r in degraded:
+        by.setdefault((r["degradation"], r["method"]), []).append(r["ate_pct"])
+    clean = {m: geomean(by.get(("undegraded", m), [])) for m in METHODS}
+    for d in dict.fromkeys(r["degradation"] for r in degraded):
+        g = {m: geomean(by.get((d, m), [])) for m in METHODS}
+        cells = [f"{fmt(g[m])} ({fmt(g[m] / clean[m], 2)}x)" for m in METHODS]
+        out.append(f"| {d} | " + " | ".join(cells) + f" | {fmt(g['rap'] / g['geometry'], 2)} |")
+    fx = [(r["base"], r["fx_used"], r["fx_true"]) for r in degraded
+          if r["degradation"] == "no_camera_info" and r["method"] in ("rap", "geometry")
+          and r.get("fx_used")]
+    if fx:
+        out += ["", "Focal length used without camera_info (rap: the model's; geometry: the "
+                f"{OdometryConfig().default_hfov_deg:g}-degree guess), px, against the true "
+                "one: " + "; ".join(f"{b} {u:.0f} (true {t:.0f})" for b, u, t in fx) + "."]
+    return out
+
+
 def report(results, command):
     rows = results["rows"]
     lines = ["# Odometry core: accuracy, scenarios, speed, memory", "",
@@ -398,6 +431,8 @@ def report(results, command):
                       f"{below}/{len(both)} sequences (target all); rap within 5 % of geometry or "
                       f"better on {no_worse}/{len(both)}; rap / geometry geometric mean = "
                       f"{fmt(g['rap'] / g['geometry'])} (target < 1)."]
+        else:
+            lines += scenario_summary(rows)
         lines.append("")
     if "speed" in results:
         sp = results["speed"]
@@ -487,11 +522,9 @@ def report(results, command):
                   "between-factors pull good keyframes off; where the geometry is weak "
                   "(textureless, blur, dropped frames) the model is weak too, and the few "
                   "frames it places (1-4 per sequence) moved the ATE by up to 70 %. Without "
-                  "camera_info the model's K is used; on the `no_camera_info` clip it "
-                  "estimated fx = 184 px against a true 308 px, while the 60-degree guess "
-                  "the geometry uses gives 277 px (one measurement, "
-                  "`build_model().estimate_window(frames[:9], None)`), which is why rap is "
-                  "worse than geometry there. With the factors off, rap = geometry on every "
+                  "camera_info the model's K is used (its focal lengths against the "
+                  "geometry's guess: under Scenarios). With the factors off, rap = geometry "
+                  "on every "
                   "sequence with camera_info (same ATE to the digit), the model runs once "
                   "per 96 frames for the health signal, at initialisation after 8 frames "
                   "of too little parallax, and for K.", ""]

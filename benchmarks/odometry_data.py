@@ -56,40 +56,88 @@ def _clip(cache, name, seed, trajectory, scene, frames=120):
 
 
 def arc_clip(cache):
-    """The undegraded clip the textureless, blur and 30 % drop scenarios are cut from."""
+    """The arc through a room (seed 300): the first base clip of the degradations."""
     return _clip(cache, "arc", held_out_seed(300), "arc", "room")
 
 
+def variety_clip(cache, trajectory, scene, frames=120):
+    """One clip of ``variety``: ``trajectory`` kind through a ``scene`` kind (seed 500 + its
+    place in the list of every pair)."""
+    from rap_ros.synth import scenes, trajectories
+    kinds = [(t, s) for t in trajectories.KINDS for s in scenes.KINDS]
+    seed = held_out_seed(500 + kinds.index((trajectory, scene)))
+    return _clip(cache, f"variety_{trajectory}_{scene}", seed, trajectory, scene, frames)
+
+
+def degradation_bases(cache):
+    """The undegraded clips every degradation is applied to, one per scene kind, each with a
+    kind of motion that translates all along (turning in place and stopping are scenarios of
+    their own): so a scenario row measures its degradation, not one clip's luck."""
+    return {"arc-room": arc_clip(cache),
+            "forward-street": variety_clip(cache, "forward", "street"),
+            "orbit-corridor": variety_clip(cache, "orbit", "corridor")}
+
+
+DEGRADATIONS = ("undegraded", "textureless", "blur", "drop_30", "no_camera_info")
+
+
+def degrade(base, degradation, rng):
+    """``base`` (frames, K, c2w) with one degradation: "textureless" (a bare grey wall fills
+    the view for frames 50-64), "blur" (a 15-px horizontal motion streak on frames 50-69),
+    "drop_30" (30 % of the frames after the first dropped at random), "no_camera_info" (K
+    withheld), "undegraded" (as is)."""
+    frames, K, c2w = base["frames"], base["K"], base["c2w"]
+    if degradation == "textureless":
+        frames = frames.copy()
+        wall = np.full_like(frames[0], 150)
+        for i in range(50, 65):
+            frames[i] = np.clip(wall + rng.normal(0, 2, wall.shape), 0, 255).astype(np.uint8)
+    elif degradation == "blur":
+        frames = frames.copy()
+        kernel = np.zeros((15, 15), np.float32)
+        kernel[7, :] = 1 / 15
+        for i in range(50, 70):
+            frames[i] = cv2.filter2D(frames[i], -1, kernel)
+    elif degradation == "drop_30":
+        n = len(frames)
+        keep = np.sort(np.r_[0, rng.choice(np.arange(1, n), int(0.7 * (n - 1)), replace=False)])
+        frames, c2w = frames[keep], c2w[keep]
+    elif degradation == "no_camera_info":
+        K = None
+    elif degradation != "undegraded":
+        raise ValueError(f"unknown degradation {degradation!r}")
+    return dict(frames=frames, K=K, c2w=c2w, K_true=base["K"])
+
+
 def scenarios(cache):
-    """The degenerate cases, 320x240 (held-out seeds 300+)."""
+    """The degenerate cases, 320x240: pure rotation in place and stop-and-go (seeds 301, 302),
+    and every degradation of DEGRADATIONS on each clip of ``degradation_bases``, named
+    "<degradation> (<base>)"."""
     rng = np.random.default_rng(0)
-    base = arc_clip(cache)
-    out = []
-    rot = _clip(cache, "turn", held_out_seed(301), "turn_in_place", "room")
-    out.append(dict(name="pure_rotation", **rot))
-    sg = _clip(cache, "stopgo", held_out_seed(302), "stop_and_go", "street")
-    out.append(dict(name="stop_and_go", **sg))
-    frames = base["frames"].copy()  # a bare wall fills the view for 15 frames
-    wall = np.full_like(frames[0], 150)
-    for i in range(50, 65):
-        noise = rng.normal(0, 2, wall.shape)
-        frames[i] = np.clip(wall + noise, 0, 255).astype(np.uint8)
-    out.append(dict(name="textureless", frames=frames, K=base["K"], c2w=base["c2w"]))
-    frames = base["frames"].copy()  # motion blur (15-px horizontal streak) for 20 frames
-    kernel = np.zeros((15, 15), np.float32)
-    kernel[7, :] = 1 / 15
-    for i in range(50, 70):
-        frames[i] = cv2.filter2D(frames[i], -1, kernel)
-    out.append(dict(name="blur", frames=frames, K=base["K"], c2w=base["c2w"]))
-    keep = np.sort(np.r_[0, rng.choice(np.arange(1, len(base["frames"])),
-                                       int(0.7 * (len(base["frames"]) - 1)), replace=False)])
-    out.append(dict(name="drop_30", frames=base["frames"][keep], K=base["K"],
-                    c2w=base["c2w"][keep]))
-    out.append(dict(name="no_camera_info", frames=base["frames"], K=None, c2w=base["c2w"],
-                    K_true=base["K"]))
+    out = [dict(name="pure_rotation",
+                **_clip(cache, "turn", held_out_seed(301), "turn_in_place", "room")),
+           dict(name="stop_and_go",
+                **_clip(cache, "stopgo", held_out_seed(302), "stop_and_go", "street"))]
+    for base_name, base in degradation_bases(cache).items():
+        for degradation in DEGRADATIONS:
+            out.append(dict(name=f"{degradation} ({base_name})", degradation=degradation,
+                            base=base_name, **degrade(base, degradation, rng)))
     for s in out:
         s.setdefault("K_true", s["K"])
         s["kind"] = "scenario"
+    return out
+
+
+def variety(cache, frames=120):
+    """Every trajectory kind in every scene kind once: 21 clips of ``frames`` frames at 320x240
+    (held-out seeds 500+), for comparing settings on more than a handful of sequences (a
+    single setting moves single sequences by factors of 3-20 in both directions)."""
+    from rap_ros.synth import scenes, trajectories
+    out = []
+    for trajectory in trajectories.KINDS:
+        for scene in scenes.KINDS:
+            d = variety_clip(cache, trajectory, scene, frames)
+            out.append(dict(name=f"{trajectory}-{scene}", K_true=d["K"], kind="variety", **d))
     return out
 
 

@@ -12,7 +12,9 @@ from rap_ros.metrics import ate, path_length
 from rap_ros.odometry import (FrameResult, ModelPrior, MotionPrior, OdometryConfig,
                               PriorWindow, VisualOdometry)
 from rap_ros.odometry.backend import BAProblem, WindowBundleAdjuster
-from rap_ros.odometry.twoview import invert, project
+from rap_ros.io.images import to_gray
+from rap_ros.odometry.frontend import Tracker, noise_sigma, normalise
+from rap_ros.odometry.twoview import invert, project, relative_rotation
 from rap_ros.synth.dataset import held_out_seed, make_drive, sample_clip
 
 H, W = 120, 160
@@ -105,6 +107,42 @@ def test_ba_recovers_truth_from_perturbed_start(solver):
         assert cov.shape == (6, 6) and np.all(np.linalg.eigvalsh(cov) > 0)
     # by default only the newest free keyframe's (what the front end publishes)
     assert set(WindowBundleAdjuster(solver=solver).solve(problem).covariances) == {5}
+
+
+def test_a_bare_wall_gives_no_corners_to_track(drive):
+    """Normalisation stretches a uniform view's sensor noise into texture; corners weaker
+    than the frame's noise allows are left out, at any noise level, and a rendered scene's
+    are kept."""
+    rng = np.random.default_rng(0)
+    tracker = Tracker(OdometryConfig(), (W, H))
+    for sigma in (1, 2, 6):
+        wall = np.clip(150 + rng.normal(0, sigma, (H, W)), 0, 255).astype(np.uint8)
+        assert noise_sigma(wall) == pytest.approx(sigma, rel=0.2)
+        assert len(tracker.detect(normalise(wall), np.zeros((0, 2)), 100)) > 50
+        assert len(tracker.detect(normalise(wall), np.zeros((0, 2)), 100, raw=wall)) <= 2
+    scene = to_gray(drive.frames[0])
+    assert len(tracker.detect(normalise(scene), np.zeros((0, 2)), 100, raw=scene)) > 50
+
+
+def test_two_view_rotation_is_refused_for_tracks_that_fit_no_motion():
+    """Tracks that fit no motion (jitter in place, unrelated points) give no rotation; a
+    real rotation is recovered."""
+    rng = np.random.default_rng(1)
+    K = np.array([[200.0, 0, 80], [0, 200.0, 60], [0, 0, 1]])
+    X = np.c_[rng.uniform(-2, 2, (200, 2)), rng.uniform(4, 8, 200)]
+    p1 = project(K, np.eye(4), X)[0].astype(np.float32)
+    jitter = (p1 + rng.normal(0, 0.3, p1.shape)).astype(np.float32)
+    assert relative_rotation(K, p1, jitter, min_inlier_ratio=0.5)[0] is None
+    from scipy.spatial.transform import Rotation
+    c2w = np.eye(4)
+    c2w[:3, :3] = Rotation.from_euler("y", 3, degrees=True).as_matrix()
+    c2w[:3, 3] = [0.3, 0, 0.1]
+    p2 = project(K, c2w, X)[0].astype(np.float32)
+    R, _, _ = relative_rotation(K, p1, p2, min_inlier_ratio=0.5)
+    R_true = invert(c2w)[:3, :3]  # x2 = R_21 x1 + t
+    assert np.degrees(np.arccos(np.clip((np.trace(R.T @ R_true) - 1) / 2, -1, 1))) < 0.2
+    noise = rng.uniform(0, [160, 120], p1.shape).astype(np.float32)  # unrelated points
+    assert relative_rotation(K, p1, noise, min_inlier_ratio=0.3, min_inliers=15)[0] is None
 
 
 def test_isam2_falls_back_to_lm_on_an_ill_posed_window():

@@ -12,7 +12,12 @@ class OdometryConfig:
     # -- front end ------------------------------------------------------------------------
     max_features: int = 300          # live KLT tracks kept
     min_features: int = 150          # fewer live tracks: detect more at the next keyframe/frame
-    quality_level: float = 0.01      # Shi-Tomasi quality
+    quality_level: float = 0.01      # Shi-Tomasi quality (relative to the image's best corner)
+    corner_noise_ratio: float = 2.0  # and a corner_strength at least this many times the
+    #                                  frame's noise variance (frontend.noise_sigma): corners
+    #                                  of sensor noise alone (a bare wall) score 0.45-0.6
+    #                                  times it; the 5 % weakest corners of blurred synthetic
+    #                                  frames 4.6, of sharp ones 15-18, of KITTI over 100
     min_distance_frac: float = 0.012  # corner spacing, fraction of the diagonal
     lk_window: int = 0               # KLT window side, pixels; 0: 15 for images at least
     #                                  320 px wide, else 21 (measured: 15 was faster and more
@@ -30,6 +35,9 @@ class OdometryConfig:
     init_parallax_frac: float = 0.015  # rotation-compensated median parallax to initialise
     init_min_points: int = 40        # triangulated points needed
     init_min_angle_deg: float = 1.0  # median triangulation angle needed
+    twoview_min_inlier_ratio: float = 0.3  # two-view motion (initialisation, fallback)
+    twoview_min_inliers: int = 15    # trusted only if this fraction of the tracks, and this
+    #                                  many, fit it (a bare wall's noise tracks fit no motion)
     prior_init_after: int = 8        # with a prior: frames of too little parallax before the
     #                                  model's motion initialises instead
     # -- triangulation checks -------------------------------------------------------------

@@ -105,6 +105,8 @@ class VisualOdometry:
         self._executor = ThreadPoolExecutor(1) if self.cfg.ba_async else None
         self._prior_executor = ThreadPoolExecutor(1) if self.cfg.prior_async else None
         self._prior_future = None
+        self._twoview_checks = dict(min_inlier_ratio=self.cfg.twoview_min_inlier_ratio,
+                                    min_inliers=self.cfg.twoview_min_inliers)
         self.reset()
 
     @property
@@ -282,7 +284,8 @@ class VisualOdometry:
         self._stamps[index] = stamp
         if self.prior is not None:
             self._buffer.append((index, _rgb(image)))
-        gray = normalise(to_gray(image), cfg.normalise_mean, cfg.normalise_std)
+        self._raw_gray = to_gray(image)  # the current frame before normalisation
+        gray = normalise(self._raw_gray, cfg.normalise_mean, cfg.normalise_std)
         if self._tracker is None:
             h, w = gray.shape
             self._tracker = Tracker(cfg, (w, h))
@@ -322,7 +325,8 @@ class VisualOdometry:
         return result
 
     def _top_up(self, gray):
-        new = self._tracker.detect(gray, self._pts, self.cfg.max_features - len(self._pts))
+        new = self._tracker.detect(gray, self._pts, self.cfg.max_features - len(self._pts),
+                                   raw=self._raw_gray)
         if len(new):
             self._pts = np.vstack([self._pts, new]).astype(np.float32)
             self._ids = np.concatenate([self._ids, self._next_id + np.arange(len(new))])
@@ -349,7 +353,7 @@ class VisualOdometry:
         ref = self._init_ref
         common, ia, ib = np.intersect1d(ref["ids"], self._ids, return_indices=True)
         p_ref, p_cur = ref["pts"][ia], self._pts[ib]
-        R, tdir, mask = relative_rotation(K, p_ref, p_cur)
+        R, tdir, mask = relative_rotation(K, p_ref, p_cur, **self._twoview_checks)
         # pose of the waiting frame: rotation from two views, position by constant velocity
         # after a loss (speed hint) or held at the reference
         c2w = self._last_pose @ self._velocity if self._speed_hint else ref["c2w"].copy()
@@ -540,7 +544,8 @@ class VisualOdometry:
         step = self._velocity.copy()
         prev_pts = self._tracked_prev
         if prev_pts is not None and len(prev_pts) == len(self._pts) and len(prev_pts) >= 8:
-            R, tdir, mask = relative_rotation(self.K, prev_pts, self._pts)
+            R, tdir, mask = relative_rotation(self.K, prev_pts, self._pts,
+                                              **self._twoview_checks)
             if R is not None:
                 speed = np.linalg.norm(step[:3, 3])
                 step[:3, :3] = R.T

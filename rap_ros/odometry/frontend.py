@@ -11,10 +11,47 @@ def normalise(gray, mean=128.0, std=48.0):
     """Affine grey-level normalisation to a fixed mean and standard deviation.
 
     KLT assumes brightness constancy; a single over- or under-exposed frame breaks it. Mapping
-    every frame to the same mean and spread removes global gain and offset changes."""
+    every frame to the same mean and spread removes global gain and offset changes (which
+    also stretches a bare wall's sensor noise: ``Tracker.detect`` judges corners on the
+    image before this)."""
     m, s = cv2.meanStdDev(gray)
     gain = std / max(float(s[0, 0]), 1.0)
     return cv2.convertScaleAbs(gray, alpha=gain, beta=mean - gain * float(m[0, 0]))
+
+
+# A second difference in both directions: zero on any plane of grey levels, so on an image
+# of mostly smooth regions its responses are mostly the noise's (Immerkaer's noise estimator)
+_NOISE_MASK = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
+
+
+def noise_sigma(gray, floor=0.5):
+    """Standard deviation of the sensor noise in ``gray`` (H, W), grey levels: the median
+    absolute response of ``_NOISE_MASK`` (on every second row and column) over its value for
+    unit Gaussian noise (6 x 0.6745), at least ``floor``. The median keeps edges and texture,
+    which are a minority of pixels in most views, from counting as noise."""
+    response = cv2.filter2D(np.ascontiguousarray(gray[::2, ::2], np.float32), -1,
+                            _NOISE_MASK)
+    return max(float(np.median(np.abs(response[1:-1, 1:-1]))) / (6 * 0.6745), floor)
+
+
+def corner_strength(gray, pts, half=3):
+    """Smallest eigenvalue of the mean gradient structure tensor over the (2 half + 1)^2
+    window around each point: (N,) in (grey levels per pixel)^2, from central differences of
+    ``gray`` (H, W) as given (not normalised). Sensor noise of standard deviation s alone
+    gives about s^2 / 2; Shi and Tomasi's score, but absolute, where goodFeaturesToTrack's
+    quality is relative to the image's best corner (which on a bare wall is noise)."""
+    g = np.asarray(gray, np.float32)
+    h, w = g.shape
+    r = half + 1
+    xy = np.rint(np.asarray(pts, np.float32).reshape(-1, 2)).astype(int)
+    x = np.clip(xy[:, 0], r, w - 1 - r)
+    y = np.clip(xy[:, 1], r, h - 1 - r)
+    offsets = np.arange(-r, r + 1)
+    patches = g[y[:, None, None] + offsets[None, :, None], x[:, None, None] + offsets[None, None, :]]
+    gx = (patches[:, 1:-1, 2:] - patches[:, 1:-1, :-2]) / 2  # (N, 2 half + 1, 2 half + 1)
+    gy = (patches[:, 2:, 1:-1] - patches[:, :-2, 1:-1]) / 2
+    a, b, c = (gx * gx).mean((1, 2)), (gx * gy).mean((1, 2)), (gy * gy).mean((1, 2))
+    return (a + c) / 2 - np.sqrt(((a - c) / 2) ** 2 + b * b)
 
 
 class Tracker:
@@ -46,8 +83,11 @@ class Tracker:
         ok = (st1.ravel() == 1) & (st2.ravel() == 1) & (fb < self.cfg.fb_threshold) & inside
         return p1, ok
 
-    def detect(self, gray, existing, count):
-        """Up to ``count`` new corners (M, 2) float32 away from ``existing`` (N, 2)."""
+    def detect(self, gray, existing, count, raw=None):
+        """Up to ``count`` new corners (M, 2) float32 away from ``existing`` (N, 2), found in
+        the normalised ``gray``; with ``raw`` (the image before normalisation) only corners
+        whose ``corner_strength`` there is at least ``corner_noise_ratio`` times the noise
+        variance (``noise_sigma`` squared): noise alone scores about 0.6 times it."""
         if count <= 0:
             return np.zeros((0, 2), np.float32)
         mask = np.full(gray.shape[:2], 255, np.uint8)
@@ -58,4 +98,8 @@ class Tracker:
                                           minDistance=self.min_distance, mask=mask, blockSize=7)
         if corners is None:
             return np.zeros((0, 2), np.float32)
-        return corners.reshape(-1, 2).astype(np.float32)
+        corners = corners.reshape(-1, 2).astype(np.float32)
+        if raw is not None and self.cfg.corner_noise_ratio > 0:
+            floor = self.cfg.corner_noise_ratio * noise_sigma(raw) ** 2
+            corners = corners[corner_strength(raw, corners) >= floor]
+        return corners

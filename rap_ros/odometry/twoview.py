@@ -51,17 +51,19 @@ def rotation_compensated_parallax(K, R_21, p1, p2):
     return float(np.median(np.linalg.norm(q - p2, axis=1)))
 
 
-def relative_rotation(K, p1, p2, threshold=1.0):
+def relative_rotation(K, p1, p2, threshold=1.0, min_inlier_ratio=0.0, min_inliers=8):
     """Rotation R_21 (camera 1 -> 2) and unit translation direction t_21 from two-view tracks
-    (essential matrix, 5-point RANSAC + cheirality); (None, None, None) when it fails.
-    Also returns the inlier mask as third value."""
+    (essential matrix, 5-point RANSAC + cheirality); (None, None, None) when it fails, when
+    fewer than ``min_inliers`` tracks or ``min_inlier_ratio`` of them fit it (tracks of
+    sensor noise on a bare wall fit no motion: 15-25 % of them fit the best one, against 35-65 %
+    of real tracks in the worst cases measured). Also returns the inlier mask as third value."""
     if len(p1) < 8:
         return None, None, None
     E, mask = cv2.findEssentialMat(p1, p2, K, method=cv2.RANSAC, prob=0.999, threshold=threshold)
     if E is None or E.shape != (3, 3):
         return None, None, None
     n, R, t, mask = cv2.recoverPose(E, p1, p2, K, mask=mask)
-    if n < 8:
+    if n < max(min_inliers, 8) or n < min_inlier_ratio * len(p1):
         return None, None, None
     return R, t.ravel(), mask.ravel() > 0
 
