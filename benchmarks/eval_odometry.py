@@ -368,13 +368,16 @@ def scenario_summary(rows):
         g = {m: geomean(by.get((d, m), [])) for m in METHODS}
         cells = [f"{fmt(g[m])} ({fmt(g[m] / clean[m], 2)}x)" for m in METHODS]
         out.append(f"| {d} | " + " | ".join(cells) + f" | {fmt(g['rap'] / g['geometry'], 2)} |")
-    fx = [(r["base"], r["fx_used"], r["fx_true"]) for r in degraded
-          if r["degradation"] == "no_camera_info" and r["method"] in ("rap", "geometry")
-          and r.get("fx_used")]
+    fx = {}
+    for r in degraded:
+        if r["degradation"] == "no_camera_info" and r.get("fx_used"):
+            fx.setdefault(r["base"], {"true": r["fx_true"]})[r["method"]] = r["fx_used"]
     if fx:
-        out += ["", "Focal length used without camera_info (rap: the model's; geometry: the "
-                f"{OdometryConfig().default_hfov_deg:g}-degree guess), px, against the true "
-                "one: " + "; ".join(f"{b} {u:.0f} (true {t:.0f})" for b, u, t in fx) + "."]
+        out += ["", "Focal length without camera_info, px: rap uses the model's, geometry "
+                f"(and opencv-vo here) a {OdometryConfig().default_hfov_deg:g}-degree guess: "
+                + "; ".join(f"{b}: rap {v.get('rap', float('nan')):.0f}, geometry "
+                            f"{v.get('geometry', float('nan')):.0f}, true {v['true']:.0f}"
+                            for b, v in fx.items()) + "."]
     return out
 
 
@@ -399,6 +402,8 @@ def report(results, command):
              "with fewer than 3 usable segments. Tracked: frames with health ok or degraded "
              "(opencv-vo: all). fps: the estimator alone, one run (loaded machine: compare "
              "only within the speed table).", ""]
+    lines += [f"Note (by hand): {n}" for n in results.get("notes", [])] + \
+        ([""] if results.get("notes") else [])
     for title, kinds in (("Accuracy", ("synthetic", "real")), ("Scenarios", ("scenario",))):
         lines += [f"## {title}", "",
                   "| sequence | method | ATE % | RPE rot °/frame | scale drift %/100 f "

@@ -5,10 +5,10 @@ sequence of benchmarks/eval_odometry.py (9 synthetic drives, the shared real seq
 degenerate scenarios except "no camera_info", including the undegraded base clips), and
 prints ATE (% of path, Sim(3)) per sequence and variant with the geometric mean.
 
-Why: the scenario rows of odometry.md compare each degradation with opencv-vo, but the clip
-they are all cut from scores badly on its own; and single settings move single sequences by
-factors of 10 in both directions. This table is the evidence for that, not a tuning run: no
-setting here is adopted unless it wins across the board.
+Why: single settings move single sequences by factors of 10 in both directions (and the
+scenario rows were once all cut from one clip that scored badly undegraded). This table is
+the evidence for that, not a tuning run: no setting here is adopted unless it wins across
+the board.
 
 ``--set variety`` runs instead 21 clips of 120 frames at 320x240, every trajectory kind of
 rap_ros.synth in every scene kind (benchmarks/odometry_data.variety): more sequences to tell a
@@ -23,6 +23,7 @@ benchmarks/results/odometry_variety`` (about 10 minutes, 3 more to render the cl
 odometry_variety.{md,json}.
 """
 import argparse
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -115,7 +116,7 @@ def main(argv=None):
             est, tracked, seconds, _ = run_method(method, s["frames"], s["K"], config)
             ate_pct[name][s["name"]] = score(est, s["c2w"], tracked, seconds)["ate_pct"]
             print(f"{name}: {s['name']} {ate_pct[name][s['name']]:.3f}", flush=True)
-    report = {"command": " ".join(["python", "benchmarks/sweep_odometry.py", *sys.argv[1:]]),
+    report = {"command": shlex.join(["python", "benchmarks/sweep_odometry.py", *sys.argv[1:]]),
               "variants": {n: VARIANTS.get(n, REFERENCES.get(n)) for n in args.variants},
               "ate_pct": ate_pct,
               "geomean": {n: geomean(list(v.values())) for n, v in ate_pct.items()},

@@ -7,11 +7,12 @@ first initialisation baseline (monocular: arbitrary scale) until ``set_scale`` f
 K (3, 3) pixels of the images passed in (no distortion). Covariances are 6x6 in the pose's
 local tangent (right perturbation), translation then rotation (radians). Times are seconds.
 
-Per frame (``push``): normalise the image, track corners by KLT (forward-backward checked),
-locate the frame by PnP RANSAC + LM against the map's landmarks (initial guess: constant
-velocity). If the map cannot place it: the model's motion over the last window (with a
-prior), else the rotation from the essential matrix against the previous frame with a
-constant-velocity step. Keyframes by rotation-compensated parallax and track survival; at a
+Per frame (``push``): normalise the image, track corners by KLT (forward-backward checked;
+new corners only where they beat the frame's noise, ``frontend.Tracker.detect``), locate the
+frame by PnP RANSAC + LM against the map's landmarks (initial guess: constant velocity). If
+the map cannot place it: the model's motion over the last window (with a prior), else the
+rotation from the essential matrix against the previous frame (when enough tracks fit one)
+with a constant-velocity step. Keyframes by rotation-compensated parallax and track survival; at a
 keyframe new landmarks are triangulated (angle, depth, reprojection checks) against the
 window's keyframes and the window (``window_keyframes``) is bundle-adjusted on GTSAM
 (iSAM2 by default, LM where iSAM2 cannot solve a window; on a worker thread with
