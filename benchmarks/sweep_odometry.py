@@ -20,7 +20,10 @@ with the eval_odometry cache rendered) writes benchmarks/results/odometry_sensit
 ``python benchmarks/sweep_odometry.py --set variety --variants defaults "rap (defaults)"
 opencv-vo "initialisation angle 2 deg" "triangulation angle 2 deg" --out
 benchmarks/results/odometry_variety`` (about 10 minutes, 3 more to render the clips) writes
-odometry_variety.{md,json}.
+odometry_variety.{md,json};
+``python benchmarks/sweep_odometry.py --variants defaults "no front-end checks" --out
+benchmarks/results/odometry_frontend_checks`` (about 8 minutes) writes the ablation of the
+front end's noise and two-view checks on the standard set.
 """
 import argparse
 import shlex
@@ -49,6 +52,10 @@ VARIANTS = {
     "no bundle adjustment": {"ba": False},
     "initialisation angle 2 deg": {"init_min_angle_deg": 2.0},
     "triangulation angle 2 deg": {"tri_min_angle_deg": 2.0},
+    # the front end before its noise and two-view checks (docs/evaluation.md, "Front-end
+    # checks"): corners of any strength, any two-view motion with 8 inliers
+    "no front-end checks": {"corner_noise_ratio": 0.0, "twoview_min_inlier_ratio": 0.0,
+                            "twoview_min_inliers": 8},
     "both angles 2 deg": {"init_min_angle_deg": 2.0, "tri_min_angle_deg": 2.0},
 }
 # other methods as reference columns (their defaults)

@@ -28,18 +28,24 @@ def build_model(samples=1):
 
 
 class FakePrior(MotionPrior):
-    """Ground truth plus noise, looked up by the frames' bytes."""
+    """Ground truth plus noise, looked up by the frames' bytes (a window is consecutive
+    frames, which tells identical frames, such as a bare wall's, apart)."""
 
     def __init__(self, frames, c2w, K, window=9, rot_noise_deg=0.3, trans_noise=0.02, seed=0):
         self.window = window
-        self.index = {hashlib.sha1(f.tobytes()).hexdigest(): i for i, f in enumerate(frames)}
+        self.index = {}
+        for i, f in enumerate(frames):
+            self.index.setdefault(hashlib.sha1(f.tobytes()).hexdigest(), set()).add(i)
         self.c2w, self.K = c2w, K
         self.rng = np.random.default_rng(seed)
         self.rot, self.trans = np.radians(rot_noise_deg), trans_noise
 
     def estimate(self, frames, K=None):
-        idx = [self.index[hashlib.sha1(np.ascontiguousarray(f).tobytes()).hexdigest()]
-               for f in frames]
+        found = [self.index[hashlib.sha1(np.ascontiguousarray(f).tobytes()).hexdigest()]
+                 for f in frames]
+        start = next(i for i in sorted(found[0])
+                     if all(i + k in c for k, c in enumerate(found)))
+        idx = [start + k for k in range(len(frames))]
         rel = invert(self.c2w[idx[0]])[None] @ self.c2w[idx]
         scale = 1.0 / max(np.linalg.norm(rel[:, :3, 3], axis=1).mean(), 1e-9)
         rel[:, :3, 3] *= scale * 3.0  # an arbitrary scale

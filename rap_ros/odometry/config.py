@@ -15,9 +15,10 @@ class OdometryConfig:
     quality_level: float = 0.01      # Shi-Tomasi quality (relative to the image's best corner)
     corner_noise_ratio: float = 2.0  # and a corner_strength at least this many times the
     #                                  frame's noise variance (frontend.noise_sigma): corners
-    #                                  of sensor noise alone (a bare wall) score 0.45-0.6
-    #                                  times it; the 5 % weakest corners of blurred synthetic
-    #                                  frames 4.6, of sharp ones 15-18, of KITTI over 100
+    #                                  of sensor noise alone (a bare wall) score at most 1
+    #                                  times it (median 0.6); the 5 % weakest corners of
+    #                                  motion-blurred synthetic frames 1.7 (9 % below 2), of
+    #                                  sharp ones 13-17, of KITTI over 100
     min_distance_frac: float = 0.012  # corner spacing, fraction of the diagonal
     lk_window: int = 0               # KLT window side, pixels; 0: 15 for images at least
     #                                  320 px wide, else 21 (measured: 15 was faster and more
