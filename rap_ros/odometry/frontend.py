@@ -40,7 +40,10 @@ def corner_strength(gray, pts, half=3):
     window around each point: (N,) in (grey levels per pixel)^2, from central differences of
     ``gray`` (H, W) as given (not normalised). Sensor noise of standard deviation s alone
     gives about s^2 / 2; Shi and Tomasi's score, but absolute, where goodFeaturesToTrack's
-    quality is relative to the image's best corner (which on a bare wall is noise)."""
+    quality is relative to the image's best corner (which on a bare wall is noise).
+
+    Written here rather than read from ``cv2.cornerMinEigenVal``: that computes the whole
+    image (4.4 ms at 640x480, against 0.5 ms for 300 points here) in an undocumented scale."""
     g = np.asarray(gray, np.float32)
     h, w = g.shape
     r = half + 1
@@ -48,7 +51,8 @@ def corner_strength(gray, pts, half=3):
     x = np.clip(xy[:, 0], r, w - 1 - r)
     y = np.clip(xy[:, 1], r, h - 1 - r)
     offsets = np.arange(-r, r + 1)
-    patches = g[y[:, None, None] + offsets[None, :, None], x[:, None, None] + offsets[None, None, :]]
+    patches = g[y[:, None, None] + offsets[None, :, None],
+                x[:, None, None] + offsets[None, None, :]]  # (N, 2 r + 1, 2 r + 1)
     gx = (patches[:, 1:-1, 2:] - patches[:, 1:-1, :-2]) / 2  # (N, 2 half + 1, 2 half + 1)
     gy = (patches[:, 2:, 1:-1] - patches[:, :-2, 1:-1]) / 2
     a, b, c = (gx * gx).mean((1, 2)), (gx * gy).mean((1, 2)), (gy * gy).mean((1, 2))
