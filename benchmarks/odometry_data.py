@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from rap_ros.synth import scenes, trajectories
 from rap_ros.synth.dataset import held_out_seed, make_drive, sample_clip
 
 SCENES = ("room", "corridor", "street")
@@ -63,7 +64,6 @@ def arc_clip(cache):
 def variety_clip(cache, trajectory, scene, frames=120):
     """One clip of ``variety``: ``trajectory`` kind through a ``scene`` kind (seed 500 + its
     place in the list of every pair)."""
-    from rap_ros.synth import scenes, trajectories
     kinds = [(t, s) for t in trajectories.KINDS for s in scenes.KINDS]
     seed = held_out_seed(500 + kinds.index((trajectory, scene)))
     return _clip(cache, f"variety_{trajectory}_{scene}", seed, trajectory, scene, frames)
@@ -132,7 +132,6 @@ def variety(cache, frames=120):
     """Every trajectory kind in every scene kind once: 21 clips of ``frames`` frames at 320x240
     (held-out seeds 500+), for comparing settings on more than a handful of sequences (a
     single setting moves single sequences by factors of 3-20 in both directions)."""
-    from rap_ros.synth import scenes, trajectories
     out = []
     for trajectory in trajectories.KINDS:
         for scene in scenes.KINDS:

@@ -106,8 +106,6 @@ class VisualOdometry:
         self._executor = ThreadPoolExecutor(1) if self.cfg.ba_async else None
         self._prior_executor = ThreadPoolExecutor(1) if self.cfg.prior_async else None
         self._prior_future = None
-        self._twoview_checks = dict(min_inlier_ratio=self.cfg.twoview_min_inlier_ratio,
-                                    min_inliers=self.cfg.twoview_min_inliers)
         self.reset()
 
     @property
@@ -354,7 +352,7 @@ class VisualOdometry:
         ref = self._init_ref
         common, ia, ib = np.intersect1d(ref["ids"], self._ids, return_indices=True)
         p_ref, p_cur = ref["pts"][ia], self._pts[ib]
-        R, tdir, mask = relative_rotation(K, p_ref, p_cur, **self._twoview_checks)
+        R, tdir, mask = self._two_view(p_ref, p_cur)
         # pose of the waiting frame: rotation from two views, position by constant velocity
         # after a loss (speed hint) or held at the reference
         c2w = self._last_pose @ self._velocity if self._speed_hint else ref["c2w"].copy()
@@ -399,6 +397,12 @@ class VisualOdometry:
         return FrameResult(index, stamp, self._pose_of(index), self._frame_cov(kf.cov),
                            state, is_keyframe=True, recovered=recovered, source="init",
                            inliers=len(self._landmarks))
+
+    def _two_view(self, p1, p2):
+        """``relative_rotation`` of tracks p1 -> p2 with the configured fit checks."""
+        return relative_rotation(self.K, p1, p2,
+                                 min_inlier_ratio=self.cfg.twoview_min_inlier_ratio,
+                                 min_inliers=self.cfg.twoview_min_inliers)
 
     def _init_state(self):
         return "lost" if self._health.lost else "initialising"
@@ -545,8 +549,7 @@ class VisualOdometry:
         step = self._velocity.copy()
         prev_pts = self._tracked_prev
         if prev_pts is not None and len(prev_pts) == len(self._pts) and len(prev_pts) >= 8:
-            R, tdir, mask = relative_rotation(self.K, prev_pts, self._pts,
-                                              **self._twoview_checks)
+            R, tdir, mask = self._two_view(prev_pts, self._pts)
             if R is not None:
                 speed = np.linalg.norm(step[:3, 3])
                 step[:3, :3] = R.T

@@ -264,14 +264,10 @@ class ViewPipeline:
             return None
         return [self._warp(prepared, path, depth) for path, depth in zip(rel_c2w, depths)]
 
-    def _warps_in_model_view(self, prepared, warps):
-        """The warps (list of p (warped, valid) pairs at the preview size), holes filled,
-        seen as the model sees its frames: uint8 (p, T, S, S, 3)."""
-        return self._warps_and_validity_in_model_view(prepared, warps)[0]
-
     def _warps_and_validity_in_model_view(self, prepared, warps):
-        """``_warps_in_model_view`` and the warps' validity in the model's view, float32
-        (p, T, S, S) (``conditioning.in_model_view``)."""
+        """The warps (list of p (warped, valid) pairs at the preview size), holes filled,
+        seen as the model sees its frames: uint8 (p, T, S, S, 3), and their validity there,
+        float32 (p, T, S, S) (``conditioning.in_model_view``)."""
         views = [in_model_view(warped, valid, prepared.model_to_preview,
                                self.config.image_size) for warped, valid in warps]
         return np.stack([v[0] for v in views]), np.stack([v[1] for v in views])
