@@ -23,7 +23,11 @@ benchmarks/results/odometry_variety`` (about 10 minutes, 3 more to render the cl
 odometry_variety.{md,json};
 ``python benchmarks/sweep_odometry.py --variants defaults "no front-end checks" --out
 benchmarks/results/odometry_frontend_checks`` (about 8 minutes) writes the ablation of the
-front end's noise and two-view checks on the standard set.
+front end's noise and two-view checks on the standard set;
+``python benchmarks/sweep_odometry.py --set no_camera_info --variants defaults "no focal
+self-calibration" "rap (defaults)" "rap, no focal self-calibration" --out
+benchmarks/results/odometry_focal`` (about 25 minutes) writes the ablation of the focal
+self-calibration without camera_info (odometry_focal.{md,json}).
 """
 import argparse
 import shlex
@@ -57,16 +61,27 @@ VARIANTS = {
     "no front-end checks": {"corner_noise_ratio": 0.0, "twoview_min_inlier_ratio": 0.0,
                             "twoview_min_inliers": 8},
     "both angles 2 deg": {"init_min_angle_deg": 2.0, "tri_min_angle_deg": 2.0},
+    # without camera_info: the focal left at its start (the 60 degree guess)
+    "no focal self-calibration": {"focal_refinements": 0},
 }
-# other methods as reference columns (their defaults)
-REFERENCES = {"rap (defaults)": "rap", "opencv-vo": "opencv-vo"}
+# other methods as reference columns: name -> (method, OdometryConfig overrides)
+REFERENCES = {"rap (defaults)": ("rap", {}), "opencv-vo": ("opencv-vo", {}),
+              "rap, no focal self-calibration": ("rap", {"focal_refinements": 0})}
 
 
 def sequences(cache, which="standard"):
     """"standard": the eval_odometry sequences (minus no camera_info) and the undegraded arc
-    clip; "variety": odometry_data.variety (every trajectory kind in every scene kind)."""
+    clip; "variety": odometry_data.variety (every trajectory kind in every scene kind);
+    "no_camera_info": the variety clips, the arc clip the degradations start from (seed 300;
+    the other degradation bases are variety clips) and the real sequences with K withheld
+    (the true K kept as ``K_true`` for the focal error)."""
     if which == "variety":
         return odometry_data.variety(cache)
+    if which == "no_camera_info":
+        clips = odometry_data.variety(cache) + [
+            dict(name="arc-room (seed 300)", **odometry_data.arc_clip(cache))] + \
+            odometry_data.real()
+        return [dict(s, K=None, K_true=s["K"]) for s in clips]
     return odometry_data.drives(cache) + odometry_data.real() + [
         s for s in odometry_data.scenarios(cache) if s.get("degradation") != "no_camera_info"]
 
@@ -98,6 +113,17 @@ def markdown(report):
             return f"{better} / {worse}"
         lines.append("| better / worse than defaults (by 5 %) | " + " | ".join(
             versus(n) for n in names) + " |")
+    if report.get("focal_error_pct"):
+        lines += ["", "Focal length error without camera_info, |f / f_true - 1| in % (the "
+                  "focal the core ends with):", "",
+                  "| sequence | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        errors = report["focal_error_pct"]
+        for s in sequences:
+            lines.append(f"| {s} | " + " | ".join(
+                "–" if errors[n].get(s) is None else f"{errors[n][s]:.1f}" for n in names) + " |")
+        lines.append("| **median** | " + " | ".join(
+            f"**{np.median([v for v in errors[n].values() if v is not None]):.1f}**"
+            if any(v is not None for v in errors[n].values()) else "–" for n in names) + " |")
     lines += ["", "Settings (method geometry unless a reference method): " + "; ".join(
         f"{n}: `{report['variants'][n] or 'OdometryConfig()'}`" for n in names), ""]
     return "\n".join(lines)
@@ -108,24 +134,28 @@ def main(argv=None):
     parser.add_argument("--cache", default="/tmp/rap_odometry_cache")
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS),
                         help=f"names of VARIANTS or REFERENCES ({', '.join(REFERENCES)})")
-    parser.add_argument("--set", dest="which", choices=("standard", "variety"),
+    parser.add_argument("--set", dest="which", choices=("standard", "variety", "no_camera_info"),
                         default="standard", help="which sequences (see ``sequences``)")
     parser.add_argument("--out", default=str(RESULTS / "odometry_sensitivity"))
     args = parser.parse_args(argv)
     start = time.perf_counter()
     seqs = sequences(args.cache, args.which)
-    ate_pct = {}
+    ate_pct, focal_error_pct = {}, {}
     for name in args.variants:
-        method = REFERENCES.get(name, "geometry")
-        config = OdometryConfig(**VARIANTS.get(name, {}))
-        ate_pct[name] = {}
+        method, overrides = REFERENCES.get(name, ("geometry", VARIANTS.get(name, {})))
+        config = OdometryConfig(**overrides)
+        ate_pct[name], focal_error_pct[name] = {}, {}
         for s in seqs:
-            est, tracked, seconds, _ = run_method(method, s["frames"], s["K"], config)
+            est, tracked, seconds, extra = run_method(method, s["frames"], s["K"], config)
             ate_pct[name][s["name"]] = score(est, s["c2w"], tracked, seconds)["ate_pct"]
+            if s["K"] is None and extra.get("fx_used"):
+                focal_error_pct[name][s["name"]] = \
+                    100 * abs(extra["fx_used"] / s["K_true"][0, 0] - 1)
             print(f"{name}: {s['name']} {ate_pct[name][s['name']]:.3f}", flush=True)
     report = {"command": shlex.join(["python", "benchmarks/sweep_odometry.py", *sys.argv[1:]]),
               "variants": {n: VARIANTS.get(n, REFERENCES.get(n)) for n in args.variants},
               "ate_pct": ate_pct,
+              "focal_error_pct": {n: v for n, v in focal_error_pct.items() if v},
               "geomean": {n: geomean(list(v.values())) for n, v in ate_pct.items()},
               "seconds": time.perf_counter() - start}
     write_benchmark(args.out, report, markdown(report))

@@ -115,6 +115,65 @@ def test_ba_recovers_truth_from_perturbed_start(solver):
     assert set(WindowBundleAdjuster(solver=solver).solve(problem).covariances) == {5}
 
 
+def _focal_window(turn_deg, sideways, f=250.0, seed=0):
+    """Eight keyframes 0.25 apart along z, turning turn_deg and moving sideways per step, and
+    250 points seen with focal f (pixel noise 0.5): (K, poses, points, obs kf, lm, uv)."""
+    from scipy.spatial.transform import Rotation
+    rng = np.random.default_rng(seed)
+    K = np.array([[f, 0, 159.5], [0, f, 119.5], [0, 0, 1]])
+    poses = {}
+    for k in range(8):
+        T = np.eye(4)
+        T[:3, :3] = Rotation.from_euler("y", turn_deg * k, degrees=True).as_matrix()
+        T[:3, 3] = [sideways * k, 0.0, 0.25 * k]
+        poses[k] = T
+    points = rng.uniform([-5, -3, 5], [6, 3, 14], (250, 3))
+    obs_kf, obs_lm, obs_uv = [], [], []
+    for k, T in poses.items():
+        uv, z = project(K, T, points)
+        ok = (z > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < 320) & (uv[:, 1] >= 0) & (uv[:, 1] < 240)
+        obs_kf += [k] * ok.sum()
+        obs_lm += list(np.flatnonzero(ok))
+        obs_uv += list(uv[ok] + rng.normal(0, 0.5, (ok.sum(), 2)))
+    return K, poses, dict(enumerate(points)), np.array(obs_kf), np.array(obs_lm), np.array(obs_uv)
+
+
+@pytest.mark.parametrize("start", [0.7, 1.5])
+def test_focal_self_calibration_finds_the_focal_a_turning_window_observes(start):
+    from rap_ros.odometry.selfcal import refine_focal
+    K, poses, points, kf, lm, uv = _focal_window(turn_deg=3, sideways=0.2)
+    K0 = K.copy()
+    K0[0, 0] = K0[1, 1] = start * K[0, 0]
+    result = refine_focal(BAProblem(K0, poses, {0}, points, kf, lm, uv))
+    assert result is not None
+    assert abs(result.K[0, 0] / K[0, 0] - 1) < 0.02 and result.focal_sigma < 0.02 * K[0, 0]
+    assert result.K[0, 2] == K0[0, 2] and result.K[1, 1] == result.K[0, 0]
+    # the map keeps its units: the first-to-last keyframe distance is held
+    assert np.isclose(np.linalg.norm(result.poses[7][:3, 3] - result.poses[0][:3, 3]),
+                      np.linalg.norm(poses[7][:3, 3] - poses[0][:3, 3]), rtol=1e-3)
+
+
+def test_focal_self_calibration_refuses_pure_translation():
+    """Translation without rotation does not observe the focal: K is left as it is."""
+    from rap_ros.odometry.selfcal import refine_focal
+    K, poses, points, kf, lm, uv = _focal_window(turn_deg=0, sideways=0.2)
+    K0 = K.copy()
+    K0[0, 0] = K0[1, 1] = 1.5 * K[0, 0]
+    assert refine_focal(BAProblem(K0, poses, {0}, points, kf, lm, uv)) is None
+
+
+def test_core_calibrates_its_focal_without_camera_info(drive):
+    """No K given: the core starts from a 60 degree guess (1.5x the drive's focal) and the
+    window solves with the focal free bring it nearer; with K given nothing changes."""
+    guessed, _ = _run(drive.frames, None, config=OdometryConfig(focal_refinements=0))
+    refined, _ = _run(drive.frames, None)
+    given, _ = _run(drive.frames, drive.K)
+    error = lambda vo: abs(np.log(vo.K[0, 0] / drive.K[0, 0]))  # noqa: E731
+    assert error(guessed) > np.log(1.3)
+    assert refined.stats["focal_refinements"] >= 1 and error(refined) < 0.5 * error(guessed)
+    assert given.stats["focal_refinements"] == 0 and np.array_equal(given.K, drive.K)
+
+
 def test_a_bare_wall_gives_no_corners_to_track(drive):
     """Normalisation stretches a uniform view's sensor noise into texture; corners weaker
     than the frame's noise allows are left out, at any noise level, and a rendered scene's
@@ -379,3 +438,28 @@ def test_prior_async_runs_the_model_off_the_frame_path(drive):
         vo.close()
     (sync_windows, _), (async_windows, async_factors) = runs[False], runs[True]
     assert abs(sync_windows - async_windows) <= 2 and async_windows > 0 and async_factors > 0
+
+
+@pytest.mark.skipif(not hasattr(__import__("threading"), "get_native_id"),
+                    reason="no native thread ids")
+def test_the_model_worker_thread_runs_at_a_lower_priority(drive):
+    """prior_async: the model's windows run on a thread niced by prior_nice (Linux keeps a
+    niceness per thread), so the frame path keeps the CPU; the calling thread is untouched."""
+    import os
+    import threading
+
+    class NiceProbe(MotionPrior):
+        window = 9
+        seen = []
+
+        def estimate(self, frames, K=None):
+            self.seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+            return PriorWindow(np.repeat(np.eye(4)[None], len(frames), 0),
+                               np.zeros((len(frames), 6, 6)), K)
+
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    config = OdometryConfig(prior_async=True, prior_schedule="always", prior_nice=5)
+    vo, _ = _run(drive.frames[:40], drive.K, NiceProbe(), config)
+    vo.close()
+    assert NiceProbe.seen and set(NiceProbe.seen) == {min(mine + 5, 19)}
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine

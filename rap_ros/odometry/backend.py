@@ -12,11 +12,13 @@ Covariances returned (``covariance=True``: the newest free keyframe, which is wh
 front end publishes; ``"all"``: every free keyframe) are 6x6 in the keyframe's local tangent (right perturbation
 ``c2w * exp(xi)``), ordered translation then rotation (GTSAM orders rotation first; we swap).
 
-Solvers: "lm" (Levenberg-Marquardt over the window graph, rebuilt per call) or "isam2" (the
-same window graph handed to ``ISAM2`` in one update plus relinearising updates; ISAM2 is
-Gauss-Newton without damping, so an ill-posed window that makes it throw is solved again by
-Levenberg-Marquardt, counted in ``fallbacks``); see benchmarks/eval_odometry.py for the
-measured comparison.
+Solvers: "lm" (Levenberg-Marquardt over the window graph, rebuilt per call, at most
+``iterations`` iterations) or "isam2" (the same window graph handed to a fresh ``ISAM2`` in one
+batch update: one Gauss-Newton step from the front end's estimate; further ``update()`` calls
+without new factors would not relinearise before ``relinearizeSkip`` (10) updates, so none
+are made; ISAM2 is Gauss-Newton without damping, so an ill-posed window that makes it throw
+or raises the error is solved again by Levenberg-Marquardt, counted in ``fallbacks``); see
+benchmarks/eval_odometry.py for the measured comparison.
 
 Projection factors are immutable (keyframe, landmark, pixel, K), and a landmark is observed in
 up to ``window`` consecutive windows, so they are built once and cached per (keyframe,
@@ -88,14 +90,6 @@ class WindowBundleAdjuster:
         self._factors = {}  # (keyframe id, landmark id) -> projection factor
         self._K = None
 
-    def _projection(self, k, lid, uv, K):
-        key = (k, lid)
-        f = self._factors.get(key)
-        if f is None:
-            f = gtsam.GenericProjectionFactorCal3_S2(uv, self.pixel_noise, X(k), L(lid), K)
-            self._factors[key] = f
-        return f
-
     def forget_before(self, kid):
         """Drop cached factors of keyframes older than ``kid``."""
         self._factors = {key: f for key, f in self._factors.items() if key[0] >= kid}
@@ -127,8 +121,15 @@ class WindowBundleAdjuster:
             values.insert(L(lid), np.asarray(p.points[lid], float))
         keep &= np.isin(p.obs_lm, np.fromiter(used, np.int64, len(used)))
         obs_uv = np.asarray(p.obs_uv, float)[keep]
-        for k, lid, uv in zip(p.obs_kf[keep].tolist(), p.obs_lm[keep].tolist(), obs_uv):
-            graph.add(self._projection(k, lid, uv, K))
+        # ~1000 observations per window: the cache lookup is inlined (a method call per
+        # observation cost about 1 ms per window)
+        cache, noise, factor = self._factors, self.pixel_noise, \
+            gtsam.GenericProjectionFactorCal3_S2
+        for key, uv in zip(zip(p.obs_kf[keep].tolist(), p.obs_lm[keep].tolist()), obs_uv):
+            f = cache.get(key)
+            if f is None:
+                f = cache[key] = factor(uv, noise, X(key[0]), L(key[1]), K)
+            graph.add(f)
         for k in p.fixed:
             if k in p.poses:
                 graph.add(gtsam.PriorFactorPose3(X(k), gtsam.Pose3(p.poses[k]), self.fixed_noise))
@@ -144,16 +145,14 @@ class WindowBundleAdjuster:
         for k in free:
             graph.add(gtsam.PriorFactorPose3(X(k), gtsam.Pose3(p.poses[k]), weak))
         error_before = graph.error(values)
-        result, isam = None, None
+        result, isam, error_after = None, None, None
         if self.solver == "isam2":
             try:
                 isam = gtsam.ISAM2(gtsam.ISAM2Params())
-                isam.update(graph, values)
-                for _ in range(max(0, self.iterations // 2 - 1)):
-                    isam.update()
+                isam.update(graph, values)  # the batch step (see the module docstring)
                 result = isam.calculateEstimate()
-                if not np.isfinite(graph.error(result)) or \
-                        graph.error(result) > error_before:
+                error_after = graph.error(result)
+                if not np.isfinite(error_after) or error_after > error_before:
                     result = None  # diverged: undamped steps on a poorly constrained window
             except RuntimeError:  # Gauss-Newton without damping: ill-posed window
                 result = None
@@ -166,9 +165,11 @@ class WindowBundleAdjuster:
             except RuntimeError:
                 self.failures += 1
                 result = values
-        error_after = graph.error(result)
+            error_after = graph.error(result)
         poses = {k: result.atPose3(X(k)).matrix() for k in p.poses}
-        points = {lid: np.asarray(result.atPoint3(L(lid))) for lid in used}
+        # every Point3 of the values is a landmark, in key order, and L(lid) sorts by lid
+        lids = sorted(used)
+        points = dict(zip(lids, gtsam.utilities.extractPoint3(result).reshape(-1, 3)))
         covariances = {}
         if self.covariance and free:
             try:  # iSAM2's Bayes tree gives marginals without a new factorisation

@@ -55,13 +55,19 @@ class OdometryConfig:
     ba_solver: str = "isam2"         # "isam2" (the window graph in ISAM2; an ill-posed window
     #                                  falls back to LM) or "lm" (Levenberg-Marquardt)
     ba_fixed: int = 2                # oldest keyframes of the window held fixed (gauge, scale)
-    ba_iterations: int = 8
+    ba_iterations: int = 8           # LM's iteration cap (the LM solver and iSAM2's fallback;
+    #                                  iSAM2 itself takes one Gauss-Newton step per window)
     ba_pixel_sigma: float = 1.0      # projection noise, pixels
     ba_huber: float = 1.345          # Huber threshold, in sigmas
     ba_async: bool = False           # run the BA on a worker thread (results applied later)
     ba_covariance: bool = True       # marginal covariance of the newest keyframe ("all": of
     #                                  every free keyframe of the window; False: none)
     max_reprojection_px: float = 4.0  # landmarks beyond this after BA are removed
+    # -- focal self-calibration (only when no K is given: camera_info missing) --------------
+    focal_refinements: int = 3       # accepted window solves with the focal free (0: off)
+    focal_every: int = 4             # keyframes between attempts, from a full window on
+    focal_attempts: int = 10         # attempts at most (each ~0.1-0.2 s at 320x240 here)
+    focal_max_sigma: float = 0.05    # accept only if f's standard deviation <= this x f
     # -- motion prior (method "rap") ------------------------------------------------------
     prior_stride: int = 0            # frames between model windows; 0: window length - 1
     prior_rot_floor_deg: float = 2.0  # floor of the prior's rotation sigma per factor
@@ -87,6 +93,9 @@ class OdometryConfig:
     prior_async: bool = False        # scheduled model windows run on a worker thread and are
     #                                  used a few frames later (a node's latency); the
     #                                  initialisation and the intrinsics stay synchronous
+    prior_nice: int = 10             # with prior_async: niceness added to the model's worker
+    #                                  thread (Linux), so the frame path keeps the CPU when the
+    #                                  model and the tracking compete for it (0: unchanged)
     # -- tracking health ------------------------------------------------------------------
     degraded_inliers: int = 30       # PnP inliers below: degraded
     lost_after: int = 3              # consecutive frames without a map pose: lost

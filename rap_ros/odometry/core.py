@@ -19,6 +19,13 @@ window's keyframes and the window (``window_keyframes``) is bundle-adjusted on G
 ``ba_async``, applied at a later frame). Non-keyframes are stored relative to their keyframe,
 so ``trajectory()`` follows the BA's corrections.
 
+Without K (no camera_info), the focal length the core starts from (the model's, or a 60°
+field-of-view guess) is refined: once the window is full, every ``focal_every`` keyframes the
+window is solved once more with the focal free (``selfcal.refine_focal``), and the result is
+kept only where the motion observes the focal (its marginal sigma at most
+``focal_max_sigma`` of it; pure translation does not); at most ``focal_refinements``
+accepted solves and ``focal_attempts`` tries (benchmarks/results/odometry_focal.md).
+
 The prior (method "rap"), by default (``prior_factors="off"``): initialises the map from the
 model's direction of travel after ``prior_init_after`` frames of too little parallax, gives K
 when none is passed, and every ``prior_check_every`` frames the model/geometry rotation
@@ -29,6 +36,8 @@ the map cannot; measured on 9 synthetic drives, 2 real sequences and 6 degenerat
 both raised the ATE more often than they lowered it (benchmarks/results/odometry.md), hence
 off by default.
 """
+import os
+import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -42,6 +51,7 @@ from rap_ros.odometry.config import OdometryConfig
 from rap_ros.odometry.frontend import Tracker, normalise
 from rap_ros.odometry.health import HealthMonitor
 from rap_ros.odometry.prior import MotionPrior, relative_factor, window_scale
+from rap_ros.odometry.selfcal import refine_focal
 from rap_ros.odometry.twoview import (invert, pnp, pose, pose_covariance_from_points, project,
                                       relative_rotation, rotation_angle,
                                       rotation_compensated_parallax, triangulate)
@@ -104,7 +114,9 @@ class VisualOdometry:
                                        self.cfg.ba_iterations, self.cfg.ba_solver,
                                        self.cfg.prior_huber, self.cfg.ba_covariance)
         self._executor = ThreadPoolExecutor(1) if self.cfg.ba_async else None
-        self._prior_executor = ThreadPoolExecutor(1) if self.cfg.prior_async else None
+        self._prior_executor = ThreadPoolExecutor(
+            1, thread_name_prefix="rap_prior", initializer=lower_thread_priority,
+            initargs=(self.cfg.prior_nice,)) if self.cfg.prior_async else None
         self._prior_future = None
         self.reset()
 
@@ -152,6 +164,9 @@ class VisualOdometry:
         self._ba_due = False        # a keyframe's BA waits for optimise() (push(optimise=False))
         self._defer_ba = False
         self._ba_last = None
+        self._focal_refinements = 0       # focal self-calibrations accepted since reset()
+        self._focal_tried_at = -10**9     # keyframe id of the last attempt
+        self._focal_attempts = 0
         if getattr(self, "_prior_future", None) is not None:
             self._prior_future[1].cancel()
             self._prior_future = None
@@ -160,7 +175,8 @@ class VisualOdometry:
         self._inliers = {}                # recent frame -> PnP inliers   # recent frames placed by the map (PnP / init)
         self.stats = dict(frames=0, keyframes=0, pnp=0, fallback=0, prior_fallback=0,
                           prior_windows=0, prior_factors=0, ba_runs=0, ba_seconds=0.0,
-                          prior_seconds=0.0, losses=0, recoveries=0, inits=0)
+                          prior_seconds=0.0, losses=0, recoveries=0, inits=0,
+                          focal_refinements=0, focal_seconds=0.0)
 
     def push(self, image, stamp=None, optimise=True) -> FrameResult:
         """Process one frame (uint8 (H, W) grey or (H, W, 3) RGB) and return its result.
@@ -617,8 +633,9 @@ class VisualOdometry:
         poses = {kf.kid: kf.c2w.copy() for kf in kfs}
         fixed = {kf.kid for kf in kfs[:max(cfg.ba_fixed, 1)]}
         obs_kf, obs_lm, obs_uv = [], [], []
+        table = self._landmark_table()
         for kf in kfs:
-            m = np.fromiter((i in self._landmarks for i in kf.ids.tolist()), bool, len(kf.ids))
+            m, _ = _lookup(table, kf.ids)
             obs_kf.append(np.full(m.sum(), kf.kid))
             obs_lm.append(kf.ids[m])
             obs_uv.append(kf.pts[m])
@@ -668,19 +685,58 @@ class VisualOdometry:
         for i, p in result.points.items():
             if i in self._landmarks:
                 self._landmarks[i] = p
+        self._refine_focal()
         self._cull_landmarks()
         if self._index in self._records and self._records[self._index][0] is not None:
             self._last_pose = self._pose_of(self._index)
 
+    def _refine_focal(self):
+        """Without given intrinsics, solve the window once more with the focal length free
+        (``selfcal.refine_focal``) when it is full, every ``focal_every`` keyframes, until
+        ``focal_refinements`` have been accepted or ``focal_attempts`` made; an accepted solve replaces K, the window's
+        keyframes and its landmarks (landmarks it did not solve are then culled by their
+        reprojection error under the new K)."""
+        cfg = self.cfg
+        if self.K_given is not None or self._focal_refinements >= cfg.focal_refinements or \
+                self._focal_attempts >= cfg.focal_attempts or \
+                len(self._window) < cfg.window_keyframes:
+            return
+        newest = self._window[-1].kid
+        if newest - self._focal_tried_at < cfg.focal_every:
+            return
+        self._focal_tried_at = newest
+        self._focal_attempts += 1
+        start = time.perf_counter()
+        result = refine_focal(self._ba_problem(), cfg.ba_pixel_sigma, cfg.ba_huber,
+                              max_sigma_rel=cfg.focal_max_sigma)
+        self.stats["focal_seconds"] += time.perf_counter() - start
+        if result is None:
+            return
+        self._focal_refinements += 1
+        self.stats["focal_refinements"] += 1
+        self.K = result.K
+        for kf in self._window:
+            kf.c2w = result.poses[kf.kid]
+            self._kf_pose[kf.kid] = kf.c2w
+        self._landmarks.update((i, p) for i, p in result.points.items() if i in self._landmarks)
+
+    def _landmark_table(self):
+        """The landmarks as arrays for vectorised look-ups (``_lookup``): ids (L,) int64
+        sorted, world points (L, 3) float64 in the same order."""
+        ids = np.fromiter(self._landmarks.keys(), np.int64, len(self._landmarks))
+        points = np.array(list(self._landmarks.values()), float).reshape(-1, 3)
+        order = np.argsort(ids)
+        return ids[order], points[order]
+
     def _cull_landmarks(self):
         """Remove landmarks that reproject badly (or behind) in a window keyframe."""
         bad = set()
+        table = self._landmark_table()
         for kf in self._window:
-            m = np.fromiter((i in self._landmarks for i in kf.ids.tolist()), bool, len(kf.ids))
+            m, Xm = _lookup(table, kf.ids)
             if not m.any():
                 continue
             ids = kf.ids[m]
-            Xm = np.array([self._landmarks[int(i)] for i in ids])
             uv, z = project(self.K, kf.c2w, Xm)
             err = np.linalg.norm(uv - kf.pts[m], axis=1)
             bad.update(ids[(err > self.cfg.max_reprojection_px) | (z <= 0)].tolist())
@@ -836,6 +892,30 @@ class VisualOdometry:
         for k in [k for k in self._kf_pose if k not in kids]:
             self._kf_pose.pop(k)
             self._kf_cov.pop(k, None)
+
+
+def lower_thread_priority(increment):
+    """Add ``increment`` to the calling thread's niceness (Linux keeps one per thread; a
+    thread ONNX Runtime runs a single-threaded session on is the caller). A no-op where the
+    platform has no per-thread priorities or refuses the change."""
+    if increment <= 0:
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + increment)
+    except (AttributeError, OSError):
+        pass
+
+
+def _lookup(table, ids):
+    """Which of ``ids`` (N,) int are landmarks of ``table`` (``_landmark_table``): mask (N,)
+    bool and their world points (M, 3), in the order of ``ids``."""
+    lm_ids, points = table
+    if len(lm_ids) == 0:
+        return np.zeros(len(ids), bool), np.zeros((0, 3))
+    idx = np.minimum(np.searchsorted(lm_ids, ids), len(lm_ids) - 1)
+    m = lm_ids[idx] == ids
+    return m, points[idx[m]]
 
 
 def _rgb(image):

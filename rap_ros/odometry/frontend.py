@@ -31,7 +31,11 @@ def noise_sigma(gray, floor=0.5):
     minority of pixels in most views, from counting as noise. The mask runs on the full
     image (on a subsampled one, texture aliases into the estimate: 2-3x too high on a
     160x120 drive); the median reads every second row and column of its response."""
-    response = cv2.filter2D(np.asarray(gray, np.float32), -1, _NOISE_MASK)
+    gray = np.asarray(gray)
+    if gray.dtype == np.uint8:  # integer responses (|r| <= 16 x 255 fits int16): the same
+        response = cv2.filter2D(gray, cv2.CV_16S, _NOISE_MASK)  # values as in float32, cheaper
+    else:
+        response = cv2.filter2D(np.asarray(gray, np.float32), -1, _NOISE_MASK)
     return max(float(np.median(np.abs(response[1:-1:2, 1:-1:2]))) / (6 * 0.6745), floor)
 
 
@@ -75,17 +79,24 @@ class Tracker:
         """Track pts (N, 2) float32 from grey image prev to cur.
 
         Returns (new_pts (N, 2) float32, ok (N,) bool): ok where both directions converged,
-        the backward track returns within ``fb_threshold`` pixels and the point stays inside."""
+        the backward track returns within ``fb_threshold`` pixels and the point stays inside.
+        Only points whose forward track converged inside the image are tracked back (KLT
+        tracks every point on its own, so the others' backward tracks could not change
+        anything)."""
         if len(pts) == 0:
             return pts.copy(), np.zeros(0, bool)
         p0 = pts.reshape(-1, 1, 2).astype(np.float32)
         p1, st1, _ = cv2.calcOpticalFlowPyrLK(prev, cur, p0, None, **self.lk)
-        p0r, st2, _ = cv2.calcOpticalFlowPyrLK(cur, prev, p1, None, **self.lk)
-        fb = np.linalg.norm((p0 - p0r).reshape(-1, 2), axis=1)
         p1 = p1.reshape(-1, 2)
         h, w = cur.shape[:2]
         inside = (p1[:, 0] >= 0) & (p1[:, 1] >= 0) & (p1[:, 0] <= w - 1) & (p1[:, 1] <= h - 1)
-        ok = (st1.ravel() == 1) & (st2.ravel() == 1) & (fb < self.cfg.fb_threshold) & inside
+        ok = (st1.ravel() == 1) & inside
+        idx = np.flatnonzero(ok)
+        if len(idx):
+            p0r, st2, _ = cv2.calcOpticalFlowPyrLK(cur, prev, p1[idx].reshape(-1, 1, 2), None,
+                                                   **self.lk)
+            fb = np.linalg.norm((p0[idx] - p0r).reshape(-1, 2), axis=1)
+            ok[idx] = (st2.ravel() == 1) & (fb < self.cfg.fb_threshold)
         return p1, ok
 
     def detect(self, gray, existing, count, raw=None):
