@@ -561,6 +561,11 @@ def main():
     ap.add_argument("--fresh", action="store_true")
     ap.add_argument("--rerun-speed", action="store_true",
                     help="run the speed section again (kept beside earlier runs)")
+    ap.add_argument("--rerun-rows", metavar="TEXT",
+                    help="measure again the rows of --methods whose sequence name contains "
+                         "TEXT (e.g. no_camera_info after a change that only affects them)")
+    ap.add_argument("--rerun-memory", action="store_true",
+                    help="run the memory section again")
     args = ap.parse_args()
     command = "python benchmarks/eval_odometry.py " + " ".join(sys.argv[1:])
     out = Path(args.out)
@@ -573,6 +578,12 @@ def main():
     results.setdefault("commands", [])
     if command.strip() not in results["commands"]:
         results["commands"].append(command.strip())
+    if args.rerun_rows:
+        results["rows"] = {k: r for k, r in results["rows"].items()
+                           if not (args.rerun_rows in r["sequence"]
+                                   and r["method"] in args.methods)}
+    if args.rerun_memory:
+        results.pop("memory", None)
 
     def save():
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -66,7 +66,9 @@ def test_estimator_publishes_its_local_map(model_spec):
         camera = poses[stamp] @ MOUNT  # odom -> base_link -> camera (as published)
         uv, z = project_points(points, camera, drive.K)
         assert np.mean(z > 0) > 0.95, np.mean(z > 0)
-        assert points_in_view(points, camera, drive.K, (120, 160)) > 0.7 * len(points)
+        # the window's landmarks include points only older keyframes saw, so "mostly":
+        # a cloud in the wrong frame or scale puts (almost) none in view
+        assert points_in_view(points, camera, drive.K, (120, 160)) > 0.5 * len(points)
         checked += 1
     assert checked, "no cloud stamped like an odometry message"
 

@@ -55,7 +55,8 @@ def base_poses(drive):
 def play(probe, pubs, drive, start, zero_stamp_at=None, wheel=True):
     """Publish the drive at HZ with /clock, camera_info and wheel odometry (true base
     positions in metres); one frame gets a zero stamp when ``zero_stamp_at`` is set."""
-    info = cv.K_to_camera_info(drive.K, 320, 240, frame_id="camera_optical_frame")
+    height, width = drive.frames.shape[1:3]
+    info = cv.K_to_camera_info(drive.K, width, height, frame_id="camera_optical_frame")
     bases = base_poses(drive)
     info.header.stamp = cv.seconds_to_stamp(start)
     pubs["info"].publish(info)  # a driver's first camera_info comes with its first image

@@ -103,4 +103,5 @@ class OdometryConfig:
     # -- bookkeeping ----------------------------------------------------------------------
     history: bool = True             # keep every frame's pose for trajectory(); False keeps
     #                                  only the window (memory flat for a node)
+    retained_frames: int = 300       # without history: frame records kept at most this far back
     default_hfov_deg: float = 60.0   # K guess when none is given and there is no prior

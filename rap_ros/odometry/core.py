@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from rap_ros.geometry.rotations import project_to_so3
 from rap_ros.io.images import to_gray
 from rap_ros.odometry.backend import BAProblem, WindowBundleAdjuster
 from rap_ros.odometry.config import OdometryConfig
@@ -202,7 +203,7 @@ class VisualOdometry:
         self._ba_due = False
         self._run_ba()
         if self._velocity_from is not None:  # as if the BA had run inside push()
-            self._velocity = invert(self._velocity_from) @ self._last_pose
+            self._velocity = self._bounded_step(invert(self._velocity_from) @ self._last_pose)
         return True
 
     def trajectory(self):
@@ -324,7 +325,7 @@ class VisualOdometry:
             result = self._step_track(index, stamp, gray, timing)
         # motion model
         if index > 0 and result.source != "buffered":
-            self._velocity = invert(prev_pose) @ result.c2w
+            self._velocity = self._bounded_step(invert(prev_pose) @ result.c2w)
             self._velocity_from = prev_pose
         self._last_pose = result.c2w.copy()
         if len(self._ids) < cfg.min_features:
@@ -338,6 +339,24 @@ class VisualOdometry:
         self.stats["losses"], self.stats["recoveries"] = self._health.losses, \
             self._health.recoveries
         return result
+
+    def _bounded_step(self, step):
+        """The constant-velocity step (4x4) with its rotation block projected onto SO(3); a
+        non-finite step becomes identity. A guard: while tracking was lost on a stream played
+        back and forth (eval_odometry's memory run, 10,000 frames), steps derived from
+        extrapolated poses drifted off SO(3), grew about 100x per frame and overflowed, and
+        the core never recovered."""
+        if not np.all(np.isfinite(step)):
+            return np.eye(4)
+        R = step[:3, :3]
+        # a rotation block off SO(3) grows when the step is chained and inverted frame after
+        # frame (``invert`` transposes); projected only once it is measurably off, so that
+        # tracking which never drifts is not perturbed at the rounding level (RANSAC's
+        # sampling then differs and single sequences move by chance)
+        if np.abs(R.T @ R - np.eye(3)).max() > 1e-9:
+            step = step.copy()
+            step[:3, :3] = project_to_so3(R)
+        return step
 
     def _top_up(self, gray):
         new = self._tracker.detect(gray, self._pts, self.cfg.max_features - len(self._pts),
@@ -719,6 +738,8 @@ class VisualOdometry:
             kf.c2w = result.poses[kf.kid]
             self._kf_pose[kf.kid] = kf.c2w
         self._landmarks.update((i, p) for i, p in result.points.items() if i in self._landmarks)
+        for i in result.dropped:
+            self._landmarks.pop(i, None)
 
     def _landmark_table(self):
         """The landmarks as arrays for vectorised look-ups (``_lookup``): ids (L,) int64
@@ -881,11 +902,13 @@ class VisualOdometry:
 
     def _trim_history(self):
         """Without history keep only records of frames that are keyframes in the window or
-        newer than the window's first keyframe."""
+        newer than the window's first keyframe, and none older than ``retained_frames``
+        frames (while tracking is lost the window stays where it was lost)."""
         if not self._window:
             return
-        first = self._window[0].frame
-        for f in [f for f in self._records if f < first]:
+        keyframes = {kf.frame for kf in self._window}
+        first = max(self._window[0].frame, self._index - self.cfg.retained_frames)
+        for f in [f for f in self._records if f < first and f not in keyframes]:
             self._records.pop(f)
             self._stamps.pop(f, None)
         kids = {kf.kid for kf in self._window}

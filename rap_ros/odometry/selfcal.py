@@ -33,12 +33,14 @@ C = gtsam.symbol_shorthand.C
 @dataclass
 class FocalResult:
     """K (3, 3) with the refined focal; poses / points as in ``BAResult`` (keyframe id ->
-    c2w (4, 4), landmark id -> (3,)), in the input's scale; focal_sigma: marginal standard
+    c2w (4, 4), landmark id -> (3,)), in the input's scale; dropped: ids of landmarks the
+    solve put behind a camera or beyond ``max_depth`` (the caller removes them); focal_sigma: marginal standard
     deviation of f, pixels; error_before / error_after: the graph's error."""
 
     K: np.ndarray
     poses: dict
     points: dict
+    dropped: set
     focal_sigma: float
     error_before: float
     error_after: float
@@ -120,10 +122,16 @@ def refine_focal(problem: BAProblem, pixel_sigma=1.0, huber=1.345, iterations=8,
 
     poses = {k: result.atPose3(X(k)).matrix() for k in problem.poses}
     points = {lid: np.asarray(result.atPoint3(L(lid)), float) for lid in used}
+    # a point the solve pushed behind a camera or beyond max_depth is not kept
+    solved = BAProblem(K, poses, problem.fixed, points, problem.obs_kf, problem.obs_lm,
+                       problem.obs_uv)
+    good = set(problem.obs_lm[_near_and_in_front(solved, max_depth * baseline)].tolist())
+    dropped = {lid for lid in used if lid not in good}
+    points = {lid: p for lid, p in points.items() if lid not in dropped}
     K_new = K.copy()
     K_new[0, 0] = K_new[1, 1] = f
-    return FocalResult(K_new, poses, points, sigma, float(error_before), float(error_after),
-                       time.perf_counter() - start)
+    return FocalResult(K_new, poses, points, dropped, sigma, float(error_before),
+                       float(error_after), time.perf_counter() - start)
 
 
 def _near_and_in_front(problem, max_depth):
