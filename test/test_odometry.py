@@ -463,3 +463,24 @@ def test_the_model_worker_thread_runs_at_a_lower_priority(drive):
     vo.close()
     assert NiceProbe.seen and set(NiceProbe.seen) == {min(mine + 5, 19)}
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine
+
+
+def test_the_motion_model_step_stays_a_finite_rotation():
+    """A step whose rotation block drifted off SO(3) is projected back (chained and inverted
+    frame after frame it grew until the poses overflowed); a non-finite one becomes identity;
+    a proper rotation is left bit for bit."""
+    from scipy.spatial.transform import Rotation
+    vo = VisualOdometry(np.array([[100.0, 0, 80], [0, 100, 60], [0, 0, 1]]))
+    good = np.eye(4)
+    good[:3, :3] = Rotation.from_rotvec([0.01, 0.02, -0.03]).as_matrix()
+    good[:3, 3] = [0.1, 0.0, 0.5]
+    assert np.array_equal(vo._bounded_step(good), good)
+    drifted = good.copy()
+    drifted[:3, :3] *= 1.01
+    fixed = vo._bounded_step(drifted)
+    assert np.allclose(fixed[:3, :3].T @ fixed[:3, :3], np.eye(3), atol=1e-12)
+    assert np.allclose(fixed[:3, :3], good[:3, :3], atol=1e-9)
+    assert np.array_equal(fixed[:3, 3], good[:3, 3])
+    broken = good.copy()
+    broken[0, 3] = np.inf
+    assert np.array_equal(vo._bounded_step(broken), np.eye(4))
