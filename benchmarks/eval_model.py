@@ -16,6 +16,14 @@ Prints and writes (``--out``, default benchmarks/results/model_quality.{json,md}
 
 Every figure comes from the shipped model through the same pipeline the nodes use.
 Run:  .venv/bin/python benchmarks/eval_model.py [--backend onnx] [--clips 64] [--drives 3]
+
+``--aspect W:H`` (issue 12 "Full frame") renders the clips and drives at that aspect (the
+longer side ``--size``) instead of square; the model frames them as its weights say
+(``config.framing``: the centred square, or the whole image letterboxed). Image scores are
+then taken on the model's view of the image only (the bounding box of
+``Framing.content_mask``: the letterbox's padding is not scored), so the two framings are
+each scored on what they show of the truth. With letterbox weights, the camera rows
+``*_fit_padding`` also fit the raxels the model predicts in the padding.
 """
 import argparse
 import pathlib
@@ -33,6 +41,7 @@ from rap_ros.geometry import relative_to_first, rotation_angle_deg
 from rap_ros.io.sequence import write_sequence
 from rap_ros.metrics import ate, path_length, psnr, rpe, ssim
 from rap_ros.pipeline import TrajectoryPipeline, ViewPipeline, prepare_frames
+from rap_ros.pipeline.framing import framing_of
 from rap_ros.synth.dataset import held_out_seed, make_drive, sample_clip
 
 RESULTS = pathlib.Path(__file__).parent / "results"
@@ -73,14 +82,26 @@ def summarise(rows):
     return {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0]}
 
 
-def short_clips(backend, clips, frames, size):
+def render_shape(size, aspect):
+    """(height, width) of a render of aspect (width, height) with its longer side ``size``."""
+    w, h = aspect
+    if w >= h:
+        return max(1, round(size * h / w)), size
+    return size, max(1, round(size * w / h))
+
+
+def short_clips(backend, clips, frames, size, aspect=(1, 1)):
     """Section 1: one window per clip; model vs baselines."""
     identity, vo, steps2, steps16, refined, unknown, focal = [], [], [], [], [], [], []
+    padding, padding_unknown, padding_focal = [], [], []
     fast = TrajectoryPipeline(backend, steps=2, sampler="euler")
     slow = TrajectoryPipeline(backend, steps=16, sampler="euler")
     fast_refined = TrajectoryPipeline(backend, steps=2, sampler="euler", refine=True)
+    # the same noise draws as ``fast`` (seed 0, same order), the padding's raxels fitted too
+    fast_padding = TrajectoryPipeline(backend, steps=2, sampler="euler", fit_padding=True)
+    height, width = render_shape(size, aspect)
     for i in range(clips):
-        clip = sample_clip(held_out_seed(i), frames=frames, height=size, width=size)
+        clip = sample_clip(held_out_seed(i), frames=frames, height=height, width=width)
         gt = clip.c2w
         identity.append(pose_errors(np.repeat(np.eye(4)[None], frames, 0), gt))
         vo.append(pose_errors(estimate_trajectory(clip.frames, clip.K), gt))
@@ -90,7 +111,16 @@ def short_clips(backend, clips, frames, size):
         blind = fast.estimate_window(clip.frames, None)
         unknown.append(pose_errors(blind.c2w, gt))
         focal.append(100.0 * abs(blind.K[0, 0] - clip.K[0, 0]) / clip.K[0, 0])
-    return {"clips": clips, "frames": frames, "size": size,
+        padding.append(pose_errors(fast_padding.estimate_window(clip.frames, clip.K).c2w, gt))
+        blind = fast_padding.estimate_window(clip.frames, None)
+        padding_unknown.append(pose_errors(blind.c2w, gt))
+        padding_focal.append(100.0 * abs(blind.K[0, 0] - clip.K[0, 0]) / clip.K[0, 0])
+    return {"clips": clips, "frames": frames, "size": size, "height": height, "width": width,
+            "rap_2_steps_fit_padding": summarise(padding),
+            "rap_2_steps_K_unknown_fit_padding": summarise(padding_unknown),
+            "focal_error_pct_K_unknown_fit_padding": {
+                "mean": float(np.mean(padding_focal)),
+                "median": float(np.median(padding_focal))},
             "identity": summarise(identity), "opencv_vo": summarise(vo),
             "rap_2_steps": summarise(steps2), "rap_16_steps": summarise(steps16),
             "rap_2_steps_refined": summarise(refined),
@@ -99,13 +129,15 @@ def short_clips(backend, clips, frames, size):
                                           "median": float(np.median(focal))}}
 
 
-def long_drives(backend_spec, drives, frames, size, workdir):
+def long_drives(backend_spec, drives, frames, size, workdir, aspect=(1, 1)):
     """Section 2: chained windows over long drives, through the evaluator's code path."""
     runs = {"rap": ("model", False), "rap refined": ("model", True),
             "opencv-vo": ("opencv-vo", False)}
     results = {name: [] for name in runs}
+    height, width = render_shape(size, aspect)
     for j in range(drives):
-        drive = make_drive(held_out_seed(10_000 + j), frames=frames, height=size, width=size)
+        drive = make_drive(held_out_seed(10_000 + j), frames=frames, height=height,
+                           width=width)
         folder = write_sequence(pathlib.Path(workdir, f"drive{j}"), drive)
         for name, (method, refine) in runs.items():
             metrics = evaluate_input(folder, pathlib.Path(workdir, f"out{j}_{name}"),
@@ -119,26 +151,37 @@ def long_drives(backend_spec, drives, frames, size, workdir):
             **{m: summarise(r) for m, r in results.items()}}
 
 
-def view_synthesis(backend, clips, frames, size):  # size: rendered input size
-    """Sections 3 and 4: predicted frames vs truth, copy-source baseline, closed loop."""
+def view_synthesis(backend, clips, frames, size, aspect=(1, 1)):  # size: rendered input size
+    """Sections 3 and 4: predicted frames vs truth, copy-source baseline, closed loop; scored
+    on the model's view of the image (the bounding box of the framing's content mask)."""
     views = ViewPipeline(backend)  # the default: expected frames (1 Euler step from noise)
     # a sample of the model's distribution: sharper than the expectation, and further from
     # the truth wherever the future is uncertain
     sampled_views = ViewPipeline(backend, steps=8, sampler="heun")
     estimator = TrajectoryPipeline(backend, steps=2)
     rows = []
+    height, width = render_shape(size, aspect)
     for i in range(clips):
-        clip = sample_clip(held_out_seed(i), frames=frames, height=size, width=size)
-        truth_model, K_model, _ = prepare_frames(clip.frames, clip.K, backend.config.image_size)
-        truth = truth_model[1:] / 255.0
+        clip = sample_clip(held_out_seed(i), frames=frames, height=height, width=width)
+        truth_model, K_model, framing = prepare_frames(
+            clip.frames, clip.K, backend.config.image_size, framing_of(backend.config))
+        mask = framing.content_mask()
+        rows_in, cols_in = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        box = (slice(rows_in[0], rows_in[-1] + 1), slice(cols_in[0], cols_in[-1] + 1))
+
+        def seen(video):  # (T, S, S, 3) -> the model's view of the image
+            return video[:, box[0], box[1]]
+
+        truth = seen(truth_model[1:]) / 255.0
         rel = relative_to_first(clip.c2w)[0]
         estimated = estimator.estimate_window(clip.frames, clip.K).c2w
-        other = sample_clip(held_out_seed(clips + i), frames=frames, height=size, width=size)
+        other = sample_clip(held_out_seed(clips + i), frames=frames, height=height,
+                            width=width)
         wrong = relative_to_first(other.c2w)[0]
-        from_truth, from_estimate, from_wrong = views.predict_batch(
-            clip.frames[0], clip.K, np.stack([rel, estimated, wrong]))
-        copy = np.repeat(truth_model[:1] / 255.0, frames - 1, 0)
-        sampled = sampled_views.predict(clip.frames[0], clip.K, rel)
+        from_truth, from_estimate, from_wrong = (seen(v) for v in views.predict_batch(
+            clip.frames[0], clip.K, np.stack([rel, estimated, wrong])))
+        copy = np.repeat(seen(truth_model[:1]) / 255.0, frames - 1, 0)
+        sampled = seen(sampled_views.predict(clip.frames[0], clip.K, rel))
         rows.append({
             "psnr_pred": float(psnr(from_truth[1:] / 255.0, truth).mean()),
             "ssim_pred": float(ssim(from_truth[1:] / 255.0, truth).mean()),
@@ -158,18 +201,23 @@ def markdown(report):
     s, d, v = report["short_clips"], report["long_drives"], report["view_synthesis"]
     lines = [f"# Model quality on held-out synthetic data\n",
              f"Command: `{report['command']}`  ", f"Backend: {report['backend']}; "
+             f"framing {report.get('framing', 'centre')}; "
              f"{report['seconds']:.0f} s on this machine.\n",
              f"## video -> camera, one {s['frames']}-frame window per clip ({s['clips']} clips, "
-             f"{s['size']}x{s['size']})\n",
+             f"{s.get('width', s['size'])}x{s.get('height', s['size'])})\n",
              "| method | ATE % of path (Sim3) | rel. rotation err ° | first-to-last rot err ° "
              "| direction of travel err ° |", "|---|---:|---:|---:|---:|"]
     for name in ("identity", "opencv_vo", "rap_2_steps", "rap_16_steps", "rap_2_steps_refined",
-                 "rap_2_steps_K_unknown"):
+                 "rap_2_steps_K_unknown", "rap_2_steps_fit_padding",
+                 "rap_2_steps_K_unknown_fit_padding"):
         r = s[name]
         lines.append(f"| {name} | {r['ate_pct']:.2f} | {r['rot_rel_deg']:.3f} | "
                      f"{r['rot_last_deg']:.3f} | {r['dir_deg']:.1f} |")
     f = s["focal_error_pct_K_unknown"]
-    lines += [f"\nFocal error with K unknown: mean {f['mean']:.1f} %, median {f['median']:.1f} %.\n",
+    g = s["focal_error_pct_K_unknown_fit_padding"]
+    lines += [f"\nFocal error with K unknown: mean {f['mean']:.1f} %, median {f['median']:.1f} %"
+              f" (fitting the padding too: mean {g['mean']:.1f} %, median "
+              f"{g['median']:.1f} %).\n",
               f"## video -> camera, chained windows over {d['drives']} drives of {d['frames']} "
               f"frames\n", "| method | ATE % of path (Sim3) | RPE rot ° (RMSE) | frames/s |",
               "|---|---:|---:|---:|"]
@@ -203,18 +251,23 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=128,
                         help="rendered input size (px); the model sees its own resolution, "
                              "the refinement this one")
+    parser.add_argument("--aspect", default="1:1", metavar="W:H",
+                        help="aspect of the rendered clips and drives, e.g. 1226:370 "
+                             "(KITTI), 16:9, 3:4; the longer side is --size (default 1:1)")
     parser.add_argument("--out", default=str(RESULTS / "model_quality"))
     args = parser.parse_args(argv)
+    aspect = tuple(float(x) for x in args.aspect.split(":"))
     start = time.perf_counter()
     backend = get_backend(args.backend)
     cfg = backend.config
     report = {"command": " ".join(["python", "benchmarks/eval_model.py", *sys.argv[1:]]),
-              "backend": backend.name}
-    report["short_clips"] = short_clips(backend, args.clips, cfg.frames, args.size)
+              "backend": backend.name, "framing": framing_of(cfg), "aspect": args.aspect}
+    report["short_clips"] = short_clips(backend, args.clips, cfg.frames, args.size, aspect)
     with tempfile.TemporaryDirectory() as workdir:
         report["long_drives"] = long_drives(args.backend, args.drives, args.drive_frames,
-                                            args.size, workdir)
-    report["view_synthesis"] = view_synthesis(backend, args.clips, cfg.frames, args.size)
+                                            args.size, workdir, aspect)
+    report["view_synthesis"] = view_synthesis(backend, args.clips, cfg.frames, args.size,
+                                              aspect)
     report["seconds"] = time.perf_counter() - start
     write_benchmark(args.out, report, markdown(report))
     return 0

@@ -38,11 +38,14 @@ Methods (``ViewPipeline`` preview modes):
   issue 12): weights trained with the warp as an input, fed the warp of each depth above in
   their 64 px view (``pipeline.conditioning``); alone, and in the same composite.
 Warp modes preview the full frame at the source's resolution; model-mode previews and their
-goal are the centred square at 64 px. Scores are computed with the longer side at most 128 px.
+goal are the model's view at 64 px: the centred square, or with letterbox weights
+(``config.framing``, issue 12 "Full frame") the whole frame letterboxed. Scores are computed
+with the longer side at most 128 px.
 
 Quality: the driven path's previews (frames 1..T-1) against the real frames, PSNR and SSIM,
-(a) on the centred square at 64 px, where every method has an image, and (b) on the full frame
-(longer side 128 px) for the methods that preview it.
+(a) "square": on the centred square at 64 px, where every method has an image (model rows of
+letterbox weights: on their view of the image, the letterbox without its padding), and (b) on
+the full frame (longer side 128 px) for the methods that preview it.
 
 Data: held-out synthetic drives (``held_out_seed``; street, room and corridor scenes in turn,
 rendered at --size), and the real sequences of ../shared/data (KITTI 1226x370 at full size,
@@ -70,7 +73,7 @@ from rap_ros.odometry.config import OdometryConfig
 from rap_ros.odometry.factory import make_odometry
 from rap_ros.odometry.metric_scale import WheelScale
 from rap_ros.pipeline.depth import depth_from_points
-from rap_ros.pipeline.framing import prepare_frames
+from rap_ros.pipeline.framing import framing_of, prepare_frames
 from rap_ros.pipeline.views import GOAL_SCORE_SIDE, ViewPipeline, goal_scores
 from rap_ros.pipeline.warp import fallback_plane_depth
 from rap_ros.synth import scenes, trajectories
@@ -240,10 +243,22 @@ def run_window(pipes, source, K, future_frames, c2w_future, depth_map, map_depth
         for score, sign in SCORES.items():
             row[f"rank_{score}"], row[f"top1_{score}"] = rank_of_driven(scores[score], sign)
         driven = previews[0, 1:]
-        square = driven if pipe.preview == "model" and depth_kind != "copy" \
-            else prepare_frames(driven, None, 64)[0]
-        row["psnr_square"] = float(np.mean(psnr(square / 255.0, truth_square)))
-        row["ssim_square"] = float(np.mean(ssim(square / 255.0, truth_square)))
+        truth = truth_square
+        if pipe.preview == "model" and depth_kind != "copy":
+            square = driven
+            mode = framing_of(pipe.config)
+            if mode != "centre":  # the model's view of the image, without its padding
+                truth, _, framing = prepare_frames(future_frames[1:], None, 64, mode)
+                mask = framing.content_mask()
+                box = (slice(np.flatnonzero(mask.any(axis=1))[0],
+                             np.flatnonzero(mask.any(axis=1))[-1] + 1),
+                       slice(np.flatnonzero(mask.any(axis=0))[0],
+                             np.flatnonzero(mask.any(axis=0))[-1] + 1))
+                square, truth = square[:, box[0], box[1]], truth[:, box[0], box[1]] / 255.0
+        else:
+            square = prepare_frames(driven, None, 64)[0]
+        row["psnr_square"] = float(np.mean(psnr(square / 255.0, truth)))
+        row["ssim_square"] = float(np.mean(ssim(square / 255.0, truth)))
         if driven.shape[1:3] == source.shape[:2]:
             a = np.stack([_small(f) for f in driven])
             b = np.stack([_small(f) for f in future_frames[1:]])
@@ -436,7 +451,7 @@ def main(argv=None):
 
     pipes = methods(backend, synthetic=True, conditioned=conditioned, only=args.methods)
     rows = []
-    for i in range(args.drives):
+    for i in range(args.drives):  # --drives 0: the real sequences only
         frames = args.windows * (T + 3) + 1
         drive = synthetic_drive(i, frames, height, width)
         starts = [w * (T + 3) for w in range(args.windows)]
@@ -447,8 +462,9 @@ def main(argv=None):
                                    drive["frames"][s:s + T], drive["c2w"][s:s + T], depth,
                                    mapped[s]))
         print(f"{drive['name']}: done ({time.perf_counter() - start:.0f} s)", flush=True)
-    name = f"synthetic drives ({args.drives} held-out, {width}x{height})"
-    groups[name], with_map[name] = summarise(rows), summarise_with_map(rows)
+    if rows:
+        name = f"synthetic drives ({args.drives} held-out, {width}x{height})"
+        groups[name], with_map[name] = summarise(rows), summarise_with_map(rows)
 
     pipes = methods(backend, synthetic=False, conditioned=conditioned, only=args.methods)
     data = pathlib.Path(args.data)
@@ -485,7 +501,8 @@ def main(argv=None):
                                "frame, densified, scaled to the truth's units as the node's "
                                "wheel-odometry scale would with perfect wheels (the plane "
                                "where it has no map or no scale)",
-                               "model: 1 Euler step, 64x64 centre square" + (
+                               f"model: 1 Euler step, 64x64, framing "
+                               f"{framing_of(backend.config)}" + (
                                    "; warp-conditioned: fed the warp of each row's depth "
                                    "(the model row: rotation only)"
                                    if backend.config.warp_condition else ""),
@@ -497,7 +514,8 @@ def main(argv=None):
               else timing_source[2]}
     if conditioned is not None:
         report["conditioned_backend"] = f"{args.conditioned} ({conditioned.name})"
-        report["method_notes"].append(f"warp-conditioned: {args.conditioned}, fed the warp "
+        report["method_notes"].append(f"warp-conditioned: {args.conditioned} (framing "
+                                      f"{framing_of(conditioned.config)}), fed the warp "
                                       "in its 64 px view and its validity (issue 12)")
     report["seconds"] = time.perf_counter() - start
     write_benchmark(args.out, report, markdown(report))

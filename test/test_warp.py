@@ -1,14 +1,16 @@
 """Geometric previews (rap_ros.pipeline.warp) against the renderer, the composite, and the
 preview modes of ViewPipeline: previews that turn with their paths."""
+import cv2
 import numpy as np
 import pytest
 
-from rap_ros.geometry.cameras import relative_to_first
+from rap_ros.geometry.cameras import relative_to_first, scale_intrinsics
 from rap_ros.geometry.rotations import rotation_from_axis_angle
 from rap_ros.metrics import psnr
 from rap_ros.pipeline.views import ViewPipeline, census_distance, goal_scores
-from rap_ros.pipeline.warp import (composite, fill_invalid, forward_warp_depth,
-                                   plane_homography, rotation_homography, warp_homography)
+from rap_ros.pipeline.warp import (composite, feather_weights, fill_invalid,
+                                   forward_warp_depth, plane_homography, rotation_homography,
+                                   warp_homography)
 from rap_ros.synth import scenes, trajectories
 from rap_ros.synth.dataset import held_out_seed
 from rap_ros.synth.render import NO_HIT, camera_rays, intersect, render
@@ -76,6 +78,134 @@ def test_depth_warp_with_true_depth_matches_the_moved_render(street):
     # standing still: the identity, every pixel valid
     same, same_valid = forward_warp_depth(source, depth, K, np.eye(4))
     assert same_valid.all() and np.array_equal(same, source)
+
+
+def _reference_forward_warp(image, depth, K, rel, K_target=None, size=None):
+    """The z-buffered splat of ``forward_warp_depth`` written plainly (float64, a loop over
+    the samples in order of depth): each sample to the pixel it rounds to, then, into the
+    pixels left empty, the samples within one pixel; nearest wins, ties to the lowest
+    source pixel."""
+    H, W = image.shape[:2]
+    h, w = (H, W) if size is None else size
+    K_target = K if K_target is None else K_target
+    R, t = rel[:3, :3], rel[:3, 3]
+    v, u = np.mgrid[:H, :W].reshape(2, -1).astype(np.float64)
+    rays = np.linalg.inv(K) @ np.stack([u, v, np.ones_like(u)])
+    d = depth.reshape(-1)
+    inverse = np.where(np.isfinite(d) & (d > 0), 1.0 / np.where(d > 0, d, 1.0), 0.0)
+    q = R.T @ (rays - np.outer(t, inverse))
+    front = np.flatnonzero(q[2] > 1e-9)
+    p = K_target @ (q[:, front] / q[2, front])
+    z = q[2, front] / np.maximum(inverse[front], 1e-300)
+    order = np.lexsort((front, z))                       # by depth, then source pixel
+    colour = image.reshape(-1, 3)
+    out, valid = np.zeros((h * w, 3), np.uint8), np.zeros(h * w, bool)
+    for i in order:
+        x, y = int(np.round(p[0, i])), int(np.round(p[1, i]))
+        if 0 <= x < w and 0 <= y < h and not valid[y * w + x]:
+            out[y * w + x], valid[y * w + x] = colour[front[i]], True
+    first = valid.copy()
+    hole = ~first.reshape(h, w)
+    for i in order:
+        x0, y0 = int(np.floor(p[0, i])), int(np.floor(p[1, i]))
+        xr = min(max(int(np.round(p[0, i])), 0), w - 1)
+        yr = min(max(int(np.round(p[1, i])), 0), h - 1)
+        if not hole[max(yr - 1, 0):yr + 2, max(xr - 1, 0):xr + 2].any():
+            continue
+        for x, y in ((x0, y0), (x0 + 1, y0), (x0, y0 + 1), (x0 + 1, y0 + 1)):
+            if 0 <= x < w and 0 <= y < h and not valid[y * w + x]:
+                out[y * w + x], valid[y * w + x] = colour[front[i]], True
+    return out.reshape(h, w, 3), valid.reshape(h, w)
+
+
+@pytest.mark.parametrize("case", ["forward", "backward", "sideways", "zoomed target"])
+def test_depth_warp_matches_a_plain_reference(street, case):
+    """The vectorised splat (float32, packed z-buffer keys) picks the reference's samples:
+    sky (inf), points behind the target camera, magnification cracks, another K and size."""
+    scene, K, c2w, depth = street
+    source = render(scene, K, c2w[None], H, W, 1)[0]
+    rel, K_target, size = {
+        "forward": (_shift(0.1, 0.0, 1.5) @ _turn(4.0), None, None),
+        "backward": (_shift(0.0, 0.2, -2.0) @ _turn(-8.0), None, None),
+        "sideways": (_shift(-1.0, 0.0, 0.3) @ _turn(15.0), None, None),
+        # not 1.5: a zoom of 1.5 puts samples on exact half pixels, where rounding noise
+        # (float32 here, float64 there) decides
+        "zoomed target": (_shift(0.2, 0.0, 0.5), np.diag([1.37, 1.37, 1.0]) @ K, (40, 50)),
+    }[case]
+    depth = depth.copy()
+    depth[:4, :4] = 0.0                                  # no surface, as inf
+    expected, expected_valid = _reference_forward_warp(source, depth, K, rel, K_target, size)
+    warped, valid = forward_warp_depth(source, depth, K, rel, K_target, size)
+    assert np.mean(valid == expected_valid) > 0.999
+    assert np.mean(np.all(warped == expected, axis=-1)) > 0.995
+
+
+def test_fill_invalid_and_composite_match_a_plain_push_pull():
+    """fill_invalid skips the finest level's blend (its holes have no weight) and composite
+    blends the feather band only: the same images as the plain formulas, up to rounding."""
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 255, (50, 70, 3), dtype=np.uint8)
+    valid = rng.random((50, 70)) > 0.3
+    valid[5:30, 10:40] = False
+    weight = valid.astype(np.float32)
+    pyramid = [(image * weight[..., None], weight)]
+    while min(pyramid[-1][1].shape) >= 2:
+        pyramid.append((cv2.pyrDown(pyramid[-1][0]), cv2.pyrDown(pyramid[-1][1])))
+    c, wgt = pyramid[-1]
+    filled = c / np.maximum(wgt, 1e-6)[..., None]
+    for c, wgt in reversed(pyramid[:-1]):
+        up = cv2.resize(filled, wgt.shape[::-1], interpolation=cv2.INTER_LINEAR)
+        known = np.clip(wgt, 0, 1)[..., None]
+        filled = c / np.maximum(wgt, 1e-6)[..., None] * known + up * (1 - known)
+    expected = np.where(valid[..., None], image, np.clip(np.round(filled), 0, 255))
+    assert np.abs(fill_invalid(image, valid).astype(int) - expected).max() <= 1
+    fallback = rng.integers(0, 255, (50, 70, 3), dtype=np.uint8)
+    fallback_valid = np.zeros((50, 70), bool)
+    fallback_valid[:, 20:60] = True
+    base = fill_invalid(np.where(fallback_valid[..., None], fallback,
+                                 np.where(valid[..., None], image, 0)).astype(np.uint8),
+                        fallback_valid | valid)
+    a = feather_weights(valid, 4.0)[..., None]
+    expected = np.clip(np.round(a * image + (1 - a) * base.astype(np.float32)), 0, 255)
+    out = composite(image, valid, fallback, fallback_valid, 4.0)
+    assert np.abs(out.astype(int) - expected).max() <= 1
+
+
+def test_the_model_view_of_a_warp_at_a_reduced_size_agrees_with_the_full_size_warp(street):
+    """ViewPipeline warps the model's condition from the source downscaled to 2 pixels a
+    model pixel (``conditioning.condition_source``), not from the preview-size warp: in the
+    model's 64 px view the two agree (the warp's cost falls with the pixels)."""
+    from rap_ros.pipeline.conditioning import (condition_source, condition_warps,
+                                               in_model_view, warp_path)
+    from rap_ros.pipeline.framing import prepare_frames
+    from rap_ros.synth.render import true_depth
+    scene, K, c2w, _ = street
+    big = 4                                              # a 384 x 288 source
+    K_big = scale_intrinsics(K, big, big)
+    source = render(scene, K_big, c2w[None], H * big, W * big, 1)[0]
+    depth = true_depth(scene, K_big, c2w, H * big, W * big)
+    path = relative_to_first(np.stack([_turn(-15.0 * i / 8) @ _shift(0.05 * i, 0, 0.3 * i)
+                                       for i in range(9)]))[0]
+    S = 64
+    _, K_model, _ = prepare_frames(source[None], K_big, S)
+    to_source = (K_big @ np.linalg.inv(K_model))[:2]
+    for d in (depth, 5.0, None):
+        full, full_validity = in_model_view(*warp_path(source, K_big, path, d), to_source, S)
+        small_source = condition_source(source, K_big, to_source)
+        assert small_source[0].shape[:2] == (128, 171)   # the model's square at 128 px
+        small, small_validity = condition_warps(*small_source, path, d, S)
+        assert small.shape == full.shape and small_validity.shape == full_validity.shape
+        difference = np.abs(small.astype(float) - full)
+        assert difference.mean() < 4.0 and np.percentile(difference, 99) < 40.0
+        # where the warp magnifies beyond 2x (the road just ahead) both have cracks, in
+        # patterns that differ with the size: compared over 8 x 8 model pixels
+        blocks = lambda v: v.reshape(len(v), 8, 8, 8, 8).mean(axis=(2, 4))
+        assert np.abs(blocks(small_validity) - blocks(full_validity)).mean() < 0.03
+        assert np.abs(small_validity.mean() - full_validity.mean()) < 0.01
+    # already small: warped as it is
+    frames, K_tiny, _ = prepare_frames(source[None], K_big, S)
+    tiny = frames[0]
+    assert condition_source(tiny, K_tiny, np.eye(3)[:2])[0] is tiny
 
 
 def test_plane_warp_validity_and_fill():

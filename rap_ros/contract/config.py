@@ -53,6 +53,10 @@ class ModelConfig:
     # per-cell skip from the warp latents (gated by validity), so the denoiser learns a
     # correction of the warp instead of re-deriving it through its tokens
     warp_skip: bool = False
+    # how input images map onto the S x S square (issue 12 "Full frame";
+    # ``pipeline.framing``): "centre" (the centred square; weights saved without the field)
+    # or "letterbox" (the whole image, longer side S, padded)
+    framing: str = "centre"
 
     def __post_init__(self):
         self.codec_widths = tuple(int(w) for w in self.codec_widths)
@@ -77,6 +81,8 @@ class ModelConfig:
                              f"{self.max_latent_frames}")
         if self.warp_skip and not (self.warp_condition and self.prediction == "x0"):
             raise ValueError("warp_skip needs warp_condition and prediction 'x0'")
+        if self.framing not in ("centre", "letterbox"):
+            raise ValueError(f"framing must be 'centre' or 'letterbox', got {self.framing!r}")
         if self.width % self.heads:
             raise ValueError("width must be divisible by heads")
 

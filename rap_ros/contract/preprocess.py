@@ -21,6 +21,10 @@ JOBS = ("video_to_camera", "images_camera_to_video", "image_to_video_camera")
 
 # ---------------------------------------------------------------- images
 
+# uint8 grey of the letterbox padding (``pipeline.framing``, ``model.data.letterbox_cache``):
+# 128 is ~0 in the model's [-1, 1]
+LETTERBOX_PAD = 128
+
 
 def images_to_model(frames: np.ndarray) -> np.ndarray:
     """uint8 (..., H, W, 3) -> float32 (..., 3, H, W) in [-1, 1]."""

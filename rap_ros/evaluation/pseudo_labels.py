@@ -47,12 +47,14 @@ class PseudoLabels:
                                 recordings=self.report, **meta)
 
 
-def label_recording(path, clip_frames, size, stride=None, span=(0.0, 1.0), options=None):
+def label_recording(path, clip_frames, size, stride=None, span=(0.0, 1.0), options=None,
+                    framing="centre"):
     """Pose one recording with the odometry core and cut it into clips -> PseudoLabels.
 
     clip_frames: frames per clip (the model's window); size: the model's image side (px);
     stride: frames between clip starts (default clip_frames // 2); span: the fraction of the
-    recording used, e.g. (0.0, 0.6) to hold out the rest for measuring the adaptation.
+    recording used, e.g. (0.0, 0.6) to hold out the rest for measuring the adaptation;
+    framing: the fine-tuned weights' (``pipeline.framing``, "centre" or "letterbox").
     Raises InputError for an unreadable input or one without intrinsics.
     """
     options = options or InputOptions(groundtruth=False)
@@ -74,7 +76,7 @@ def label_recording(path, clip_frames, size, stride=None, span=(0.0, 1.0), optio
                 break
             result = odometry.push(rgb, stamp)
             tracked.append(result.health in TRACKED)
-            frame, K_model, _ = prepare_frames(rgb[None], source.K, size)
+            frame, K_model, _ = prepare_frames(rgb[None], source.K, size, framing)
             small.append(frame[0])
         c2w = np.asarray(odometry.trajectory(), np.float64)
     finally:
@@ -95,11 +97,12 @@ def label_recording(path, clip_frames, size, stride=None, span=(0.0, 1.0), optio
         report=[report])
 
 
-def label_recordings(paths, clip_frames, size, stride=None, span=(0.0, 1.0), log=print):
+def label_recordings(paths, clip_frames, size, stride=None, span=(0.0, 1.0), log=print,
+                     framing="centre"):
     """``label_recording`` over several recordings, concatenated -> PseudoLabels."""
     parts = []
     for path in paths:
-        labels = label_recording(path, clip_frames, size, stride, span)
+        labels = label_recording(path, clip_frames, size, stride, span, framing=framing)
         log(f"pseudo-labels: {path}: {labels.report[0]['frames_tracked']}/"
             f"{labels.report[0]['frames']} frames tracked, {len(labels.frames)} clips")
         parts.append(labels)

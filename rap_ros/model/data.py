@@ -33,6 +33,15 @@ from rap_ros.io.clip_cache import CACHE_VERSION, FrameCache  # noqa: F401 (the c
 from rap_ros.model.codec import encode_raxels_latent
 from rap_ros.synth import dataset
 
+# Letterboxed training clips (issue 12 "Full frame", ``letterbox_cache``): each rendered
+# square clip keeps the centred strip of one of these aspects (width / height: 4:3, 16:9,
+# 2:1, KITTI's 1226:370, and portrait 3:4, 9:16), the rest of the square padded, as the
+# letterbox framing (``pipeline.framing``) shows such an image to the model.
+LETTERBOX_ASPECTS = (4 / 3, 16 / 9, 2.0, 1226 / 370, 3 / 4, 9 / 16)
+# share of a letterbox fine-tune's synthetic batches drawn from the letterboxed clips (the
+# rest: the square clips, which letterboxing leaves as they are)
+LETTERBOX_SHARE = 0.6
+
 # Validation clips: held-out seeds (synth.dataset.held_out_seed), from an index far above the
 # ones evaluation tools start at, so reported validation numbers never use training seeds.
 VAL_INDEX_START = 500_000
@@ -109,6 +118,58 @@ def build_frame_cache(cache_dir, n: int, frames: int, size: int, workers: int = 
     return cache_dir
 
 
+def letterbox_box(aspect: float, size: int):
+    """(x0, y0, w, h) of the centred strip of aspect ``aspect`` (w / h) in an S x S image,
+    its longer side S: where the letterbox framing puts a w x h image (same offsets)."""
+    if aspect >= 1.0:
+        w, h = size, max(1, min(size, int(round(size / aspect))))
+    else:
+        w, h = max(1, min(size, int(round(size * aspect)))), size
+    return (size - w) // 2, (size - h) // 2, w, h
+
+
+def letterbox_cache(source_dir, cache_dir, seed: int = 0, aspects=LETTERBOX_ASPECTS,
+                    log=print):
+    """Letterboxed clips from a rendered square clip cache (issue 12 "Full frame"): clip i
+    gets an aspect drawn from ``aspects`` (rng [seed, i]); its frames keep the centred strip
+    of that aspect (``letterbox_box``), the rest set to ``preprocess.LETTERBOX_PAD``. That is
+    exactly the letterbox framing of the strip rendered on its own (the strip's longer side
+    is S: no resampling), with the same K (the strip's principal point lands back where it
+    was) and the renderer's field of view on the strip's longer side; the rays (raxels) of
+    the padding are the camera's. box.npy (N, 4) holds each clip's strip (x0, y0, w, h),
+    which the warp condition uses (``_clip_inputs``). Written once; returns the folder."""
+    from rap_ros.io.clip_cache import write_clip_cache
+    cache_dir = Path(cache_dir)
+    if (cache_dir / "meta.json").is_file() and (cache_dir / "box.npy").is_file():
+        return cache_dir
+    source = FrameCache(source_dir)
+    n, size = len(source), source.frames.shape[2]
+    frames = np.array(source.frames)                        # (N, T, S, S, 3), ~170 MB
+    boxes = np.zeros((n, 4), np.int64)
+    for i in range(n):
+        aspect = aspects[int(np.random.default_rng([seed, i]).integers(len(aspects)))]
+        x0, y0, w, h = boxes[i] = letterbox_box(aspect, size)
+        keep = np.zeros((size, size), bool)
+        keep[y0:y0 + h, x0:x0 + w] = True
+        frames[i][:, ~keep] = preprocess.LETTERBOX_PAD
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    np.save(cache_dir / "box.npy", boxes)
+    if source.depth is not None:
+        np.save(cache_dir / "depth.npy", np.asarray(source.depth))
+    write_clip_cache(cache_dir, frames, source.K, source.c2w, "letterbox",
+                     source=str(source_dir), aspects=[float(a) for a in aspects])
+    log(f"letterboxed {n} clips of {source_dir} -> {cache_dir}")
+    return cache_dir
+
+
+def _box(cache: FrameCache, i: int):
+    """Clip i's strip (x0, y0, w, h) in a letterboxed cache (box.npy), or None."""
+    if not hasattr(cache, "_boxes"):
+        path = Path(cache.dir) / "box.npy"
+        cache._boxes = np.load(path) if path.is_file() else None
+    return None if cache._boxes is None else tuple(int(v) for v in cache._boxes[i])
+
+
 def raxels_for(K, rel_c2w, size: int, encoding: str) -> np.ndarray:
     """Normalised raxels (T, 6, S, S) float32 of one clip."""
     return preprocess.normalize_raxels(encode_raxels(K, rel_c2w, size, size, encoding))
@@ -146,9 +207,20 @@ def _clip_inputs(cache: FrameCache, i: int, config, warp_clip, seed: int):
     motion = preprocess.motion_channels(frames, config)
     warp = None
     if warp_clip is not None:
-        warped, valid = warp_clip(np.random.default_rng([seed, i]), frames[0], cache.K[i],
-                                  cache.c2w[i], None if cache.depth is None
-                                  else np.asarray(cache.depth[i]))
+        frame0, K, depth = frames[0], cache.K[i], (None if cache.depth is None
+                                                   else np.asarray(cache.depth[i]))
+        box, extra = _box(cache, i), {}
+        if box is not None:  # a letterboxed clip: its strip is warped, framed as inference
+            x0, y0, w, h = box
+            frame0 = np.ascontiguousarray(frame0[y0:y0 + h, x0:x0 + w])
+            K = np.array(K, np.float64)
+            K[0, 2] -= x0
+            K[1, 2] -= y0
+            depth = None if depth is None else np.ascontiguousarray(
+                depth[y0:y0 + h, x0:x0 + w])
+            extra = {"size": config.image_size, "framing": "letterbox"}
+        warped, valid = warp_clip(np.random.default_rng([seed, i]), frame0, K,
+                                  cache.c2w[i], depth, **extra)
         warp = (warped, preprocess.warp_validity_channel(valid, config))
     return frames, rax, motion, warp
 

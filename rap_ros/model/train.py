@@ -23,6 +23,7 @@ torch.load(weights_only=True) (`rap_ros.model.checkpoint`); a missing or corrupt
 CheckpointError naming it.
 """
 import csv
+import dataclasses
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -558,6 +559,10 @@ def finetune_dit(run: Run, weights, real_cache, minutes, resume, max_steps=0,
     if warp:
         dit = add_warp_condition(dit, skip=run.config.model.warp_skip)
         config = dit.config
+    framing = getattr(run.config.model, "framing", "centre")
+    if config.framing != framing:  # the framing changes the data, not the networks
+        config = dataclasses.replace(config, framing=framing)
+        dit.config = config
     if config != run.config.model:
         raise ValueError(f"run config {run.config.model} is not the weights' {config}")
     cache, _ = ensure_caches(run)
@@ -570,7 +575,7 @@ def finetune_dit(run: Run, weights, real_cache, minutes, resume, max_steps=0,
     synthetic = encoded_clips(run, cache, codec, f"synthetic_{digest}", warp_clip)
     sources, mix, real_clips = [synthetic], [1.0], None
     if real_cache is not None:
-        real_clips = data_mod.FrameCache(real_cache)
+        real_clips = data_mod.FrameCache(real_cache)  # framed as run.config.model.framing
         if not len(real_clips):
             raise ValueError(f"no pseudo-labelled clips in {real_cache}: the odometry core "
                              "tracked no window of the recordings")
@@ -578,12 +583,22 @@ def finetune_dit(run: Run, weights, real_cache, minutes, resume, max_steps=0,
         sources.append(encoded_clips(run, real_clips, codec, f"real_{digest}_{labels}",
                                      warp_clip))
         mix = [1.0 - real_fraction, real_fraction]
+    if framing == "letterbox":  # square clips and their letterboxed strips (issue 12)
+        if run.main:
+            data_mod.letterbox_cache(run.dir / "cache", run.dir / "letterbox_cache",
+                                     seed=run.config.train.seed, log=run.log)
+        run.barrier()
+        boxed = data_mod.FrameCache(run.dir / "letterbox_cache")
+        sources.insert(1, encoded_clips(run, boxed, codec, f"letterbox_{digest}", warp_clip))
+        share = data_mod.LETTERBOX_SHARE
+        mix = [mix[0] * (1.0 - share), mix[0] * share] + mix[1:]
     dit.train()
     ema = fit_dit(run, codec, dit, sources, mix, minutes, resume, max_steps)
     out = run.dir / "rap_small.pt"
     if run.main:
         meta = {"finetuned_from": str(weights), "finetuned_from_sha256": file_sha256(weights),
-                "real_clips": len(sources[1]) if real_clips is not None else 0,
+                "framing": framing,
+                "real_clips": len(sources[-1]) if real_clips is not None else 0,
                 "real_fraction": real_fraction if real_clips is not None else 0.0,
                 "recordings": real_clips.meta.get("recordings", []) if real_clips else [],
                 "warp_condition": warp, "dit_weights": "ema"}

@@ -16,7 +16,7 @@ from rap_ros.contract import preprocess
 from rap_ros.geometry.cameras import relative_to_first
 from rap_ros.geometry.poses import mean_pose, pose_covariance
 from rap_ros.geometry.raxels import decode_raxels, encode_raxels
-from rap_ros.pipeline.framing import prepare_frames
+from rap_ros.pipeline.framing import framing_of, prepare_frames
 from rap_ros.pipeline.refine import refine_at_resolution
 from rap_ros.pipeline.sampling import (SAMPLERS, decode_raxel_latents, encode_raxel_latents,
                                        integrate_flow)
@@ -67,9 +67,16 @@ class TrajectoryPipeline:
     refine: refine each window's rotations and directions of travel against optical flow of
         the input frames, keeping the model's step lengths (``rap_ros.pipeline.refine``); the
         model's own poses stay in ``WindowEstimate.model_c2w``.
+    fit_padding: with letterbox weights (``config.framing``), also fit the cameras (and K)
+        to the raxels the model predicts in the padding (rays of the camera beyond the image,
+        seen by no pixel); default False: only the model pixels at least half inside the
+        image (``Framing.content_mask``) are fitted, as the padding's rays are extrapolated
+        from nothing the model sees (measured: no difference either way,
+        benchmarks/results/full_frame.md).
     """
 
-    def __init__(self, backend, steps=2, sampler="euler", samples=1, seed=0, refine=False):
+    def __init__(self, backend, steps=2, sampler="euler", samples=1, seed=0, refine=False,
+                 fit_padding=False):
         if sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
         if samples < 1 or steps < 1:
@@ -78,14 +85,16 @@ class TrajectoryPipeline:
         self.config = backend.config
         self.steps, self.sampler, self.samples = int(steps), sampler, int(samples)
         self.refine = bool(refine)
+        self.fit_padding = bool(fit_padding)
         self._rng = np.random.default_rng(seed)
         self._rng_lock = threading.Lock()
 
     def estimate_window(self, frames, K=None):
         """Cameras of one window.
 
-        frames: uint8 (T, H, W, 3) RGB, any size (centre-cropped to a square and
-            resized to S); T = 1 + temporal_factor * k.
+        frames: uint8 (T, H, W, 3) RGB, any size (framed as the weights say,
+            ``config.framing``: centre-cropped to a square, or letterboxed, and resized to
+            S); T = 1 + temporal_factor * k.
         K: (3, 3) intrinsics at H x W, or None to estimate them from the raxels.
         Returns a WindowEstimate.
         """
@@ -109,7 +118,7 @@ class TrajectoryPipeline:
         start = time.perf_counter()
 
         model_frames, K_model, framing = prepare_frames(frames.reshape(P * T, *frames.shape[2:]),
-                                                        K, S)
+                                                        K, S, framing_of(cfg))
         model_frames = model_frames.reshape(P, T, S, S, 3)
         timings["resize"] = time.perf_counter() - start
 
@@ -145,6 +154,8 @@ class TrajectoryPipeline:
 
         mark = time.perf_counter()
         raxels = preprocess.denormalize_raxels(decode_raxel_latents(backend, raxel, T))
+        if framing.padded and not self.fit_padding:  # NaN raxels are not fitted
+            raxels[..., ~framing.content_mask()] = np.nan
         decoded = decode_raxels(raxels.reshape(P * N * T, 6, S, S), K=K_model,
                                 encoding=cfg.raxel_encoding)
         timings["decode"] = time.perf_counter() - mark

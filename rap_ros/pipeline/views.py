@@ -7,8 +7,9 @@ source camera (OpenCV axes) at the contract's normalised scale
 (``geometry.relative_to_first``). What comes out depends on the preview mode
 (``PREVIEW_MODES``):
 
-* ``"model"``: the model's frames, (S, S, 3): the centred square of the source resized to S
-  (``framing``).
+* ``"model"``: the model's frames, (S, S, 3): the source framed as the weights say
+  (``framing``, ``config.framing``: its centred square, or the whole image letterboxed)
+  resized to S.
 * ``"warp"``: the source warped into each camera of the path (``warp``: rotation-only or
   plane homography, or a depth map's z-buffered splat), the pixels the warp has no data for
   filled from its neighbours; at the source's resolution (full frame, at most
@@ -41,8 +42,9 @@ from rap_ros.geometry.cameras import relative_to_first, scale_intrinsics
 from rap_ros.geometry.raxels import encode_raxels
 from rap_ros.geometry.rotations import rotation_angle_deg
 from rap_ros.metrics import psnr, ssim
-from rap_ros.pipeline.conditioning import in_model_view, warp_condition, warp_path
-from rap_ros.pipeline.framing import prepare_frames
+from rap_ros.pipeline.conditioning import (condition_source, condition_warps, warp_condition,
+                                           warp_path)
+from rap_ros.pipeline.framing import framing_of, prepare_frames
 from rap_ros.pipeline.sampling import SAMPLERS, encode_raxel_latents, integrate_flow
 from rap_ros.pipeline.trajectory import TrajectoryPipeline
 from rap_ros.pipeline.warp import composite, fill_invalid
@@ -92,6 +94,16 @@ class _Source:
     model_to_preview: np.ndarray  # (2, 3) affine: model pixel -> preview pixel
     model_valid: np.ndarray  # (h, w) bool: preview pixels the model's square covers
     source_shape: tuple  # (H, W) of the source as given
+    condition: tuple = None  # ``conditioning.condition_source`` of image (made when needed)
+
+
+@dataclass
+class _PathWarps:
+    """One path's warps: at the preview size for the previews (warp modes), and seen as the
+    model sees its frames for the model (guided, warp-conditioned); None where not needed."""
+
+    preview: tuple = None  # (warped (T, h, w, 3) uint8, valid (T, h, w) bool)
+    model_view: tuple = None  # (warped (T, S, S, 3) uint8, validity (T, S, S) float32)
 
 
 class ViewPipeline:
@@ -195,11 +207,12 @@ class ViewPipeline:
         return max(1, int(height * scale)), max(1, int(width * scale))
 
     def goal_view(self, goal, shape):
-        """The goal image (H, W, 3) uint8 framed as the previews of shape (h, w): the centre
-        square at S in "model" mode, resized to (h, w) otherwise."""
+        """The goal image (H, W, 3) uint8 framed as the previews of shape (h, w): in "model"
+        mode as the model frames its input (``config.framing``) at S, resized to (h, w)
+        otherwise."""
         goal = np.asarray(goal)
         if self.preview == "model":
-            return prepare_frames(goal[None], None, shape[0])[0][0]
+            return prepare_frames(goal[None], None, shape[0], framing_of(self.config))[0][0]
         if goal.shape[:2] == tuple(shape):
             return goal
         return cv2.resize(goal, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
@@ -233,7 +246,8 @@ class ViewPipeline:
         """The source at the model's size (its latent, unless warp mode) and at the
         preview size, with the map between them."""
         source = np.asarray(source)
-        source_model, K_model, _ = prepare_frames(source[None], K, self.config.image_size)
+        source_model, K_model, _ = prepare_frames(source[None], K, self.config.image_size,
+                                                  framing_of(self.config))
         latent = None
         if self.preview != "warp":
             latent = self.backend.encode(preprocess.images_to_model(source_model)[None])
@@ -257,32 +271,45 @@ class ViewPipeline:
         (``conditioning.warp_path``)."""
         return warp_path(prepared.image, prepared.K, rel_c2w, depth)
 
-    def _chunk_warps(self, prepared, rel_c2w, depths):
-        """(warped, valid) of each path in a warp mode or for a warp-conditioned model, else
-        None."""
-        if self.preview not in WARP_MODES and not self.conditioned:
+    def _chunk_warps(self, prepared, rel_c2w, depths, previews=True):
+        """The ``_PathWarps`` of each path: at the preview size in a warp mode (unless not
+        ``previews``), in the model's view for "guided" or a warp-conditioned model; None
+        when neither is needed. The model's view is warped from the source downscaled to
+        ``CONDITION_OVERSAMPLE`` pixels a model pixel (``conditioning.condition_warps``),
+        not from the preview's warp: the model sees S x S pixels only."""
+        preview = previews and self.preview in WARP_MODES
+        model = self.conditioned or self.preview == "guided"
+        if not (preview or model):
             return None
-        return [self._warp(prepared, path, depth) for path, depth in zip(rel_c2w, depths)]
+        if model and prepared.condition is None:
+            prepared.condition = condition_source(prepared.image, prepared.K,
+                                                  prepared.model_to_preview)
+        S = self.config.image_size
+        return [_PathWarps(
+            preview=self._warp(prepared, path, depth) if preview else None,
+            model_view=condition_warps(*prepared.condition, path, depth, S) if model else None)
+            for path, depth in zip(rel_c2w, depths)]
 
-    def _warps_and_validity_in_model_view(self, prepared, warps):
-        """The warps (list of p (warped, valid) pairs at the preview size), holes filled,
-        seen as the model sees its frames: uint8 (p, T, S, S, 3), and their validity there,
-        float32 (p, T, S, S) (``conditioning.in_model_view``)."""
-        views = [in_model_view(warped, valid, prepared.model_to_preview,
-                               self.config.image_size) for warped, valid in warps]
-        return np.stack([v[0] for v in views]), np.stack([v[1] for v in views])
+    @staticmethod
+    def _warps_and_validity_in_model_view(prepared, warps):
+        """The warps (list of p ``_PathWarps``) seen as the model sees its frames, holes
+        filled: uint8 (p, T, S, S, 3), and their validity there, float32 (p, T, S, S)
+        (``conditioning.condition_warps``)."""
+        return (np.stack([w.model_view[0] for w in warps]),
+                np.stack([w.model_view[1] for w in warps]))
 
     def _previews(self, prepared, rel_c2w, warps, model):
         """Previews (p, T, h, w, 3) of p paths in the pipeline's mode from the model's
         frames ``model`` (p, T, S, S, 3) (None in warp mode) and the ``warps`` (p
-        (warped, valid) pairs; None in model mode)."""
+        ``_PathWarps``; None in model mode)."""
         if self.preview == "model":
             return model
         h, w = prepared.image.shape[:2]
         out = np.empty(rel_c2w.shape[:2] + (h, w, 3), np.uint8)
-        for i, (path, (warped, valid)) in enumerate(zip(rel_c2w, warps)):
+        for i, (path, path_warps) in enumerate(zip(rel_c2w, warps)):
+            warped, valid = path_warps.preview
             for j in range(len(path)):
-                if self.preview == "warp":
+                if self.preview == "warp" or valid[j].all():  # all valid: the warp as is
                     out[i, j] = fill_invalid(warped[j], valid[j])
                     continue
                 model_full = cv2.warpAffine(model[i, j], prepared.model_to_preview, (w, h),
@@ -312,7 +339,7 @@ class ViewPipeline:
 
     def _model_frames(self, prepared, rel_c2w, noise, warps, guided=False):
         """The model's frames (p, T, S, S, 3) along p paths (p, T, 4, 4): from ``noise``, or
-        with ``guided`` from the ``warps`` (p (warped, valid) pairs) noised to ``guide_t``;
+        with ``guided`` from the ``warps`` (p ``_PathWarps``) noised to ``guide_t``;
         a warp-conditioned model is also fed the warps in its view (``conditioning``)."""
         in_view = self._warps_and_validity_in_model_view(prepared, warps) \
             if guided or self.conditioned else None
@@ -377,7 +404,7 @@ class ViewPipeline:
         prepared = self._prepare_source(source, K)
         if prepared.latent is None:  # warp mode: the consistency is the model's anyway
             source_model = prepare_frames(np.asarray(source)[None], K,
-                                          self.config.image_size)[0]
+                                          self.config.image_size, framing_of(self.config))[0]
             prepared.latent = self.backend.encode(
                 preprocess.images_to_model(source_model)[None])
         K_model = prepared.K_model
@@ -391,7 +418,7 @@ class ViewPipeline:
             estimates = self.estimator.estimate_batch(frames, K_model)
             c2w_est = np.stack([e.c2w for e in estimates])
             # a warp-conditioned model regenerates from the warps along the estimated poses
-            warps_est = self._chunk_warps(prepared, c2w_est, depths[chunk]) \
+            warps_est = self._chunk_warps(prepared, c2w_est, depths[chunk], previews=False) \
                 if self.conditioned else None
             regenerated = self._model_frames(prepared, c2w_est, noise_again[chunk], warps_est)
             shown = None if self.preview == "warp" else frames

@@ -19,6 +19,7 @@ A target camera with pose [R | t] sees a source-frame point X at R^T (X - t).
 * ``forward_warp_depth``: a depth map's points splatted into the target camera with a
   z-buffer (nearest surface wins), each point on the 4 pixels around its projection; the
   mask marks pixels that received a sample. Infinite depth (sky) warps as the rotation.
+  ``splat_source`` + ``splat``: the same, the per-source work done once for many cameras.
 * ``fallback_plane_depth``: the plane depth to use for a path without a depth estimate: the
   given depth, pushed beyond the path's furthest forward reach (a plane the camera drives
   through leaves nothing to see).
@@ -28,6 +29,7 @@ A target camera with pose [R | t] sees a source-frame point X at R^T (X - t).
   feathered band along the edge of the valid region.
 """
 import functools
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -124,118 +126,166 @@ def forward_warp_depth(image, depth, K_source, rel_c2w, K_target=None, size=None
     Each source pixel is projected into the target and written to the pixel its projection
     rounds to; pixels left empty then take the nearest of the points whose projection lies
     within one pixel (closing the cracks of up to 2x magnification). Where several land on
-    one pixel the nearest to the target camera wins. Returns (warped (h, w, 3)
-    uint8, zeros where nothing landed; valid (h, w) bool: pixels that received a sample).
+    one pixel the nearest to the target camera wins (depths compared in float32, ties to
+    the lowest source pixel). Returns (warped (h, w, 3) uint8, zeros where nothing landed;
+    valid (h, w) bool: pixels that received a sample). Warping one source into several
+    cameras: ``splat_source`` once, then ``splat`` per camera (the same result).
     """
+    return splat(splat_source(image, depth), K_source, rel_c2w, K_target, size)
+
+
+@dataclass(frozen=True)
+class SplatSource:
+    """A source image prepared for ``splat``: its inverse z-depth (H, W) float32 (0: no
+    surface) and its colours packed one uint32 a pixel (RGB0, row-major) with a zero (no
+    colour) appended: (H * W + 1,)."""
+
+    inverse: np.ndarray
+    colours: np.ndarray
+
+
+def splat_source(image, depth):
+    """``image`` (H, W, 3) uint8 and its z-depth ``depth`` (H, W) (inf, 0, negative or NaN:
+    no surface) prepared for ``splat``: the per-source work of a forward warp, done once for
+    all the cameras a source is warped into."""
     image = np.asarray(image)
     H, W = image.shape[:2]
-    size = (H, W) if size is None else tuple(size)
-    h, w = size
+    depth = np.asarray(depth)
+    if depth.shape != (H, W):
+        raise ValueError(f"depth must be {(H, W)}, got {depth.shape}")
+    depth = depth.astype(np.float32, copy=False)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        inverse = np.float32(1.0) / depth
+    inverse[~(np.isfinite(depth) & (depth > 0))] = 0.0
+    colours = np.zeros((H * W + 1, 4), np.uint8)
+    colours[:-1, :3] = image.reshape(-1, 3)
+    return SplatSource(inverse=inverse, colours=colours.view(np.uint32).reshape(-1))
+
+
+_NO_KEY = np.iinfo(np.uint64).max
+_LOW = np.uint64(0xFFFFFFFF)
+_CORNERS = np.array([[0, 1, 0, 1], [0, 0, 1, 1]], np.float32)[..., None]  # (dx, dy) of 4
+
+
+def splat(source, K_source, rel_c2w, K_target=None, size=None):
+    """``forward_warp_depth`` of a ``splat_source`` into the target camera rel_c2w (size
+    (h, w), intrinsics K_target: default the source's).
+
+    A source pixel (u, v) of inverse depth i lands where K_t R^T (K_s^-1 (u, v, 1) - t i)
+    points: the homography at infinity K_t R^T K_s^-1 applied to (u, v, 1) (a row plus a
+    column: cheap) minus the parallax K_t R^T t i, in float32. The z-buffer packs each
+    sample's target depth (its float32 bits: ordered as the positive floats are) above its
+    source index into one uint64, so one ``np.minimum.at`` finds the nearest sample, ties to
+    the lowest index."""
+    H, W = source.inverse.shape
+    h, w = (H, W) if size is None else tuple(size)
     R, t = _check_pose(rel_c2w)
     K_source = np.asarray(K_source, dtype=np.float64)
     K_target = K_source if K_target is None else np.asarray(K_target, dtype=np.float64)
-    depth = np.asarray(depth, dtype=np.float64)
-    if depth.shape != (H, W):
-        raise ValueError(f"depth must be {(H, W)}, got {depth.shape}")
-    inverse = np.where(np.isfinite(depth) & (depth > 0), 1.0 / np.where(depth > 0, depth, 1.0),
-                       0.0).reshape(-1)
-    rays = _pixel_rays(H, W, tuple(K_source.ravel()))  # (3, H * W), z = 1
-    # target camera coordinates divided by the source depth: R^T (ray - t / z)
-    q = _times(R.T, rays - np.outer(t, inverse))
-    colour = image.reshape(-1, 3)
-    front = q[2] > 1e-9
-    if not front.all():
-        q, inverse, colour = q[:, front], inverse[front], colour[front]
-    p = _times(K_target, q / q[2])
-    z = q[2] / np.maximum(inverse, 1e-300)  # target z-depth (huge for points at infinity)
-    warped = np.zeros((h * w, 3), np.uint8)
-    valid = np.zeros(h * w, bool)
+    RtKinv = R.T @ np.linalg.inv(K_source)
+    M = (K_target @ RtKinv).astype(np.float32)      # rows 0, 1: target pixel numerators
+    e = (K_target @ R.T @ t).astype(np.float32)     # their parallax per unit inverse depth
+    m2, e2 = RtKinv[2].astype(np.float32), np.float32((R.T @ t)[2])
+    u, v = _pixel_grid(H, W)
+    inverse = source.inverse
+    q2 = (m2[0] * u + (m2[1] * v + m2[2])) - e2 * inverse     # target z over source z
+    front = q2 > 1e-9
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        scale = np.float32(1.0) / np.where(front, q2, np.float32(1.0))
+        px = ((M[0, 0] * u + (M[0, 1] * v + M[0, 2])) - e[0] * inverse) * scale
+        py = ((M[1, 0] * u + (M[1, 1] * v + M[1, 2])) - e[1] * inverse) * scale
+        # target z-depth (huge for points at infinity, which stay behind every surface)
+        z = q2 / np.maximum(inverse, np.float32(1e-30))
+    px, py, z, front = px.reshape(-1), py.reshape(-1), z.reshape(-1), front.reshape(-1)
+    zbits = z.view(np.uint32)
     # first the pixel each point rounds to
-    xr, yr = np.round(p[0]).astype(np.int64), np.round(p[1]).astype(np.int64)
-    inside = np.flatnonzero((xr >= 0) & (xr < w) & (yr >= 0) & (yr < h))
-    pixels, winners = _nearest_per_pixel(yr[inside] * w + xr[inside], inside, z, h * w)
-    warped[pixels] = colour[winners]
-    valid[pixels] = True
+    xr, yr = np.rint(px), np.rint(py)
+    inside = front & (xr >= 0) & (xr <= w - 1) & (yr >= 0) & (yr <= h - 1)
+    pixel = (yr * np.float32(w) + xr)[inside].astype(np.intp)   # exact below 2^24 pixels
+    nearest = _nearest_keys(pixel, np.flatnonzero(inside), zbits, h * w)
+    if h * w < 2 ** 24 and not (nearest == _NO_KEY).any():
+        return _unpack(nearest, source.colours, h, w)
     # then, for the cracks only, the 4 pixels around each point: only points next to one
-    # (a crack within the 3 x 3 pixels around the pixel a point rounds to) can fill it
+    # (a crack within the 3 x 3 pixels around the pixel a point rounds to; points further
+    # than a pixel outside the image reach no pixel of it) can fill it
+    valid = nearest != _NO_KEY
     hole = cv2.dilate((~valid).reshape(h, w).astype(np.uint8), np.ones((3, 3), np.uint8))
-    near = np.flatnonzero(hole[np.clip(yr, 0, h - 1), np.clip(xr, 0, w - 1)])
+    reach = np.flatnonzero(front & (px > -1) & (px < w) & (py > -1) & (py < h))
+    around = (np.clip(yr[reach], 0, h - 1) * np.float32(w)
+              + np.clip(xr[reach], 0, w - 1)).astype(np.intp)
+    near = reach[hole.reshape(-1)[around].astype(bool)]
     if len(near):
-        x0 = np.floor(p[0, near]).astype(np.int64)
-        y0 = np.floor(p[1, near]).astype(np.int64)
-        targets, sources = [], []
-        for dx in (0, 1):
-            for dy in (0, 1):
-                xi, yi = x0 + dx, y0 + dy
-                ok = np.flatnonzero((xi >= 0) & (xi < w) & (yi >= 0) & (yi < h))
-                pixel = yi[ok] * w + xi[ok]
-                keep = ~valid[pixel]
-                targets.append(pixel[keep])
-                sources.append(near[ok[keep]])
-        pixels, winners = _nearest_per_pixel(np.concatenate(targets), np.concatenate(sources),
-                                             z, h * w)
-        warped[pixels] = colour[winners]
-        valid[pixels] = True
-    return warped.reshape(h, w, 3), valid.reshape(h, w)
+        x = np.floor(px[near]) + _CORNERS[0]                          # (4, n): the 4 pixels
+        y = np.floor(py[near]) + _CORNERS[1]
+        ok = (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
+        pixel = (y * np.float32(w) + x)[ok].astype(np.intp)
+        near = np.broadcast_to(near, ok.shape)[ok]
+        keep = ~valid[pixel]
+        _nearest_keys(pixel[keep], near[keep], zbits, h * w, out=nearest)  # holes only
+    return _unpack(nearest, source.colours, h, w)
 
 
-def _times(M, X):
-    """M (3, 3) @ X (3, N), row by row without BLAS: a BLAS matrix product this long wakes
-    OpenBLAS's thread pool, which on a busy 2-core machine made the warp 1.5x slower
-    (measured)."""
-    return M[:, :1] * X[0] + M[:, 1:2] * X[1] + M[:, 2:] * X[2]
+def _nearest_keys(targets, sources, zbits, count, out=None):
+    """z-buffer: for each of ``count`` pixels the least key (depth bits << 32 | source
+    index) of the samples ``sources`` (M,) landing on it (``targets`` (M,)), ``_NO_KEY``
+    where none does (``out``: lowered in place). ``zbits``: every source's target depth as
+    uint32 bits (float32 >= 0). Unbuffered ``np.minimum.at``: linear in M, no sort."""
+    keys = (zbits[sources].astype(np.uint64) << np.uint64(32)) | sources.astype(np.uint64)
+    nearest = np.full(count, _NO_KEY, np.uint64) if out is None else out
+    np.minimum.at(nearest, targets, keys)
+    return nearest
+
+
+def _unpack(nearest, colours, h, w):
+    """(warped (h, w, 3) uint8, valid (h, w) bool) from the z-buffer's keys: each pixel
+    the colour of its winning source, zeros (the appended colour) where none won."""
+    index = np.minimum(nearest & _LOW, np.uint64(len(colours) - 1)).astype(np.intp)
+    packed = colours[index].view(np.uint8).reshape(h, w, 4)
+    return cv2.cvtColor(packed, cv2.COLOR_RGBA2RGB), (nearest != _NO_KEY).reshape(h, w)
 
 
 @functools.lru_cache(maxsize=8)
-def _pixel_rays(height, width, K_values):
-    """K^-1 (u, v, 1) of every pixel, row-major: (3, height * width) float64, read-only
-    (cached: a path warps one source into T cameras)."""
-    v, u = np.mgrid[:height, :width].reshape(2, -1).astype(np.float64)
-    K = np.array(K_values, dtype=np.float64).reshape(3, 3)
-    rays = np.linalg.inv(K) @ np.stack([u, v, np.ones_like(u)])
-    rays.flags.writeable = False
-    return rays
-
-
-def _nearest_per_pixel(targets, sources, z, count):
-    """z-buffer: for each pixel (< count) some sample lands on (``targets`` (M,) pixel index
-    of sample ``sources`` (M,), whose depth is ``z[sources]``), the sample of least depth,
-    ties to the lowest source index. Returns (pixels (n,), winning sources (n,)). Unbuffered
-    ``np.minimum.at`` instead of sorting: linear in M."""
-    depth = z[sources]
-    nearest = np.full(count, np.inf)
-    np.minimum.at(nearest, targets, depth)
-    best = depth == nearest[targets]
-    none = np.iinfo(np.int64).max
-    winner = np.full(count, none, np.int64)
-    np.minimum.at(winner, targets[best], sources[best])
-    pixels = np.flatnonzero(winner != none)
-    return pixels, winner[pixels]
+def _pixel_grid(height, width):
+    """Pixel coordinates u (1, width) and v (height, 1), float32, read-only (cached)."""
+    u = np.arange(width, dtype=np.float32)[None, :]
+    v = np.arange(height, dtype=np.float32)[:, None]
+    u.flags.writeable = v.flags.writeable = False
+    return u, v
 
 
 def fill_invalid(image, valid, levels=12):
     """``image`` (h, w, 3) uint8 with the pixels where ``valid`` is False filled from the
     valid ones (push-pull: valid-weighted averages over an image pyramid, the finest level
-    that has data wins). Valid pixels are kept; no valid pixel at all: returned as is."""
+    that has data wins). Valid pixels are kept; no valid pixel at all: returned as is.
+
+    Colour and weight go down the pyramid together (one 4-channel ``cv2.pyrDown`` a level);
+    at the finest level an invalid pixel has no weight, so it takes the level above's fill
+    as it is: that level's blend is skipped (the same result, a fraction of the time)."""
     valid = np.asarray(valid, bool)
     if valid.all() or not valid.any():
         return np.asarray(image).copy()
-    weight = valid.astype(np.float32)
-    colour = np.asarray(image, np.float32) * weight[..., None]
-    pyramid = [(colour, weight)]
+    image = np.ascontiguousarray(image, np.uint8)
+    mask = valid.astype(np.uint8)
+    layer = cv2.merge([image, mask])  # (colour, weight) * valid: exact in uint8
+    pyramid = [cv2.bitwise_and(layer, layer, mask=mask).astype(np.float32)]
     for _ in range(levels):
-        c, wgt = pyramid[-1]
-        if min(wgt.shape) < 2:
+        if min(pyramid[-1].shape[:2]) < 2:
             break
-        pyramid.append((cv2.pyrDown(c), cv2.pyrDown(wgt)))
-    c, wgt = pyramid[-1]
+        pyramid.append(cv2.pyrDown(pyramid[-1]))
+    c, wgt = pyramid[-1][..., :3], pyramid[-1][..., 3]
     filled = c / np.maximum(wgt, 1e-6)[..., None]
-    for c, wgt in reversed(pyramid[:-1]):
+    for level in reversed(pyramid[1:-1]):
+        c, wgt = level[..., :3], level[..., 3]
         up = cv2.resize(filled, (wgt.shape[1], wgt.shape[0]), interpolation=cv2.INTER_LINEAR)
         known = np.clip(wgt, 0.0, 1.0)[..., None]
         filled = c / np.maximum(wgt, 1e-6)[..., None] * known + up * (1 - known)
-    out = np.where(valid[..., None], image, np.clip(np.round(filled), 0, 255))
-    return out.astype(np.uint8)
+    if len(pyramid) > 1:  # the finest level: its invalid pixels take the fill above as is
+        filled = cv2.resize(filled, (valid.shape[1], valid.shape[0]),
+                            interpolation=cv2.INTER_LINEAR)
+    out = image.copy()
+    holes = np.flatnonzero(~valid)
+    out.reshape(-1, 3)[holes] = np.clip(np.round(filled.reshape(-1, 3)[holes]), 0, 255)
+    return out
 
 
 def feather_weights(valid, feather_px):
@@ -259,14 +309,24 @@ def composite(warped, valid, fallback, fallback_valid=None, feather_px=4.0):
     valid = np.asarray(valid, bool)
     if valid.all():
         return np.asarray(warped).copy()
+    warped = np.ascontiguousarray(warped, np.uint8)
+    inside = valid.astype(np.uint8)
     fallback = np.asarray(fallback)
     if fallback_valid is None:
-        base = fallback
+        base = np.ascontiguousarray(fallback, np.uint8)
     else:
         fallback_valid = np.asarray(fallback_valid, bool)
-        base = np.where(fallback_valid[..., None], fallback,
-                        np.where(valid[..., None], warped, 0)).astype(np.uint8)
+        # the fallback where it has data, else the warp where it has, else nothing: filled
+        base = cv2.copyTo(warped, inside, np.zeros_like(warped))
+        base = cv2.copyTo(np.ascontiguousarray(fallback, np.uint8),
+                          fallback_valid.astype(np.uint8), base)
         base = fill_invalid(base, fallback_valid | valid)
-    weight = feather_weights(valid, feather_px)[..., None]
-    out = weight * np.asarray(warped, np.float32) + (1 - weight) * base.astype(np.float32)
-    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+    weight = feather_weights(valid, feather_px)
+    out = cv2.copyTo(warped, inside, base.copy())  # weight 1 or 0 outside the band
+    band = np.flatnonzero((weight > 0) & (weight < 1))
+    if len(band):
+        a = weight.reshape(-1)[band, None]
+        mixed = a * warped.reshape(-1, 3)[band].astype(np.float32) \
+            + (1 - a) * base.reshape(-1, 3)[band].astype(np.float32)
+        out.reshape(-1, 3)[band] = np.clip(np.round(mixed), 0, 255).astype(np.uint8)
+    return out

@@ -168,8 +168,11 @@ def _preview(bag, out, args):
     previews = [np.stack([image_to_rgb8(f) for f in view.frames]) for view in response.previews]
     real = np.stack([f for _, f in frames[start:start + T]])
     h, w = previews[0].shape[1:3]
-    if h == w and real.shape[1] != real.shape[2]:  # model previews: the centre square
-        truth, _, _ = prepare_frames(real, None, h)
+    if h == w and real.shape[1] != real.shape[2]:  # model previews: the model's framing
+        from rap_ros.backend.shared import get_backend
+        from rap_ros.pipeline.framing import framing_of
+        framing = framing_of(get_backend(args.backend).config)
+        truth, _, _ = prepare_frames(real, None, h, framing)
     else:  # full-frame previews, at their size
         truth = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in real])
     errors = []

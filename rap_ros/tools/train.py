@@ -22,6 +22,10 @@ with ``model.warp_condition`` on: the denoiser gains a zero-initialised input fo
 image warped into each target camera (``pipeline.conditioning``) and learns it on synthetic
 clips (plus the recordings' clips with ``--finetune``). Weights that have the warp condition
 already (the shipped ones) keep it, and ``--finetune`` trains them with the warps.
+
+``--framing letterbox`` (issue 12 "Full frame") makes the fine-tuned weights see the whole
+image letterboxed (``pipeline.framing``; saved as ``framing`` in their config) and adds
+letterboxed synthetic clips of varied aspects to the square ones (``model.data.letterbox_cache``).
 """
 import sys
 from pathlib import Path
@@ -78,6 +82,11 @@ def register(subparsers):
                         help="with --warp-condition: also the zero-initialised skip from the "
                              "warp's latents to the denoiser's clean-video head "
                              "(model.warp_skip)")
+    parser.add_argument("--framing", choices=("centre", "letterbox"), default=None,
+                        help="with --finetune or --warp-condition: how the fine-tuned weights "
+                             "frame their input (model.framing, issue 12 \"Full frame\"): "
+                             "letterbox adds letterboxed synthetic clips (varied aspects) to "
+                             "the square ones (default: the weights' own framing)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar / console log")
     parser.set_defaults(func=main)
 
@@ -90,6 +99,10 @@ def main(args) -> int:
     args.warp_condition = args.warp_condition or args.warp_skip
     if args.finetune or args.warp_condition:
         return finetune(args)
+    if args.framing:
+        print("rap-ros train: error: --framing needs --finetune or --warp-condition (a "
+              "fine-tune of weights)", file=sys.stderr)
+        return 1
     name = Path(args.config).stem
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / name
     try:
@@ -136,12 +149,16 @@ def finetune(args) -> int:
             model_config = type(model_config).from_dict(
                 {**model_config.to_dict(), "warp_condition": True,
                  "warp_skip": args.warp_skip or model_config.warp_skip})
+        if args.framing:
+            model_config = type(model_config).from_dict(
+                {**model_config.to_dict(), "framing": args.framing})
         config = RunConfig(model_config, load_run_config(config_name, args.set).train)
         if not 0.0 < args.real_fraction <= 1.0:
             raise ValueError(f"--real-fraction must be in (0, 1], got {args.real_fraction}")
         if args.finetune and not (args.resume and (real_cache / "meta.json").is_file()):
             labels = label_recordings(args.finetune, model_config.frames,
-                                      model_config.image_size, span=tuple(args.span))
+                                      model_config.image_size, span=tuple(args.span),
+                                      framing=model_config.framing)
             labels.save(real_cache, span=list(args.span))
         run = train.Run(run_dir, config, quiet=args.quiet)
         run.log(f"fine-tune {weights} on {', '.join(map(str, args.finetune or ['synthetic']))}"
