@@ -144,7 +144,8 @@ def test_focal_self_calibration_finds_the_focal_a_turning_window_observes(start)
     K, poses, points, kf, lm, uv = _focal_window(turn_deg=3, sideways=0.2)
     K0 = K.copy()
     K0[0, 0] = K0[1, 1] = start * K[0, 0]
-    result = refine_focal(BAProblem(K0, poses, {0}, points, kf, lm, uv))
+    result = refine_focal(BAProblem(K0, poses, {0}, points, kf, lm, uv),
+                          WindowBundleAdjuster().pixel_noise)
     assert result is not None
     assert abs(result.K[0, 0] / K[0, 0] - 1) < 0.02 and result.focal_sigma < 0.02 * K[0, 0]
     assert result.K[0, 2] == K0[0, 2] and result.K[1, 1] == result.K[0, 0]
@@ -159,7 +160,8 @@ def test_focal_self_calibration_refuses_pure_translation():
     K, poses, points, kf, lm, uv = _focal_window(turn_deg=0, sideways=0.2)
     K0 = K.copy()
     K0[0, 0] = K0[1, 1] = 1.5 * K[0, 0]
-    assert refine_focal(BAProblem(K0, poses, {0}, points, kf, lm, uv)) is None
+    assert refine_focal(BAProblem(K0, poses, {0}, points, kf, lm, uv),
+                          WindowBundleAdjuster().pixel_noise) is None
 
 
 def test_core_calibrates_its_focal_without_camera_info(drive):

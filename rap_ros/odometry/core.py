@@ -726,7 +726,7 @@ class VisualOdometry:
         self._focal_tried_at = newest
         self._focal_attempts += 1
         start = time.perf_counter()
-        result = refine_focal(self._ba_problem(), cfg.ba_pixel_sigma, cfg.ba_huber,
+        result = refine_focal(self._ba_problem(), self.ba.pixel_noise,
                               max_sigma_rel=cfg.focal_max_sigma)
         self.stats["focal_seconds"] += time.perf_counter() - start
         if result is None:

@@ -24,6 +24,7 @@ import gtsam
 import numpy as np
 
 from rap_ros.odometry.backend import BAProblem
+from rap_ros.odometry.twoview import project
 
 X = gtsam.symbol_shorthand.X
 L = gtsam.symbol_shorthand.L
@@ -47,9 +48,11 @@ class FocalResult:
     seconds: float
 
 
-def refine_focal(problem: BAProblem, pixel_sigma=1.0, huber=1.345, iterations=8,
+def refine_focal(problem: BAProblem, pixel_noise, iterations=8,
                  max_sigma_rel=0.05, min_landmarks=30, max_depth=40.0, max_landmarks=150):
-    """The window ``problem`` solved with the focal length free (see the module docstring).
+    """The window ``problem`` solved with the focal length free (see the module docstring);
+    ``pixel_noise``: the reprojection noise model (the back end's,
+    ``WindowBundleAdjuster.pixel_noise``).
 
     Only landmarks seen by at least 3 keyframes (the ``max_landmarks`` seen by most), in
     front of every keyframe that sees them and nearer than ``max_depth``
@@ -77,9 +80,6 @@ def refine_focal(problem: BAProblem, pixel_sigma=1.0, huber=1.345, iterations=8,
         return None
     keep &= np.isin(problem.obs_lm, np.fromiter(used, np.int64, len(used)))
 
-    pixel_noise = gtsam.noiseModel.Robust.Create(
-        gtsam.noiseModel.mEstimator.Huber.Create(huber),
-        gtsam.noiseModel.Isotropic.Sigma(2, pixel_sigma))
     graph = gtsam.NonlinearFactorGraph()
     values = gtsam.Values()
     f0 = 0.5 * (K[0, 0] + K[1, 1])
@@ -143,7 +143,6 @@ def _near_and_in_front(problem, max_depth):
         ids = [i for i in problem.obs_lm[mine].tolist() if i in problem.points]
         if not ids:
             continue
-        X = np.array([problem.points[i] for i in ids])
-        z = (X - c2w[:3, 3]) @ c2w[:3, 2]  # depth along the optical axis
+        _, z = project(problem.K, c2w, np.array([problem.points[i] for i in ids]))
         bad.update(np.asarray(ids)[(z <= 0) | (z > max_depth)].tolist())
     return ~np.isin(problem.obs_lm, np.fromiter(bad, np.int64, len(bad)))
