@@ -308,7 +308,7 @@ def test_guided_previews_start_from_the_warp(backend, street):
     near = ViewPipeline(backend, preview="guided", guide_t=0.05, seed=4)
     prepared = near._prepare_source(source, K)
     warps = near._chunk_warps(prepared, path[None], [5.0])
-    guide = near._warps_and_validity_in_model_view(prepared, warps)[0]
+    guide = near._warps_and_validity_in_model_view(warps)[0]
     frames = near._predict_chunk(prepared.latent, prepared.K_model, path[None],
                                  near._draw_noise(1, T), guide)
     unguided = near._predict_chunk(prepared.latent, prepared.K_model, path[None],

@@ -291,7 +291,7 @@ class ViewPipeline:
             for path, depth in zip(rel_c2w, depths)]
 
     @staticmethod
-    def _warps_and_validity_in_model_view(prepared, warps):
+    def _warps_and_validity_in_model_view(warps):
         """The warps (list of p ``_PathWarps``) seen as the model sees its frames, holes
         filled: uint8 (p, T, S, S, 3), and their validity there, float32 (p, T, S, S)
         (``conditioning.condition_warps``)."""
@@ -341,7 +341,7 @@ class ViewPipeline:
         """The model's frames (p, T, S, S, 3) along p paths (p, T, 4, 4): from ``noise``, or
         with ``guided`` from the ``warps`` (p ``_PathWarps``) noised to ``guide_t``;
         a warp-conditioned model is also fed the warps in its view (``conditioning``)."""
-        in_view = self._warps_and_validity_in_model_view(prepared, warps) \
+        in_view = self._warps_and_validity_in_model_view(warps) \
             if guided or self.conditioned else None
         guide = in_view[0] if guided else None
         warp = warp_condition(self.backend, *in_view) if self.conditioned else None
