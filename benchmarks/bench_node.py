@@ -37,9 +37,12 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--methods", nargs="+", default=["geometry", "rap"])
     parser.add_argument("--out", default=str(RESULTS / "node_latency"))
+    parser.add_argument("--node-param", action="append", default=[], metavar="NAME:=VALUE",
+                        help="a trajectory_estimator parameter for every run (repeatable)")
     args = parser.parse_args(argv)
     command = "python benchmarks/bench_node.py " + " ".join(argv or sys.argv[1:])
 
+    node_params = dict(p.split(":=", 1) for p in args.node_param)
     rows = []
     with tempfile.TemporaryDirectory() as work:
         start = time.perf_counter()
@@ -51,7 +54,8 @@ def main(argv=None):
         for method in args.methods:
             result = evaluate_live_input(bag, pathlib.Path(work, method), InputOptions(),
                                          RunOptions(method=method, progress=False),
-                                         LiveOptions(rate=1.0, settle_s=3.0), method)
+                                         LiveOptions(rate=1.0, settle_s=3.0,
+                                                     node_params=node_params), method)
             live = result.get("live", {})
             values = next((v for k, v in live.get("diagnostics", {}).items()
                            if "trajectory" in k), {})

@@ -90,7 +90,7 @@ def run_method(method, frames, K, config=None):
                  health={s: int(sum(r.health == s for r in results))
                          for s in ("initialising", "ok", "degraded", "lost")},
                  recovered=int(sum(r.recovered for r in results)),
-                 ba_failures=vo.ba.failures, ba_fallbacks=vo.ba.fallbacks,
+                 ba_failures=vo.stats["ba_failures"], ba_fallbacks=vo.stats["ba_fallbacks"],
                  fx_used=float(vo.K[0, 0]) if vo.K is not None else None)
     vo.close()
     return est, tracked, seconds, extra

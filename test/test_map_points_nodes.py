@@ -182,7 +182,7 @@ def test_map_points_follow_the_published_poses_transform(model_spec):
             Parameter("base_frame", value=""), Parameter("scale", value=2.0)])
         try:
             mount = node.T_base_camera_parameters
-            node._T_odom_start = geo.matrix_from_xyz_rpy((1.0, -2.0, 0.5), (0.1, 0.0, 0.7))
+            node.mount.T_odom_start = geo.matrix_from_xyz_rpy((1.0, -2.0, 0.5), (0.1, 0.0, 0.7))
             pose = geo.matrix_from_xyz_rpy((0.3, 0.2, 1.5), (0.0, 0.4, -0.2))
             node.anchor.set_scale(0.5, pose)  # re-anchored at a pose, as wheel odometry does
             points = np.random.default_rng(0).normal(size=(20, 3)) * 4
@@ -190,8 +190,8 @@ def test_map_points_follow_the_published_poses_transform(model_spec):
             for X in points:
                 T = np.eye(4)
                 T[:3, 3] = X
-                expected.append(node.child_pose(T, mount)[:3, 3])
-            np.testing.assert_allclose(node.odom_points(points, mount), expected, atol=1e-9)
+                expected.append(node.mount.child_pose(T, mount)[:3, 3])
+            np.testing.assert_allclose(node.mount.odom_points(points, mount), expected, atol=1e-9)
         finally:
             node.destroy_node()
     finally:

@@ -307,14 +307,14 @@ def test_scale_is_settable_at_run_time():
             mount = node.T_base_camera_parameters
             step = np.eye(4)
             step[2, 3] = 1.0  # one odometry unit along the optical axis = base x
-            before = node.child_pose(step, mount)
+            before = node.mount.child_pose(step, mount)
             node._last_camera_pose = step
             result = node.set_parameters([Parameter("scale", value=2.0)])[0]
             assert result.successful and node.anchor.scale == 2.0
-            np.testing.assert_allclose(node.child_pose(step, mount), before, atol=1e-12)
+            np.testing.assert_allclose(node.mount.child_pose(step, mount), before, atol=1e-12)
             two = step.copy()
             two[2, 3] = 2.0
-            np.testing.assert_allclose(node.child_pose(two, mount)[:3, 3], [3.0, 0, 0],
+            np.testing.assert_allclose(node.mount.child_pose(two, mount)[:3, 3], [3.0, 0, 0],
                                        atol=1e-12)
             refused = node.set_parameters([Parameter("scale", value=-1.0)])[0]
             assert not refused.successful and node.anchor.scale == 2.0

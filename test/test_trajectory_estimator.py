@@ -236,11 +236,11 @@ def test_published_frames_follow_rep103(model_spec):
             run = np.tile(np.eye(4), (2, 1, 1))
             run[1, 2, 3] = 1.0  # one model unit forward along the optical axis
             mount = node.T_base_camera_parameters
-            poses = [node.child_pose(T, mount) for T in run]
+            poses = [node.mount.child_pose(T, mount) for T in run]
             np.testing.assert_allclose(poses[0], np.eye(4), atol=1e-12)
             np.testing.assert_allclose(poses[1][:3, 3], [2.0, 0.0, 0.0], atol=1e-12)
             np.testing.assert_allclose(mount[:3, 2], [1, 0, 0], atol=1e-12)
-            assert node._child_frame("camera_optical_frame") == "base_link"
+            assert node.mount.child_frame("camera_optical_frame") == "base_link"
         finally:
             node.destroy_node()
         bad = [Parameter("backend", value=model_spec[0]), Parameter("method", value="model"),

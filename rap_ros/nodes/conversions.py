@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Pose, PoseStamped, TransformStamped
-from nav_msgs.msg import Path
+from nav_msgs.msg import Odometry, Path
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 
 from rap_ros.geometry.rotations import project_to_so3, quat_from_matrix
@@ -138,6 +138,36 @@ def matrix_to_transform(T, stamp=None, parent: str = "", child: str = "") -> Tra
     r = msg.transform.rotation
     r.x, r.y, r.z, r.w = (float(v) for v in q)
     return msg
+
+
+def matrix_to_odometry(T, stamp=None, frame_id: str = "", child: str = "") -> Odometry:
+    """4x4 T_frame_child -> nav_msgs/Odometry with that pose (covariance and twist zero)."""
+    msg = Odometry(child_frame_id=child)
+    msg.pose.pose = matrix_to_pose(T)
+    if stamp is not None:
+        msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    return msg
+
+
+def null_odometry(stamp, frame_id: str, child: str, variance: float) -> Odometry:
+    """rtabmap's "tracking lost" message: a null pose (zeros, including the quaternion) and
+    ``variance`` (its 9999) on the covariances' diagonals, so fusion (robot_localization)
+    ignores it."""
+    msg = Odometry(child_frame_id=child)
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    msg.pose.pose.orientation.w = 0.0
+    msg.pose.covariance = [float(v) for v in (np.eye(6) * variance).ravel()]
+    msg.twist.covariance = [float(v) for v in (np.eye(6) * variance).ravel()]
+    return msg
+
+
+def set_twist(odometry: Odometry, linear, angular) -> None:
+    """Fill an Odometry's twist (child frame, m/s and rad/s)."""
+    twist = odometry.twist.twist
+    twist.linear.x, twist.linear.y, twist.linear.z = (float(v) for v in linear)
+    twist.angular.x, twist.angular.y, twist.angular.z = (float(v) for v in angular)
 
 
 def poses_to_path(poses, stamps, frame_id: str, header_stamp=None):

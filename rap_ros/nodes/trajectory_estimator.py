@@ -46,7 +46,9 @@ Frames and units (REP-103/REP-105)
   camera_mount_xyz/rpy parameters are used with ``mount_source: parameters``, or when no
   mount arrives within ``mount_timeout`` seconds. Monocular odometry has no metric scale:
   ``scale`` (metres per odometry unit; settable at run time) applies until wheel odometry
-  gives one. Lengths are metres once scaled, angles radians, stamps seconds.
+  gives one. Lengths are metres once scaled, angles radians, stamps seconds. The mount and
+  these transforms: ``rap_ros.nodes.camera_mount``; the messages built from the poses:
+  ``rap_ros.nodes.trajectory_output``; the model's windows: ``rap_ros.nodes.model_windows``.
 
 Frames are processed on a worker thread; a frame arriving while the worker is busy waits in
 a queue of ``queue_size`` frames, the oldest is dropped (and counted) when the queue is full.
@@ -71,24 +73,23 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
 
-from rap_ros.geometry.cameras import invert_pose
-from rap_ros.geometry.poses import twist_between
 from rap_ros.geometry.transform_tree import frame_name
 from rap_ros.geometry.undistort import SUPPORTED_MODELS, Undistorter
 from rap_ros.io import messages
 from rap_ros.io.images import limit_image_size
 from rap_ros.nodes import conversions as cv
+from rap_ros.nodes.camera_mount import CameraMount
 from rap_ros.nodes.diagnostics import LogThrottle, NodeDiagnostics, resident_memory_mb
+from rap_ros.nodes.model_windows import ModelWindows
 from rap_ros.nodes.params import (ParameterError, declare, declare_model_parameters,
                                   declare_mount_parameters, reliability_qos, resolve_backend)
 from rap_ros.nodes.runner import run_nodes
 from rap_ros.nodes.tf_listener import TfTopics
-from rap_ros.odometry import LOST_COVARIANCE, OdometryConfig
+from rap_ros.nodes.trajectory_output import TrajectoryOutput
+from rap_ros.odometry import OdometryConfig
 from rap_ros.odometry.factory import make_odometry
 from rap_ros.odometry.metric_scale import ScaleAnchor, WheelScale
-from rap_ros.pipeline.streaming import DEFAULT_STRIDE, TIME_JUMP_S, WindowStream
-from rap_ros.pipeline.trajectory import TrajectoryPipeline
-from rap_ros.pipeline.views import ViewPipeline
+from rap_ros.pipeline.streaming import DEFAULT_STRIDE, TIME_JUMP_S
 from rap_ros_msgs.srv import ResetToPose
 
 METHODS = ("rap", "geometry", "model")
@@ -103,7 +104,6 @@ class QueuedFrame(NamedTuple):
     recorded_size: tuple    # (width, height) as recorded, for a camera_info arriving late
     K: object               # (3, 3) intrinsics of ``rgb`` or None (no camera_info yet)
     arrival: float          # time.perf_counter() at arrival, for the latency figures
-PATH_PERIOD_S = 0.5  # rap, geometry: the corrected path is republished at most this often
 
 
 class TrajectoryEstimator(Node):
@@ -124,29 +124,25 @@ class TrajectoryEstimator(Node):
         self.diagnostics.set_value("backend", backend_name)
         self.diagnostics.set_value("method", self.method)
 
-        self._lock = threading.Lock()          # input state, queue, published path
+        self._lock = threading.Lock()          # input state, queue, published trajectory
         self._work = threading.Condition(self._lock)
         self._log_throttle = LogThrottle(2.0)
         self._stopping = False
         self._busy = False
         self._last_stamp = None                # seconds of the last stamped frame taken
         self._undistorter = None               # geometry.undistort.Undistorter of camera_info
-        self._path = collections.deque(maxlen=self.max_path_length)  # (frame key, PoseStamped)
-        self._previous = None                  # (seconds, T_odom_child) of the last pose
-        self._last_path_publish = -float("inf")  # monotonic s of the last path message
         self._last_camera_pose = None          # latest odometry camera pose (run-time scale)
         self._reset_pending = False            # the worker resets the core before its next frame
         self._drop_held = False                # the worker forgets its held frames (a reset)
-        self._T_odom_start = np.eye(4)         # base pose at the first frame (reset_to_pose)
         self.anchor = ScaleAnchor(self.scale)
         self.wheel = WheelScale()
-        self.max_buffered = 0                  # most frames ever held, for tests
-        self._mount = None                     # T_base_camera in use, once known
-        self._mount_wait_start = None
-        self._tf_conflict = None
+        self.max_buffered = 0                  # most frames ever held (diagnostics)
 
         if self.method == "model":
-            self._setup_model_stream()
+            self.windows = ModelWindows(self.backend, self.model, samples=self.samples,
+                                        refine=self.refine, stride=self.window_stride,
+                                        frame_interval=self.frame_interval,
+                                        consistency_every=self.consistency_every)
         else:
             self._queue = collections.deque()       # QueuedFrame, subscription -> worker
             self._held = collections.deque()        # QueuedFrame waiting for camera_info/mount
@@ -185,6 +181,12 @@ class TrajectoryEstimator(Node):
             Odometry, "wheel_odometry", self._on_wheel_odometry, 50,
             callback_group=MutuallyExclusiveCallbackGroup())
         self.tf_topics = TfTopics(self, callback_group=MutuallyExclusiveCallbackGroup())
+        self.mount = CameraMount(self.tf_topics, self.diagnostics, self.get_logger(),
+                                 self.anchor, self.T_base_camera_parameters,
+                                 odom_frame=self.odom_frame, base_frame=self.base_frame,
+                                 camera_frame=self.camera_frame,
+                                 mount_source=self.mount_source,
+                                 mount_timeout=self.mount_timeout)
         self.tf_pub = self.create_publisher(TFMessage, "/tf", 100)
         self.path_pub = self.create_publisher(Path, "path", 10)
         self.odom_pub = self.create_publisher(Odometry, "odometry", 50)
@@ -192,8 +194,17 @@ class TrajectoryEstimator(Node):
         self.map_pub = (self.create_publisher(PointCloud2, "map_points", 2)
                         if self.publish_map_points and self.method != "model" else None)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        if self.publish_mount_tf:
-            self._publish_static_mount()
+        self.output = TrajectoryOutput(self.mount, self.diagnostics, odom_pub=self.odom_pub,
+                                       tf_pub=self.tf_pub, path_pub=self.path_pub,
+                                       map_pub=self.map_pub, publish_tf=self.publish_tf,
+                                       max_path_length=self.max_path_length,
+                                       map_points_max=self.map_points_max)
+        if self.publish_mount_tf:  # the parameters mount, for a robot without a URDF
+            qos = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                             reliability=ReliabilityPolicy.RELIABLE)
+            self.static_pub = self.create_publisher(TFMessage, "/tf_static", qos)
+            self.static_pub.publish(TFMessage(transforms=[
+                self.mount.static_transform(self.get_clock().now().to_msg())]))
         services = MutuallyExclusiveCallbackGroup()
         self.reset_srv = self.create_service(Trigger, "~/reset", self._on_reset,
                                              callback_group=services)
@@ -224,6 +235,11 @@ class TrajectoryEstimator(Node):
         self.refine = declare(self, "refine", True,
                               "model: refine each window's rotations and directions of travel "
                               "against optical flow (rap_ros.pipeline.refine).")
+        self.ba_worker = declare(self, "ba_worker", OdometryConfig.ba_worker,
+                                 "rap, geometry: where a keyframe's bundle adjustment runs: "
+                                 "process (a worker process; tracking goes on meanwhile) or "
+                                 "inline (on the tracking thread, after the frame is published).",
+                                 choices=("process", "inline"))
         self.image_transport = declare(self, "image_transport", "raw",
                                        "raw: subscribe 'image' (sensor_msgs/Image); "
                                        "compressed: 'image/compressed' (CompressedImage).",
@@ -319,14 +335,6 @@ class TrajectoryEstimator(Node):
                 self.get_logger().info(f"scale set to {value} m per odometry unit")
         return SetParametersResult(successful=True)
 
-    def _publish_static_mount(self):
-        qos = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
-                         reliability=ReliabilityPolicy.RELIABLE)
-        self.static_pub = self.create_publisher(TFMessage, "/tf_static", qos)
-        self.static_pub.publish(TFMessage(transforms=[cv.matrix_to_transform(
-            self.T_base_camera_parameters, self.get_clock().now().to_msg(), self.base_frame,
-            self.camera_frame)]))
-
     # -------------------------------------------------------------- input
 
     def _on_camera_info(self, msg):
@@ -342,7 +350,7 @@ class TrajectoryEstimator(Node):
             if self._undistorter.note and model not in SUPPORTED_MODELS:
                 self.diagnostics.warn(self._undistorter.note)
             if self.method == "model":
-                self.stream.set_intrinsics(K, size)
+                self.windows.stream.set_intrinsics(K, size)
 
     def _on_wheel_odometry(self, msg):
         try:
@@ -392,7 +400,7 @@ class TrajectoryEstimator(Node):
             if unstamped:
                 seconds = self.get_clock().now().nanoseconds * 1e-9
             with self._lock:
-                refused = self.stream.screen(seconds)
+                refused = self.windows.stream.screen(seconds)
             if refused:
                 self.diagnostics.count(refused)
                 return
@@ -450,65 +458,6 @@ class TrajectoryEstimator(Node):
         if self._log_throttle.should_log(text):
             self.get_logger().warn(text)
 
-    # -------------------------------------------------------------- camera mount and TF
-
-    def _camera_frame_of(self, frame_id):
-        return self.camera_frame or frame_name(frame_id or '') or "camera_optical_frame"
-
-    def _mount_for(self, camera_frame, now):
-        """T_base_camera (4x4) or None while waiting for it on /tf_static."""
-        if not self.base_frame:  # a virtual base at the camera: odom gets body axes
-            return self.T_base_camera_parameters
-        if self.base_frame == camera_frame:
-            return np.eye(4)
-        if self.mount_source == "tf":
-            T = self.tf_topics.lookup(self.base_frame, camera_frame)
-            if T is not None:
-                if self._mount is None:
-                    self.get_logger().info(f"camera mount {self.base_frame} -> {camera_frame} "
-                                           f"from {self.tf_topics.backend}")
-                    self.diagnostics.set_value("camera mount", f"tf ({camera_frame})")
-                self._mount = T
-                return T
-            if self._mount is not None:
-                return self._mount
-            if self._mount_wait_start is None:
-                self._mount_wait_start = now
-            if now - self._mount_wait_start < self.mount_timeout:
-                return None
-            text = (f"no transform {self.base_frame} -> {camera_frame} on /tf_static after "
-                    f"{self.mount_timeout} s: using the camera_mount_xyz/rpy parameters")
-            self.diagnostics.warn(text)
-            self.diagnostics.set_value("camera mount", "parameters (no tf)")
-            if self._log_throttle.should_log(text):
-                self.get_logger().warn(text)
-        return self.T_base_camera_parameters
-
-    def _child_frame(self, camera_frame):
-        return self.base_frame or camera_frame
-
-    def _tf_allowed(self, child):
-        """False (with an ERROR) when ``child`` already has a parent other than odom."""
-        parent = self.tf_topics.parent(child)
-        if parent is None or parent == self.odom_frame:
-            self._tf_conflict = None
-            return True
-        text = (f"not publishing {self.odom_frame} -> {child} on /tf: {child} already has "
-                f"the parent {parent} (set base_frame to the root of the robot's tree)")
-        self._tf_conflict = text
-        self.diagnostics.error(text)
-        if self._log_throttle.should_log(text):
-            self.get_logger().error(text)
-        return False
-
-    def child_pose(self, T_world_camera, T_base_camera):
-        """Odometry camera pose (optical axes, odometry units) -> T_odom_child (metres),
-        child = base_frame (or the camera frame without one)."""
-        T_odom_camera = self._T_odom_start @ T_base_camera @ self.anchor.apply(T_world_camera)
-        if not self.base_frame:
-            return T_odom_camera
-        return T_odom_camera @ invert_pose(T_base_camera)
-
     # -------------------------------------------------------------- reset
 
     def _on_reset(self, request, response):
@@ -538,10 +487,10 @@ class TrajectoryEstimator(Node):
 
     def _reset(self, T_odom_start, reason):
         with self._lock:
-            self._T_odom_start = np.array(T_odom_start, dtype=np.float64)
+            self.mount.T_odom_start = np.array(T_odom_start, dtype=np.float64)
             self._last_stamp = None
             if self.method == "model":
-                self.stream.reset()
+                self.windows.stream.reset()
             else:
                 self._queue.clear()
             self._request_reset(reason)
@@ -549,11 +498,7 @@ class TrajectoryEstimator(Node):
     def _request_reset(self, reason):
         """Forget the published run (caller holds the lock); the odometry core is reset by
         the worker before its next frame."""
-        self._path.clear()
-        self._previous = None
-        if getattr(self, "map_pub", None) is not None:  # the old map is no longer in odom
-            self.map_pub.publish(cv.points_to_pointcloud2(
-                np.zeros((0, 3)), self.get_clock().now().to_msg(), self.odom_frame))
+        self.output.clear(self.get_clock().now().to_msg())
         self.anchor.reset()
         self.wheel.reset()
         self._reset_pending = True
@@ -585,11 +530,11 @@ class TrajectoryEstimator(Node):
                     self._busy = False
 
     def _has_work(self):
-        return self.stream.full if self.method == "model" else bool(self._queue)
+        return self.windows.stream.full if self.method == "model" else bool(self._queue)
 
     def _take_work(self):
         if self.method == "model":
-            return self.stream.take()
+            return self.windows.stream.take()
         return self._queue.popleft()
 
     # -------------------------------------------------------------- odometry (rap, geometry)
@@ -607,7 +552,8 @@ class TrajectoryEstimator(Node):
                     self._request_reset("camera changed")
                     self._reset_pending = False
             self.odometry = make_odometry(self.method, K, backend=self.backend,
-                                          config=OdometryConfig(history=False, prior_async=True),
+                                          config=OdometryConfig(history=False, prior_async=True,
+                                                                ba_worker=self.ba_worker),
                                           samples=self.samples, steps=self.model["steps"],
                                           seed=self.model["seed"])
             self._odometry_key = key
@@ -666,16 +612,17 @@ class TrajectoryEstimator(Node):
         if self._waiting_for_camera_info(frame.K, frame.seconds):
             return "camera_info"
         with self._lock:
-            mount = self._mount_for(self._camera_frame_of(frame.frame_id), frame.seconds)
+            camera_frame = self.mount.camera_frame_of(frame.frame_id)
+            mount = self.mount.lookup(camera_frame, frame.seconds)
         if mount is None:
-            self.diagnostics.warn(f"waiting for {self.base_frame} -> "
-                                  f"{self._camera_frame_of(frame.frame_id)} on /tf_static")
+            self.diagnostics.warn(f"waiting for {self.base_frame} -> {camera_frame} on "
+                                  "/tf_static")
             return "the camera mount"
         return None
 
     def _track(self, frame):
         seconds, stamp, frame_id, rgb, _, K, arrival = frame
-        camera_frame = self._camera_frame_of(frame_id)
+        camera_frame = self.mount.camera_frame_of(frame_id)
         with self._odometry_lock:
             odometry = self._odometry_for(K, rgb.shape[1::-1])
             # a new keyframe's bundle adjustment waits until the pose is out (below)
@@ -689,7 +636,7 @@ class TrajectoryEstimator(Node):
         replayed = list(zip(result.earlier, self._awaiting_intrinsics))
         self._awaiting_intrinsics.clear()
         with self._lock:
-            T_base_camera = self._mount_for(camera_frame, seconds)
+            T_base_camera = self.mount.lookup(camera_frame, seconds)
             for earlier, (earlier_seconds, earlier_stamp) in replayed:
                 self._publish_frame(earlier, earlier_stamp, earlier_seconds, camera_frame,
                                     T_base_camera)
@@ -707,17 +654,17 @@ class TrajectoryEstimator(Node):
                          else None)
         with self._lock:
             if keyframes:
-                self._correct_path(keyframes, T_base_camera)
+                self.output.correct_path(keyframes, T_base_camera)
                 self._update_scale(keyframes, keyframes.get(result.index, result.c2w))
             if landmarks is not None and result.health != "lost":
-                self._publish_map_points(landmarks, stamp, T_base_camera)
+                self.output.map_points(landmarks, stamp, T_base_camera)
         if K is None and odometry.K is not None and (result.earlier or result.index % 30 == 0):
             self.info_pub.publish(cv.K_to_camera_info(odometry.K, rgb.shape[1], rgb.shape[0],
                                                       stamp, camera_frame))
 
     def _publish_frame(self, result, stamp, seconds, camera_frame, T_base_camera):
         """Odometry (+ TF, path) of one tracked frame; a null pose while lost."""
-        child = self._child_frame(camera_frame)
+        child = self.mount.child_frame(camera_frame)
         self.diagnostics.set_value("tracking", result.health)
         self.diagnostics.set_value("PnP inliers", int(result.inliers))
         self.diagnostics.set_value("tracks", int(result.tracks))
@@ -727,7 +674,7 @@ class TrajectoryEstimator(Node):
                 self.get_logger().error(f"tracking lost at t={seconds:.3f} s")
             self.diagnostics.error("tracking lost")
             self.diagnostics.count("frames lost")
-            self.odom_pub.publish(null_odometry(stamp, self.odom_frame, child))
+            self.output.lost(stamp, child)
             return
         if result.recovered or self._lost_since is not None:
             if self._lost_since is not None:
@@ -736,86 +683,9 @@ class TrajectoryEstimator(Node):
                 self.diagnostics.count("recoveries")
             self._lost_since = None
         self._last_camera_pose = result.c2w
-        T = self.child_pose(result.c2w, T_base_camera)
-        R_odom_camera = (self._T_odom_start @ T_base_camera)[:3, :3] @ result.c2w[:3, :3]
-        covariance = np.array(result.covariance, dtype=np.float64)
-        odometry = Odometry(child_frame_id=child)
-        odometry.header.stamp = stamp
-        odometry.header.frame_id = self.odom_frame
-        odometry.pose.pose = cv.matrix_to_pose(T)
-        pose_covariance = np.array(messages.covariance_to_ros(
-            covariance, rotation=R_odom_camera, scale=self.anchor.scale)).reshape(6, 6)
-        if self.wheel.relative_sigma:  # the scale's own uncertainty, on the distance so far
-            travelled = np.linalg.norm(T[:3, 3] - self._T_odom_start[:3, 3])
-            pose_covariance[:3, :3] += np.eye(3) * (self.wheel.relative_sigma * travelled) ** 2
-        odometry.pose.covariance = [float(v) for v in pose_covariance.ravel()]
-        if self._previous is not None and seconds > self._previous[0]:
-            dt = seconds - self._previous[0]
-            linear, angular = twist_between(self._previous[1], T, dt)
-            set_twist(odometry, linear, angular)
-            odometry.twist.covariance = [float(v) for v in
-                                         (2.0 * pose_covariance / dt ** 2).ravel()]
-        self._previous = (seconds, T)
-        self.odom_pub.publish(odometry)
-        self.diagnostics.tick("output")
+        self.output.frame(result.index, result.c2w, result.covariance, stamp, seconds, child,
+                          T_base_camera, self.wheel.relative_sigma)
         self.diagnostics.count("frames tracked")
-        if self.publish_tf and self._tf_allowed(child):
-            self.tf_pub.publish(TFMessage(transforms=[cv.matrix_to_transform(
-                T, stamp, self.odom_frame, child)]))
-        self._path.append((result.index, cv.matrix_to_pose_stamped(T, stamp,
-                                                                   self.odom_frame)))
-        if len(self._path) == 1:
-            self._publish_path(stamp)
-
-    def _correct_path(self, keyframes, T_base_camera):
-        """Replace the path's keyframe poses by their bundle-adjusted values and republish it,
-        at most every PATH_PERIOD_S (a path of max_path_length poses is a large message).
-        The window's keyframes are recent: the search walks back from the newest entry only
-        as far as the oldest of them, so the cost stays that of the window."""
-        oldest = min(keyframes)
-        for i in range(len(self._path) - 1, -1, -1):
-            key, pose = self._path[i]
-            if key is None or key < oldest:
-                break
-            if key in keyframes:
-                corrected = cv.matrix_to_pose_stamped(
-                    self.child_pose(keyframes[key], T_base_camera), pose.header.stamp,
-                    self.odom_frame)
-                self._path[i] = (key, corrected)
-        now = time.monotonic()
-        if self._path and now - self._last_path_publish >= PATH_PERIOD_S:
-            self._publish_path(self._path[-1][1].header.stamp)
-
-    def _publish_path(self, stamp):
-        self._last_path_publish = time.monotonic()
-        path = Path(poses=[pose for _, pose in self._path])
-        path.header.frame_id = self.odom_frame
-        path.header.stamp = stamp
-        self.path_pub.publish(path)
-
-    def odom_points(self, points, T_base_camera):
-        """Landmarks (N, 3) in the odometry's world (its units) -> odom_frame (metres), by
-        the transform of the published poses (``child_pose``): the scale anchor, then
-        the odom origin and the mount. The anchor is affine on positions, so four
-        positions give it exactly."""
-        points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
-        probes = np.tile(np.eye(4), (4, 1, 1))
-        probes[1:, :3, 3] = np.eye(3)
-        mapped = np.stack([self.anchor.apply(T)[:3, 3] for T in probes])
-        linear, offset = (mapped[1:] - mapped[0]).T, mapped[0]
-        T_odom_world = self._T_odom_start @ T_base_camera
-        world = points @ linear.T + offset
-        return world @ T_odom_world[:3, :3].T + T_odom_world[:3, 3]
-
-    def _publish_map_points(self, landmarks, stamp, T_base_camera):
-        """The local map on map_points, in odom_frame and metres, at most map_points_max
-        landmarks (evenly thinned). Caller holds the lock."""
-        if len(landmarks) > self.map_points_max:
-            keep = np.linspace(0, len(landmarks) - 1, self.map_points_max).round().astype(int)
-            landmarks = landmarks[keep]
-        self.map_pub.publish(cv.points_to_pointcloud2(
-            self.odom_points(landmarks, T_base_camera), stamp, self.odom_frame))
-        self.diagnostics.set_value("map points published", int(len(landmarks)))
 
     def _update_scale(self, keyframes, c2w):
         """A keyframe: wheel odometry's distance between the window's keyframes may fix the
@@ -829,28 +699,9 @@ class TrajectoryEstimator(Node):
 
     # -------------------------------------------------------------- model windows
 
-    def _setup_model_stream(self):
-        window = int(self.backend.config.frames)
-        if not 1 <= self.window_stride < window:
-            raise ParameterError(
-                f"parameter 'window_stride' is {self.window_stride}; the model's window has "
-                f"{window} frames, so it must be in [1, {window - 1}]")
-        self.window_length = window
-        self.pipeline = TrajectoryPipeline(self.backend, steps=self.model["steps"],
-                                           sampler=self.model["sampler"],
-                                           samples=self.samples, seed=self.model["seed"],
-                                           refine=self.refine)
-        self.view_pipeline = (ViewPipeline(self.backend, steps=self.model["steps"],
-                                           sampler=self.model["sampler"],
-                                           seed=self.model["seed"], estimator=self.pipeline)
-                              if self.consistency_every else None)
-        self.stream = WindowStream(self.pipeline, stride=self.window_stride,
-                                   frame_interval=self.frame_interval, keep_history=False)
-        self._windows = 0
-
     def _add_to_stream(self, rgb, seconds, stamp):
         """Caller holds the lock."""
-        admission = self.stream.add(rgb, seconds, stamp)
+        admission = self.windows.stream.add(rgb, seconds, stamp)
         if admission.reset:
             self.get_logger().warn(f"{admission.detail}: resetting the trajectory")
             self._request_reset(admission.reset)
@@ -858,32 +709,29 @@ class TrajectoryEstimator(Node):
             self.diagnostics.count(admission.reason)
             return
         self.diagnostics.tick("accepted")
-        held = self.stream.buffered + (self.window_length if self._busy else 0)
-        self.max_buffered = max(self.max_buffered, held)
-        if self.stream.full:
+        self.max_buffered = max(self.max_buffered, self.windows.held(self._busy))
+        if self.windows.stream.full:
             self._work.notify()
 
     def _process_windows(self, windows):
         start = time.perf_counter()
-        estimates = self.stream.estimate(windows)
+        estimates = self.windows.stream.estimate(windows)
         latency = time.perf_counter() - start
         window, estimate = windows[-1], estimates[-1]
-        consistency = None
-        self._windows += 1
-        if self.view_pipeline is not None and self._windows % self.consistency_every == 0:
-            consistency = self.view_pipeline.closed_loop(window.frames[0], estimate.K,
-                                                         estimate.c2w).psnr
+        consistency = self.windows.consistency(window, estimate)
         height, width = window.frames.shape[1:3]
         with self._lock:
-            fixed = self.stream.chain(windows, estimates)
+            fixed = self.windows.stream.chain(windows, estimates)
             if fixed is None:
                 self.diagnostics.count("windows discarded (reset)")
                 return
-            camera_frame = self._camera_frame_of("")
-            T_base_camera = self._mount_for(camera_frame, float(window.stamps[-1]))
+            camera_frame = self.mount.camera_frame_of("")
+            T_base_camera = self.mount.lookup(camera_frame, float(window.stamps[-1]))
             if T_base_camera is None:
                 T_base_camera = self.T_base_camera_parameters
-            self._publish_windows(fixed, camera_frame, T_base_camera)
+            self.output.windows(fixed, self.mount.child_frame(camera_frame), T_base_camera)
+            self.diagnostics.set_value("trajectory frames",
+                                       int(self.windows.stream.frames_fixed))
             if window.K is None:
                 self.info_pub.publish(cv.K_to_camera_info(estimate.K, width, height,
                                                           fixed.tags[-1], camera_frame))
@@ -892,43 +740,16 @@ class TrajectoryEstimator(Node):
         if consistency is not None:
             self.diagnostics.set_value("closed-loop consistency (dB)", float(consistency))
 
-    def _publish_windows(self, fixed, camera_frame, T_base_camera):
-        """Odometry, TF and path of newly chained window poses (``FixedPoses``)."""
-        child = self._child_frame(camera_frame)
-        transforms = []
-        for i, (seconds, stamp, c2w) in enumerate(zip(fixed.stamps, fixed.tags, fixed.c2w)):
-            T = self.child_pose(c2w, T_base_camera)
-            odometry = Odometry(child_frame_id=child)
-            odometry.header.stamp = stamp
-            odometry.header.frame_id = self.odom_frame
-            odometry.pose.pose = cv.matrix_to_pose(T)
-            if fixed.covariance is not None:
-                R = (self._T_odom_start @ T_base_camera)[:3, :3]
-                odometry.pose.covariance = messages.covariance_to_ros(
-                    fixed.covariance[i], rotation=R, scale=self.anchor.scale)
-            if self._previous is not None and seconds > self._previous[0]:
-                set_twist(odometry, *twist_between(self._previous[1], T,
-                                                   seconds - self._previous[0]))
-            self._previous = (seconds, T)
-            self.odom_pub.publish(odometry)
-            transforms.append(cv.matrix_to_transform(T, stamp, self.odom_frame, child))
-            self._path.append((None, cv.matrix_to_pose_stamped(T, stamp, self.odom_frame)))
-            self.diagnostics.tick("output")
-        if self.publish_tf and self._tf_allowed(child):
-            self.tf_pub.publish(TFMessage(transforms=transforms))
-        self._publish_path(fixed.tags[-1])
-        self.diagnostics.set_value("trajectory frames", int(self.stream.frames_fixed))
-
     # -------------------------------------------------------------- diagnostics, shutdown
 
     def _publish_diagnostics(self):
         with self._lock:
             if self.method == "model":
-                held = self.stream.buffered + (self.window_length if self._busy else 0)
+                held = self.windows.held(self._busy)
             else:
                 held = len(self._queue) + int(self._busy)
-            if self._tf_conflict:
-                self.diagnostics.error(self._tf_conflict)
+            if self.mount.tf_conflict:
+                self.diagnostics.error(self.mount.tf_conflict)
         self.diagnostics.set_value("buffered frames", held)
         self.diagnostics.set_value("max buffered frames", self.max_buffered)
         self.diagnostics.set_value("resident memory (MB)", float(resident_memory_mb()))
@@ -959,25 +780,6 @@ class BoundedDict(collections.OrderedDict):
         super().__setitem__(key, value)
         while len(self) > self.size:
             self.popitem(last=False)
-
-
-def set_twist(odometry, linear, angular):
-    """Fill an Odometry's twist (child frame, m/s and rad/s)."""
-    twist = odometry.twist.twist
-    twist.linear.x, twist.linear.y, twist.linear.z = (float(v) for v in linear)
-    twist.angular.x, twist.angular.y, twist.angular.z = (float(v) for v in angular)
-
-
-def null_odometry(stamp, odom_frame, child_frame):
-    """rtabmap's "tracking lost" message: a null pose (zeros, including the quaternion) and
-    covariance 9999 on the diagonal, so fusion (robot_localization) ignores it."""
-    odometry = Odometry(child_frame_id=child_frame)
-    odometry.header.stamp = stamp
-    odometry.header.frame_id = odom_frame
-    odometry.pose.pose.orientation.w = 0.0
-    odometry.pose.covariance = [float(v) for v in (np.eye(6) * LOST_COVARIANCE).ravel()]
-    odometry.twist.covariance = [float(v) for v in (np.eye(6) * LOST_COVARIANCE).ravel()]
-    return odometry
 
 
 def main(args=None):

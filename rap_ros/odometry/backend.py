@@ -70,6 +70,8 @@ class BAResult:
     error_after: float
     seconds: float
     factors: int
+    fallback: bool = False  # an isam2 window solved again by LM
+    failed: bool = False    # no solver solved it (poses and points as given)
 
 
 class WindowBundleAdjuster:
@@ -145,7 +147,7 @@ class WindowBundleAdjuster:
         for k in free:
             graph.add(gtsam.PriorFactorPose3(X(k), gtsam.Pose3(p.poses[k]), weak))
         error_before = graph.error(values)
-        result, isam, error_after = None, None, None
+        result, isam, error_after, fallback, failed = None, None, None, False, False
         if self.solver == "isam2":
             try:
                 isam = gtsam.ISAM2(gtsam.ISAM2Params())
@@ -158,13 +160,13 @@ class WindowBundleAdjuster:
                 result = None
             if result is None:
                 self.fallbacks += 1
-                isam = None
+                fallback, isam = True, None
         if result is None:
             try:
                 result = self._lm(graph, values)
             except RuntimeError:
                 self.failures += 1
-                result = values
+                failed, result = True, values
             error_after = graph.error(result)
         poses = {k: result.atPose3(X(k)).matrix() for k in p.poses}
         # every Point3 of the values is a landmark, in key order, and L(lid) sorts by lid
@@ -179,4 +181,4 @@ class WindowBundleAdjuster:
             except RuntimeError:
                 pass
         return BAResult(poses, points, covariances, float(error_before), float(error_after),
-                        time.perf_counter() - start, graph.size())
+                        time.perf_counter() - start, graph.size(), fallback, failed)
