@@ -176,8 +176,6 @@ SPEED_RUNS = {  # column -> (method, config overrides)
     "geometry": ("geometry", {}),
     "rap": ("rap", {}),
     "opencv-vo": ("opencv-vo", None),
-    "geometry async": ("geometry", dict(ba_async=True)),
-    "rap async": ("rap", dict(ba_async=True)),
 }
 
 
@@ -190,7 +188,7 @@ def speed(drives, results, save, repeats=3, force=False):
     out = dict(by_size=[], by_map=[], repeats=repeats, drives=[d["name"] for d in drives])
     for w, h in ((320, 240), (640, 480), (1280, 960)):
         cols = SPEED_RUNS if (w, h) == (640, 480) else \
-            {k: SPEED_RUNS[k] for k in ("geometry", "geometry async", "opencv-vo")}
+            {k: SPEED_RUNS[k] for k in ("geometry", "opencv-vo")}
         reps = repeats if (w, h) == (640, 480) else 1
         fps = {c: [] for c in cols}
         ba_ms, prior_ms = [], []
@@ -237,7 +235,6 @@ SOLVER_RUNS = (  # label -> config overrides (geometry)
     ("lm, KLT window auto (15)", dict(ba_solver="lm")),
     ("isam2, KLT window 21", dict(lk_window=21)),
     ("lm, KLT window 21 [previous default]", dict(ba_solver="lm", lk_window=21)),
-    ("isam2, BA on a worker thread (ba_async)", dict(ba_async=True)),
 )
 
 
@@ -446,7 +443,8 @@ def report(results, command):
                   f"{sp.get('repeats', 1)} interleaved runs each; other sizes: one run of the "
                   "first drive resized. Ratios are within this run. BA ms = mean per BA run "
                   "(geometry, synchronous); async = `ba_async=True` (BA on a worker thread, "
-                  "applied at the next frame).", "",
+                  "applied at the next frame; in runs before session 10, an option since "
+                  "removed: GTSAM holds the GIL, so it overlapped nothing).", "",
                   "| size | geometry | geometry async | rap | rap async | opencv-vo | "
                   "geometry / opencv-vo | rap / opencv-vo | geometry BA ms | rap prior ms/frame |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]

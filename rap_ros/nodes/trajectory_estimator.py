@@ -235,11 +235,6 @@ class TrajectoryEstimator(Node):
         self.refine = declare(self, "refine", True,
                               "model: refine each window's rotations and directions of travel "
                               "against optical flow (rap_ros.pipeline.refine).")
-        self.ba_worker = declare(self, "ba_worker", OdometryConfig.ba_worker,
-                                 "rap, geometry: where a keyframe's bundle adjustment runs: "
-                                 "process (a worker process; tracking goes on meanwhile) or "
-                                 "inline (on the tracking thread, after the frame is published).",
-                                 choices=("process", "inline"))
         self.image_transport = declare(self, "image_transport", "raw",
                                        "raw: subscribe 'image' (sensor_msgs/Image); "
                                        "compressed: 'image/compressed' (CompressedImage).",
@@ -552,8 +547,7 @@ class TrajectoryEstimator(Node):
                     self._request_reset("camera changed")
                     self._reset_pending = False
             self.odometry = make_odometry(self.method, K, backend=self.backend,
-                                          config=OdometryConfig(history=False, prior_async=True,
-                                                                ba_worker=self.ba_worker),
+                                          config=OdometryConfig(history=False, prior_async=True),
                                           samples=self.samples, steps=self.model["steps"],
                                           seed=self.model["seed"])
             self._odometry_key = key

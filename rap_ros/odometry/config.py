@@ -59,14 +59,10 @@ class OdometryConfig:
     #                                  iSAM2 itself takes one Gauss-Newton step per window)
     ba_pixel_sigma: float = 1.0      # projection noise, pixels
     ba_huber: float = 1.345          # Huber threshold, in sigmas
-    ba_worker: str = "inline"        # where a keyframe's BA runs: "process" (a worker process,
-    #                                  ``ba_worker.py``; the frames go on being tracked, and the
-    #                                  result is applied ``ba_apply_after`` frames later or at
-    #                                  the next keyframe, whichever comes first, waiting for it
-    #                                  if need be, so runs are repeatable) or "inline" (in
-    #                                  ``push``/``optimise``, before the next frame). GTSAM holds
-    #                                  the GIL, so a worker thread would not overlap anything
-    ba_apply_after: int = 3          # with "process": frames after its keyframe a BA is applied
+    # The BA runs in ``push`` (or ``optimise``), before the next frame. Neither a worker
+    # thread (GTSAM holds the GIL while it optimises) nor a worker process (commit c5e8a07;
+    # on this 2-core machine the node's p95 latency went from 42 to 844 ms) overlapped it
+    # with the tracking usefully: benchmarks/results/node_latency.md, "Session 10"
     ba_covariance: bool = True       # marginal covariance of the newest keyframe ("all": of
     #                                  every free keyframe of the window; False: none)
     max_reprojection_px: float = 4.0  # landmarks beyond this after BA are removed

@@ -15,9 +15,7 @@ rotation from the essential matrix against the previous frame (when enough track
 with a constant-velocity step. Keyframes by rotation-compensated parallax and track survival; at a
 keyframe new landmarks are triangulated (angle, depth, reprojection checks) against the
 window's keyframes and the window (``window_keyframes``) is bundle-adjusted on GTSAM
-(iSAM2 by default, LM where iSAM2 cannot solve a window), by default on a worker process
-while the next frames are tracked (``ba_worker``; applied ``ba_apply_after`` frames later or
-at the next keyframe). Non-keyframes are stored relative to their keyframe, so
+(iSAM2 by default, LM where iSAM2 cannot solve a window). Non-keyframes are stored relative to their keyframe, so
 ``trajectory()`` follows the BA's corrections.
 
 Without K (no camera_info), the focal length the core starts from (the model's, or a 60°
@@ -49,7 +47,6 @@ import numpy as np
 from rap_ros.geometry.rotations import project_to_so3
 from rap_ros.io.images import to_gray
 from rap_ros.odometry.backend import BAProblem, WindowBundleAdjuster
-from rap_ros.odometry.ba_worker import BAWorker
 from rap_ros.odometry.config import OdometryConfig
 from rap_ros.odometry.frontend import Tracker, normalise
 from rap_ros.odometry.health import HealthMonitor
@@ -113,14 +110,9 @@ class VisualOdometry:
         self.cfg = config or OdometryConfig()
         self.prior = prior
         self.K_given = None if K is None else np.asarray(K, float)
-        if self.cfg.ba_worker not in ("process", "inline"):
-            raise ValueError(f"ba_worker must be 'process' or 'inline', got "
-                             f"{self.cfg.ba_worker!r}")
-        settings = dict(pixel_sigma=self.cfg.ba_pixel_sigma, huber=self.cfg.ba_huber,
-                        iterations=self.cfg.ba_iterations, solver=self.cfg.ba_solver,
-                        prior_huber=self.cfg.prior_huber, covariance=self.cfg.ba_covariance)
-        self.ba = WindowBundleAdjuster(**settings)  # inline solves; the focal's noise model
-        self._ba_worker = BAWorker(settings) if self.cfg.ba_worker == "process" else None
+        self.ba = WindowBundleAdjuster(self.cfg.ba_pixel_sigma, self.cfg.ba_huber,
+                                       self.cfg.ba_iterations, self.cfg.ba_solver,
+                                       self.cfg.prior_huber, self.cfg.ba_covariance)
         self._prior_executor = ThreadPoolExecutor(
             1, thread_name_prefix="rap_prior", initializer=lower_thread_priority,
             initargs=(self.cfg.prior_nice,)) if self.cfg.prior_async else None
@@ -167,13 +159,8 @@ class VisualOdometry:
         self._last_prior_init = -10**9
         self._last_prior_check = 0
         self._disagreement = 0.0
-        if getattr(self, "_ba_future", None) is not None:
-            self._ba_future.cancel()
-        self._ba_future = None      # the BA on the worker: (frame it is applied at, future)
-        # keyframe and landmark ids start again: the solvers' cached factors must go
+        # keyframe and landmark ids start again: the solver's cached factors must go
         self.ba.forget_before(np.inf)
-        if self._ba_worker is not None:
-            self._ba_worker.restart()
         self._ba_due = False        # a keyframe's BA waits for optimise() (push(optimise=False))
         self._defer_ba = False
         self._ba_last = None
@@ -190,7 +177,7 @@ class VisualOdometry:
                           prior_windows=0, prior_factors=0, ba_runs=0, ba_seconds=0.0,
                           prior_seconds=0.0, losses=0, recoveries=0, inits=0,
                           focal_refinements=0, focal_seconds=0.0, ba_fallbacks=0,
-                          ba_failures=0, ba_wait_seconds=0.0)
+                          ba_failures=0)
 
     def push(self, image, stamp=None, optimise=True) -> FrameResult:
         """Process one frame (uint8 (H, W) grey or (H, W, 3) RGB) and return its result.
@@ -223,14 +210,12 @@ class VisualOdometry:
         """(N, 4, 4) c2w of every frame so far (with ``history``; else the retained ones):
         keyframes as last bundle-adjusted, other frames relative to their keyframe."""
         self.optimise()
-        self._collect_ba(wait=True)
         frames = sorted(self._records)
         return np.array([self._pose_of(f) for f in frames]) if frames else np.zeros((0, 4, 4))
 
     def keyframes(self):
         """Dict frame index -> c2w of the keyframes of the current window (BA-corrected)."""
         self.optimise()
-        self._collect_ba(wait=True)
         return {kf.frame: kf.c2w.copy() for kf in self._window}
 
     def set_scale(self, factor):
@@ -238,7 +223,6 @@ class VisualOdometry:
         about the world origin, e.g. once wheel odometry gives the metric scale."""
         f = float(factor)
         self.optimise()
-        self._collect_ba(wait=True)
 
         def scaled(T):
             T = T.copy()
@@ -274,7 +258,6 @@ class VisualOdometry:
                     records=len(self._records), kf_poses=len(self._kf_pose))
 
     def close(self):
-        self._collect_ba(wait=True)
         if self._prior_executor is not None:
             self._prior_executor.shutdown(wait=True)
 
@@ -302,8 +285,6 @@ class VisualOdometry:
     def _push(self, image, stamp, t0):
         cfg = self.cfg
         self.optimise()
-        if self._ba_future is not None and self._index + 1 >= self._ba_future[0]:
-            self._collect_ba(wait=True)
         self._index += 1
         index = self._index
         self.stats["frames"] += 1
@@ -566,7 +547,6 @@ class VisualOdometry:
         t = time.perf_counter()
         is_kf = self._need_keyframe(index, c2w, inliers, placed)
         if is_kf:
-            self._collect_ba(wait=True)  # the window's last BA first: one at a time
             new = self._add_keyframe(index, c2w, self._ids.copy(), self._pts.copy(), inliers)
             new.cov = cov
             self._records[index] = (new.kid, np.eye(4))
@@ -684,29 +664,7 @@ class VisualOdometry:
     def _run_ba(self):
         if not self.cfg.ba or len(self._window) < 2:
             return
-        self._collect_ba(wait=True)
-        problem = self._ba_problem()
-        if self._ba_worker is None:
-            self._apply_ba(self.ba.solve(problem))
-        else:
-            self._ba_future = (self._index + self.cfg.ba_apply_after,
-                               self._ba_worker.submit(problem))
-
-    def _collect_ba(self, wait=True):
-        """Apply the worker's BA result, if one is pending (and done, unless ``wait``)."""
-        if self._ba_future is None or (not wait and not self._ba_future[1].done()):
-            return
-        future = self._ba_future[1]
-        self._ba_future = None
-        start = time.perf_counter()
-        try:
-            result = future.result()
-        except Exception as error:  # the solve raised or the worker died: the window stays
-            self.stats["ba_failures"] += 1  # as tracked, the next keyframe's BA tries again
-            self._ba_worker.recover(error)
-            return
-        self.stats["ba_wait_seconds"] += time.perf_counter() - start
-        self._apply_ba(result)
+        self._apply_ba(self.ba.solve(self._ba_problem()))
 
     def _apply_ba(self, result):
         self.stats["ba_runs"] += 1
