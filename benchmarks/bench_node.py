@@ -74,6 +74,7 @@ def main(argv=None):
                    "dropped_by_node": int(values.get("dropped (tracker busy)", 0)),
                    "held_for_camera_info": int(values.get("frames held for camera_info", 0)),
                    "tracking_latency_s": values.get("tracking latency (s)"),
+                   "latencies_ms": live.get("latencies_ms"),
                    "arrival_to_odometry_s": values.get("arrival to odometry latency (s)"),
                    "error": result.get("error")}
             rows.append(row)

@@ -63,10 +63,14 @@ VARIANTS = {
     "both angles 2 deg": {"init_min_angle_deg": 2.0, "tri_min_angle_deg": 2.0},
     # without camera_info: the focal left at its start (the 60 degree guess)
     "no focal self-calibration": {"focal_refinements": 0},
+    "BA fallback dogleg": {"ba_fallback": "dogleg"},
+    # without camera_info: each focal solve also started from 0.6 and 1.6 times the focal
+    "focal starts x0.6 x1 x1.6": {"focal_starts": (1.0, 0.6, 1.6)},
 }
 # other methods as reference columns: name -> (method, OdometryConfig overrides)
 REFERENCES = {"rap (defaults)": ("rap", {}), "opencv-vo": ("opencv-vo", {}),
-              "rap, no focal self-calibration": ("rap", {"focal_refinements": 0})}
+              "rap, no focal self-calibration": ("rap", {"focal_refinements": 0}),
+              "rap, focal starts x0.6 x1 x1.6": ("rap", {"focal_starts": (1.0, 0.6, 1.6)})}
 
 
 def sequences(cache, which="standard"):
@@ -124,6 +128,16 @@ def markdown(report):
         lines.append("| **median** | " + " | ".join(
             f"**{np.median([v for v in errors[n].values() if v is not None]):.1f}**"
             if any(v is not None for v in errors[n].values()) else "–" for n in names) + " |")
+    if report.get("ba_max_ms"):
+        timed = [n for n in names if n in report["ba_max_ms"]]
+        lines += ["", "The longest bundle adjustment of each run, ms (it holds up the frames "
+                  "behind it in a node; one run each on a shared machine):", "",
+                  "| sequence | " + " | ".join(timed) + " |", "|---|" + "---|" * len(timed)]
+        for s in sequences:
+            lines.append(f"| {s} | " + " | ".join(
+                f"{report['ba_max_ms'][n].get(s, float('nan')):.0f}" for n in timed) + " |")
+        lines.append("| **median** | " + " | ".join(
+            f"**{np.median(list(report['ba_max_ms'][n].values())):.0f}**" for n in timed) + " |")
     lines += ["", "Settings (method geometry unless a reference method): " + "; ".join(
         f"{n}: `{report['variants'][n] or 'OdometryConfig()'}`" for n in names), ""]
     return "\n".join(lines)
@@ -140,14 +154,16 @@ def main(argv=None):
     args = parser.parse_args(argv)
     start = time.perf_counter()
     seqs = sequences(args.cache, args.which)
-    ate_pct, focal_error_pct = {}, {}
+    ate_pct, focal_error_pct, ba_max_ms = {}, {}, {}
     for name in args.variants:
         method, overrides = REFERENCES.get(name, ("geometry", VARIANTS.get(name, {})))
         config = OdometryConfig(**overrides)
-        ate_pct[name], focal_error_pct[name] = {}, {}
+        ate_pct[name], focal_error_pct[name], ba_max_ms[name] = {}, {}, {}
         for s in seqs:
             est, tracked, seconds, extra = run_method(method, s["frames"], s["K"], config)
             ate_pct[name][s["name"]] = score(est, s["c2w"], tracked, seconds)["ate_pct"]
+            if "ba_max_seconds" in extra.get("stats", {}):
+                ba_max_ms[name][s["name"]] = 1e3 * extra["stats"]["ba_max_seconds"]
             if s["K"] is None and extra.get("fx_used"):
                 focal_error_pct[name][s["name"]] = \
                     100 * abs(extra["fx_used"] / s["K_true"][0, 0] - 1)
@@ -156,6 +172,7 @@ def main(argv=None):
               "variants": {n: VARIANTS.get(n, REFERENCES.get(n)) for n in args.variants},
               "ate_pct": ate_pct,
               "focal_error_pct": {n: v for n, v in focal_error_pct.items() if v},
+              "ba_max_ms": {n: v for n, v in ba_max_ms.items() if v},
               "geomean": {n: geomean(list(v.values())) for n, v in ate_pct.items()},
               "seconds": time.perf_counter() - start}
     write_benchmark(args.out, report, markdown(report))

@@ -139,13 +139,14 @@ def _focal_window(turn_deg, sideways, f=250.0, seed=0):
 
 
 @pytest.mark.parametrize("start", [0.7, 1.5])
-def test_focal_self_calibration_finds_the_focal_a_turning_window_observes(start):
+@pytest.mark.parametrize("starts", [(1.0,), (1.0, 0.6, 1.6)])
+def test_focal_self_calibration_finds_the_focal_a_turning_window_observes(start, starts):
     from rap_ros.odometry.selfcal import refine_focal
     K, poses, points, kf, lm, uv = _focal_window(turn_deg=3, sideways=0.2)
     K0 = K.copy()
     K0[0, 0] = K0[1, 1] = start * K[0, 0]
     result = refine_focal(BAProblem(K0, poses, {0}, points, kf, lm, uv),
-                          WindowBundleAdjuster().pixel_noise)
+                          WindowBundleAdjuster().pixel_noise, starts=starts)
     assert result is not None
     assert abs(result.K[0, 0] / K[0, 0] - 1) < 0.02 and result.focal_sigma < 0.02 * K[0, 0]
     assert result.K[0, 2] == K0[0, 2] and result.K[1, 1] == result.K[0, 0]

@@ -248,6 +248,7 @@ def evaluate_live_input(path, out_dir, input_options, options, live, name):
         live_stats["drop_fraction"] = live_stats["dropped_frames"] / len(frames)
         if latencies:
             lat = np.array(latencies)
+            live_stats["latencies_ms"] = np.round(1e3 * lat, 1).tolist()  # as they arrived
             live_stats.update(latency_mean_s=float(lat.mean()), latency_median_s=float(np.median(lat)),
                               latency_p95_s=float(np.percentile(lat, 95)), latency_max_s=float(lat.max()))
         if steady:  # without the start (discovery, camera_info wait, initialisation)

@@ -16,9 +16,10 @@ Solvers: "lm" (Levenberg-Marquardt over the window graph, rebuilt per call, at m
 ``iterations`` iterations) or "isam2" (the same window graph handed to a fresh ``ISAM2`` in one
 batch update: one Gauss-Newton step from the front end's estimate; further ``update()`` calls
 without new factors would not relinearise before ``relinearizeSkip`` (10) updates, so none
-are made; ISAM2 is Gauss-Newton without damping, so an ill-posed window that makes it throw
-or raises the error is solved again by Levenberg-Marquardt, counted in ``fallbacks``); see
-benchmarks/eval_odometry.py for the measured comparison.
+are made). ISAM2's Gauss-Newton is undamped, so a window that makes it throw or raises the
+error is solved again (counted in ``fallbacks``) by ``fallback``: "lm" (Levenberg-Marquardt,
+as above) or "dogleg" (one ISAM2 update with Powell's dogleg, a trust region, and LM only if
+that fails too); see benchmarks/eval_odometry.py for the measured comparison.
 
 Projection factors are immutable (keyframe, landmark, pixel, K), and a landmark is observed in
 up to ``window`` consecutive windows, so they are built once and cached per (keyframe,
@@ -76,10 +77,13 @@ class BAResult:
 
 class WindowBundleAdjuster:
     def __init__(self, pixel_sigma=1.0, huber=1.345, iterations=8, solver="lm",
-                 prior_huber=1.345, covariance=True):
+                 prior_huber=1.345, covariance=True, fallback="lm"):
         if solver not in ("lm", "isam2"):
             raise ValueError(f"solver must be 'lm' or 'isam2', got {solver!r}")
+        if fallback not in ("lm", "dogleg"):
+            raise ValueError(f"fallback must be 'lm' or 'dogleg', got {fallback!r}")
         self.solver = solver
+        self.fallback = fallback
         self.iterations = int(iterations)
         self.covariance = covariance
         self.pixel_noise = gtsam.noiseModel.Robust.Create(
@@ -95,6 +99,24 @@ class WindowBundleAdjuster:
     def forget_before(self, kid):
         """Drop cached factors of keyframes older than ``kid``."""
         self._factors = {key: f for key, f in self._factors.items() if key[0] >= kid}
+
+    @staticmethod
+    def _isam2(graph, values, error_before, dogleg=False):
+        """One batch update of a fresh ISAM2: (estimate, the ISAM2) or (None, None) where it
+        throws or does not lower the error."""
+        params = gtsam.ISAM2Params()
+        if dogleg:
+            params.setOptimizationParams(gtsam.ISAM2DoglegParams())
+        try:
+            isam = gtsam.ISAM2(params)
+            isam.update(graph, values)  # the batch step (see the module docstring)
+            result = isam.calculateEstimate()
+        except RuntimeError:  # an ill-posed window
+            return None, None
+        error_after = graph.error(result)
+        if not np.isfinite(error_after) or error_after > error_before:
+            return None, None  # diverged: e.g. undamped steps on a poorly constrained window
+        return result, isam
 
     def _lm(self, graph, values):
         params = gtsam.LevenbergMarquardtParams()
@@ -147,27 +169,21 @@ class WindowBundleAdjuster:
         for k in free:
             graph.add(gtsam.PriorFactorPose3(X(k), gtsam.Pose3(p.poses[k]), weak))
         error_before = graph.error(values)
-        result, isam, error_after, fallback, failed = None, None, None, False, False
+        result, isam, fallback, failed = None, None, False, False
         if self.solver == "isam2":
-            try:
-                isam = gtsam.ISAM2(gtsam.ISAM2Params())
-                isam.update(graph, values)  # the batch step (see the module docstring)
-                result = isam.calculateEstimate()
-                error_after = graph.error(result)
-                if not np.isfinite(error_after) or error_after > error_before:
-                    result = None  # diverged: undamped steps on a poorly constrained window
-            except RuntimeError:  # Gauss-Newton without damping: ill-posed window
-                result = None
+            result, isam = self._isam2(graph, values, error_before)
             if result is None:
                 self.fallbacks += 1
-                fallback, isam = True, None
+                fallback = True
+                if self.fallback == "dogleg":
+                    result, isam = self._isam2(graph, values, error_before, dogleg=True)
         if result is None:
             try:
                 result = self._lm(graph, values)
             except RuntimeError:
                 self.failures += 1
                 failed, result = True, values
-            error_after = graph.error(result)
+        error_after = graph.error(result)
         poses = {k: result.atPose3(X(k)).matrix() for k in p.poses}
         # every Point3 of the values is a landmark, in key order, and L(lid) sorts by lid
         lids = sorted(used)

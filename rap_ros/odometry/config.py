@@ -55,6 +55,9 @@ class OdometryConfig:
     ba_solver: str = "isam2"         # "isam2" (the window graph in ISAM2; an ill-posed window
     #                                  falls back to LM) or "lm" (Levenberg-Marquardt)
     ba_fixed: int = 2                # oldest keyframes of the window held fixed (gauge, scale)
+    ba_fallback: str = "lm"          # a window iSAM2's Gauss-Newton step cannot solve: "lm"
+    #                                  (Levenberg-Marquardt) or "dogleg" (iSAM2 with Powell's
+    #                                  dogleg, then LM)
     ba_iterations: int = 8           # LM's iteration cap (the LM solver and iSAM2's fallback;
     #                                  iSAM2 itself takes one Gauss-Newton step per window)
     ba_pixel_sigma: float = 1.0      # projection noise, pixels
@@ -71,6 +74,8 @@ class OdometryConfig:
     focal_every: int = 4             # keyframes between attempts, from a full window on
     focal_attempts: int = 10         # attempts at most (each ~0.1-0.2 s at 320x240 here)
     focal_max_sigma: float = 0.05    # accept only if f's standard deviation <= this x f
+    focal_starts: tuple = (1.0,)     # each solve starts from these multiples of the current
+    #                                  focal; the accepted solve with the lowest error is kept
     # -- motion prior (method "rap") ------------------------------------------------------
     prior_stride: int = 0            # frames between model windows; 0: window length - 1
     prior_rot_floor_deg: float = 2.0  # floor of the prior's rotation sigma per factor

@@ -112,7 +112,8 @@ class VisualOdometry:
         self.K_given = None if K is None else np.asarray(K, float)
         self.ba = WindowBundleAdjuster(self.cfg.ba_pixel_sigma, self.cfg.ba_huber,
                                        self.cfg.ba_iterations, self.cfg.ba_solver,
-                                       self.cfg.prior_huber, self.cfg.ba_covariance)
+                                       self.cfg.prior_huber, self.cfg.ba_covariance,
+                                       self.cfg.ba_fallback)
         self._prior_executor = ThreadPoolExecutor(
             1, thread_name_prefix="rap_prior", initializer=lower_thread_priority,
             initargs=(self.cfg.prior_nice,)) if self.cfg.prior_async else None
@@ -177,7 +178,7 @@ class VisualOdometry:
                           prior_windows=0, prior_factors=0, ba_runs=0, ba_seconds=0.0,
                           prior_seconds=0.0, losses=0, recoveries=0, inits=0,
                           focal_refinements=0, focal_seconds=0.0, ba_fallbacks=0,
-                          ba_failures=0)
+                          ba_failures=0, ba_max_seconds=0.0)
 
     def push(self, image, stamp=None, optimise=True) -> FrameResult:
         """Process one frame (uint8 (H, W) grey or (H, W, 3) RGB) and return its result.
@@ -669,6 +670,7 @@ class VisualOdometry:
     def _apply_ba(self, result):
         self.stats["ba_runs"] += 1
         self.stats["ba_seconds"] += result.seconds
+        self.stats["ba_max_seconds"] = max(self.stats["ba_max_seconds"], result.seconds)
         self.stats["ba_fallbacks"] += result.fallback
         self.stats["ba_failures"] += result.failed
         self._ba_last = result
@@ -705,7 +707,7 @@ class VisualOdometry:
         self._focal_attempts += 1
         start = time.perf_counter()
         result = refine_focal(self._ba_problem(), self.ba.pixel_noise,
-                              max_sigma_rel=cfg.focal_max_sigma)
+                              max_sigma_rel=cfg.focal_max_sigma, starts=cfg.focal_starts)
         self.stats["focal_seconds"] += time.perf_counter() - start
         if result is None:
             return

@@ -49,7 +49,8 @@ class FocalResult:
 
 
 def refine_focal(problem: BAProblem, pixel_noise, iterations=8,
-                 max_sigma_rel=0.05, min_landmarks=30, max_depth=40.0, max_landmarks=150):
+                 max_sigma_rel=0.05, min_landmarks=30, max_depth=40.0, max_landmarks=150,
+                 starts=(1.0,)):
     """The window ``problem`` solved with the focal length free (see the module docstring);
     ``pixel_noise``: the reprojection noise model (the back end's,
     ``WindowBundleAdjuster.pixel_noise``).
@@ -60,7 +61,11 @@ def refine_focal(problem: BAProblem, pixel_noise, iterations=8,
     can cross to behind the camera while f changes (GTSAM then reports a cheirality error
     on stdout for every factor of it). Returns a ``FocalResult``, or None when fewer than
     ``min_landmarks`` such landmarks are seen twice, the solve fails or does not lower the error, or f's standard deviation exceeds
-    ``max_sigma_rel`` of f."""
+    ``max_sigma_rel`` of f.
+
+    ``starts``: the solve starts from each of these multiples of the problem's focal (the
+    poses and landmarks as given) and the accepted solve with the lowest error is returned;
+    a start far from the truth can stall where a nearer one converges."""
     start = time.perf_counter()
     K = np.asarray(problem.K, float)
     if len(problem.poses) < 3:
@@ -83,7 +88,6 @@ def refine_focal(problem: BAProblem, pixel_noise, iterations=8,
     graph = gtsam.NonlinearFactorGraph()
     values = gtsam.Values()
     f0 = 0.5 * (K[0, 0] + K[1, 1])
-    values.insert(C(0), gtsam.Cal3f(f0, K[0, 2], K[1, 2]))
     for k, c2w in problem.poses.items():
         values.insert(X(k), gtsam.Pose3(c2w))
     for lid in used:
@@ -100,7 +104,40 @@ def refine_focal(problem: BAProblem, pixel_noise, iterations=8,
         if k != first:
             graph.add(gtsam.PriorFactorPose3(X(k), gtsam.Pose3(c2w), weak))
 
-    error_before = graph.error(values)
+    def start_at(factor):
+        start_values = gtsam.Values(values)
+        start_values.insert(C(0), gtsam.Cal3f(factor * f0, K[0, 2], K[1, 2]))
+        return start_values
+
+    error_before = graph.error(start_at(1.0))  # the window as it is
+    best = None
+    for factor in starts:
+        solved = _solve_focal(graph, start_at(factor), iterations, max_sigma_rel,
+                              error_before)
+        if solved is not None and (best is None or solved[3] < best[3]):
+            best = solved
+    if best is None:
+        return None
+    result, f, sigma, error_after = best
+
+    poses = {k: result.atPose3(X(k)).matrix() for k in problem.poses}
+    points = {lid: np.asarray(result.atPoint3(L(lid)), float) for lid in used}
+    # a point the solve pushed behind a camera or beyond max_depth is not kept
+    solved = BAProblem(K, poses, problem.fixed, points, problem.obs_kf, problem.obs_lm,
+                       problem.obs_uv)
+    good = set(problem.obs_lm[_near_and_in_front(solved, max_depth * baseline)].tolist())
+    dropped = {lid for lid in used if lid not in good}
+    points = {lid: p for lid, p in points.items() if lid not in dropped}
+    K_new = K.copy()
+    K_new[0, 0] = K_new[1, 1] = f
+    return FocalResult(K_new, poses, points, dropped, sigma, float(error_before),
+                       float(error_after), time.perf_counter() - start)
+
+
+def _solve_focal(graph, values, iterations, max_sigma_rel, error_limit):
+    """LM on the focal graph from ``values``: (result, f, sigma, error after), or None where
+    it fails, ends at an error not below ``error_limit`` or leaves f's sigma above
+    ``max_sigma_rel`` of f."""
     params = gtsam.LevenbergMarquardtParams()
     params.setMaxIterations(iterations)
     # start damped: the window is already a bundle-adjusted optimum for the old f, and a
@@ -116,22 +153,10 @@ def refine_focal(problem: BAProblem, pixel_noise, iterations=8,
         return None
     error_after = graph.error(result)
     f = float(result.atCal3f(C(0)).fx())
-    if not (np.isfinite(error_after) and error_after < error_before and f > 0
+    if not (np.isfinite(error_after) and error_after < error_limit and f > 0
             and sigma <= max_sigma_rel * f):
         return None
-
-    poses = {k: result.atPose3(X(k)).matrix() for k in problem.poses}
-    points = {lid: np.asarray(result.atPoint3(L(lid)), float) for lid in used}
-    # a point the solve pushed behind a camera or beyond max_depth is not kept
-    solved = BAProblem(K, poses, problem.fixed, points, problem.obs_kf, problem.obs_lm,
-                       problem.obs_uv)
-    good = set(problem.obs_lm[_near_and_in_front(solved, max_depth * baseline)].tolist())
-    dropped = {lid for lid in used if lid not in good}
-    points = {lid: p for lid, p in points.items() if lid not in dropped}
-    K_new = K.copy()
-    K_new[0, 0] = K_new[1, 1] = f
-    return FocalResult(K_new, poses, points, dropped, sigma, float(error_before),
-                       float(error_after), time.perf_counter() - start)
+    return result, f, sigma, error_after
 
 
 def _near_and_in_front(problem, max_depth):
