@@ -28,6 +28,7 @@ import argparse
 import gc
 import json
 import platform
+import shlex
 import sys
 import time
 import tracemalloc
@@ -54,14 +55,11 @@ def build_model(samples=1):
     return TrajectoryPipeline(get_backend("onnx"), steps=2, samples=samples, refine=False)
 
 
-_MODEL = None
-
-
 def model_prior():
-    global _MODEL
-    if _MODEL is None:
-        _MODEL = build_model()
-    return ModelPrior(_MODEL)
+    """A fresh prior per run: its noise generator starts from the same seed, so a sequence's
+    figure does not depend on which sequences ran before it in the process (the backend,
+    the costly part, is shared by ``get_backend``)."""
+    return ModelPrior(build_model())
 
 
 # ---------------------------------------------------------------- running and scoring
@@ -565,7 +563,7 @@ def main():
     ap.add_argument("--rerun-memory", action="store_true",
                     help="run the memory section again")
     args = ap.parse_args()
-    command = "python benchmarks/eval_odometry.py " + " ".join(sys.argv[1:])
+    command = shlex.join(["python", "benchmarks/eval_odometry.py", *sys.argv[1:]])
     out = Path(args.out)
     results = {"rows": {}}
     if out.with_suffix(".json").exists() and not args.fresh:
@@ -576,7 +574,7 @@ def main():
     results.setdefault("commands", [])
     if command.strip() not in results["commands"]:
         results["commands"].append(command.strip())
-    if args.rerun_rows:
+    if args.rerun_rows is not None:  # "" matches every row
         results["rows"] = {k: r for k, r in results["rows"].items()
                            if not (args.rerun_rows in r["sequence"]
                                    and r["method"] in args.methods)}

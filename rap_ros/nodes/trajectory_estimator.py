@@ -235,6 +235,12 @@ class TrajectoryEstimator(Node):
         self.refine = declare(self, "refine", True,
                               "model: refine each window's rotations and directions of travel "
                               "against optical flow (rap_ros.pipeline.refine).")
+        self.ba_fallback = declare(self, "ba_fallback", OdometryConfig.ba_fallback,
+                                   "rap, geometry: how a keyframe's bundle adjustment solves a "
+                                   "window iSAM2's Gauss-Newton step cannot: lm (Levenberg-"
+                                   "Marquardt: more accurate, up to ~0.1-0.3 s) or dogleg "
+                                   "(a trust region: 3-4x shorter; benchmarks/results/"
+                                   "odometry_ba_fallback.md).", choices=("lm", "dogleg"))
         self.image_transport = declare(self, "image_transport", "raw",
                                        "raw: subscribe 'image' (sensor_msgs/Image); "
                                        "compressed: 'image/compressed' (CompressedImage).",
@@ -547,7 +553,8 @@ class TrajectoryEstimator(Node):
                     self._request_reset("camera changed")
                     self._reset_pending = False
             self.odometry = make_odometry(self.method, K, backend=self.backend,
-                                          config=OdometryConfig(history=False, prior_async=True),
+                                          config=OdometryConfig(history=False, prior_async=True,
+                                                                ba_fallback=self.ba_fallback),
                                           samples=self.samples, steps=self.model["steps"],
                                           seed=self.model["seed"])
             self._odometry_key = key

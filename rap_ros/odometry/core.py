@@ -396,15 +396,16 @@ class VisualOdometry:
                 done = self._try_init(index, ref, common, p_ref, p_cur, mask,
                                       ref["c2w"] @ invert(T_21), cfg.init_min_angle_deg)
             elif self.prior is not None and index - ref["frame"] >= cfg.prior_init_after \
-                    and index - self._last_prior_init >= cfg.prior_init_after:
-                # at most one model attempt every prior_init_after frames: a standing
-                # robot must not cost a model call per frame
+                    and index - self._last_prior_init >= cfg.prior_init_after \
+                    and index - ref["frame"] < self.prior.window:
+                # at most one model attempt every prior_init_after frames (a standing robot
+                # must not cost a model call per frame), and only with the reference frame
+                # inside the model's window (the buffer)
                 self._last_prior_init = index
-                rel = self._prior_relative(ref["frame"], index)
-                if rel is not None and np.linalg.norm(rel[:3, 3]) > 1e-9:
+                direction = self._prior_direction(ref["frame"], index)
+                if direction is not None:
                     # the geometry's rotation, the model's direction of travel
-                    rel[:3, :3] = R.T
-                    rel[:3, 3] *= baseline / np.linalg.norm(rel[:3, 3])
+                    rel = pose(R.T, direction * baseline)
                     done = self._try_init(index, ref, common, p_ref, p_cur, mask,
                                           ref["c2w"] @ rel, 0.5 * cfg.init_min_angle_deg)
         elif len(common) < cfg.init_min_points:
@@ -786,6 +787,17 @@ class VisualOdometry:
         rel = invert(window.c2w[ia]) @ window.c2w[ib]
         rel[:3, 3] *= s
         return rel
+
+    def _prior_direction(self, a, b):
+        """The model's direction of travel from frame a to frame b (both in the buffer): unit
+        (3,) in a's camera axes, or None (no scale needed: the initialisation sets the
+        length)."""
+        frames, window = self._prior_estimate()
+        if a not in frames or b not in frames:
+            return None
+        t = (invert(window.c2w[frames.index(a)]) @ window.c2w[frames.index(b)])[:3, 3]
+        norm = np.linalg.norm(t)
+        return t / norm if np.isfinite(norm) and norm > 1e-9 else None
 
     def _geometry_weak(self, frames):
         """A window is weak when one of its frames was not placed by the map or had fewer than
