@@ -562,6 +562,8 @@ def main():
                          "TEXT (e.g. no_camera_info after a change that only affects them)")
     ap.add_argument("--rerun-memory", action="store_true",
                     help="run the memory section again")
+    ap.add_argument("--rerun-sections", nargs="+", default=[], choices=("solvers", "fusion"),
+                    help="run these sections again (their earlier results are replaced)")
     args = ap.parse_args()
     command = shlex.join(["python", "benchmarks/eval_odometry.py", *sys.argv[1:]])
     out = Path(args.out)
@@ -580,6 +582,8 @@ def main():
                                    and r["method"] in args.methods)}
     if args.rerun_memory:
         results.pop("memory", None)
+    for name in args.rerun_sections:
+        results.pop(name, None)
 
     def save():
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -213,9 +213,11 @@ def test_two_view_rotation_is_refused_for_tracks_that_fit_no_motion():
     assert relative_rotation(K, p1, noise, min_inlier_ratio=0.3, min_inliers=15)[0] is None
 
 
-def test_isam2_falls_back_to_lm_on_an_ill_posed_window():
+@pytest.mark.parametrize("fallback", ["lm", "dogleg"])
+def test_isam2_falls_back_on_an_ill_posed_window(fallback):
     """Two keyframes at the same centre see a landmark: its depth is unobservable, undamped
-    Gauss-Newton (iSAM2) cannot factor the system, LM's damping can."""
+    Gauss-Newton (iSAM2) cannot factor the system; LM's damping can (with "dogleg" the
+    trust-region step is tried first and LM only if it fails too)."""
     rng = np.random.default_rng(4)
     K = np.array([[200.0, 0, 160], [0, 200, 120], [0, 0, 1]])
     points = rng.uniform([-3, -2, 6], [3, 2, 12], (60, 3))
@@ -237,9 +239,9 @@ def test_isam2_falls_back_to_lm_on_an_ill_posed_window():
     pts[len(points)] = extra
     problem = BAProblem(K, poses, {0, 1}, pts, np.array(obs_kf), np.array(obs_lm),
                         np.array(obs_uv, float))
-    ba = WindowBundleAdjuster(solver="isam2")
+    ba = WindowBundleAdjuster(solver="isam2", fallback=fallback)
     result = ba.solve(problem)
-    assert ba.failures == 0 and ba.fallbacks == 1
+    assert ba.failures == 0 and ba.fallbacks == 1 and result.fallback and not result.failed
     assert np.isfinite(result.error_after) and result.error_after <= result.error_before + 1e-9
     # the projection factors are cached per (keyframe, landmark) and dropped with their keyframe
     assert len(ba._factors) == len(obs_kf)

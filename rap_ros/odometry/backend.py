@@ -102,8 +102,8 @@ class WindowBundleAdjuster:
 
     @staticmethod
     def _isam2(graph, values, error_before, dogleg=False):
-        """One batch update of a fresh ISAM2: (estimate, the ISAM2) or (None, None) where it
-        throws or does not lower the error."""
+        """One batch update of a fresh ISAM2: (estimate, the ISAM2, its error) or (None,
+        None, None) where it throws or does not lower the error."""
         params = gtsam.ISAM2Params()
         if dogleg:
             params.setOptimizationParams(gtsam.ISAM2DoglegParams())
@@ -112,11 +112,11 @@ class WindowBundleAdjuster:
             isam.update(graph, values)  # the batch step (see the module docstring)
             result = isam.calculateEstimate()
         except RuntimeError:  # an ill-posed window
-            return None, None
+            return None, None, None
         error_after = graph.error(result)
         if not np.isfinite(error_after) or error_after > error_before:
-            return None, None  # diverged: e.g. undamped steps on a poorly constrained window
-        return result, isam
+            return None, None, None  # diverged: e.g. undamped steps, poorly constrained window
+        return result, isam, error_after
 
     def _lm(self, graph, values):
         params = gtsam.LevenbergMarquardtParams()
@@ -169,21 +169,22 @@ class WindowBundleAdjuster:
         for k in free:
             graph.add(gtsam.PriorFactorPose3(X(k), gtsam.Pose3(p.poses[k]), weak))
         error_before = graph.error(values)
-        result, isam, fallback, failed = None, None, False, False
+        result, isam, error_after, fallback, failed = None, None, None, False, False
         if self.solver == "isam2":
-            result, isam = self._isam2(graph, values, error_before)
+            result, isam, error_after = self._isam2(graph, values, error_before)
             if result is None:
                 self.fallbacks += 1
                 fallback = True
                 if self.fallback == "dogleg":
-                    result, isam = self._isam2(graph, values, error_before, dogleg=True)
+                    result, isam, error_after = self._isam2(graph, values, error_before,
+                                                            dogleg=True)
         if result is None:
             try:
                 result = self._lm(graph, values)
             except RuntimeError:
                 self.failures += 1
                 failed, result = True, values
-        error_after = graph.error(result)
+            error_after = graph.error(result)
         poses = {k: result.atPose3(X(k)).matrix() for k in p.poses}
         # every Point3 of the values is a landmark, in key order, and L(lid) sorts by lid
         lids = sorted(used)
