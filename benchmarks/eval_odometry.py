@@ -525,10 +525,10 @@ def report(results, command):
                   "frames it places (1-4 per sequence) moved the ATE by up to 70 %. Without "
                   "camera_info the model's K is used (its focal lengths against the "
                   "geometry's guess: under Scenarios). With the factors off, rap = geometry "
-                  "on every "
-                  "sequence with camera_info (same ATE to the digit), the model runs once "
-                  "per 96 frames for the health signal, at initialisation after 8 frames "
-                  "of too little parallax, and for K.", ""]
+                  "on the sequences with camera_info except where the model initialised "
+                  "the map (after 8 frames of too little parallax with the reference frame "
+                  "in its window); the model runs once per 96 frames for the health "
+                  "signal, at such initialisations, and for K.", ""]
     if "memory" in results:
         mem = results["memory"]
         lines += ["## Memory over a long stream", "",
