@@ -208,7 +208,10 @@ def _contact_sheet(path, truth, previews, scores, paths):
     cols = max(len(r[1]) for r in rows)
     aspect = truth.shape[2] / truth.shape[1]
     side = 3
-    fig = plt.figure(figsize=(1.3 * aspect * cols + 3.2, 1.55 * len(rows)))
+    # constrained layout; the row titles span several image columns, so they are left out
+    # of the layout (as titles they widened their column, and tight_layout gave up)
+    fig = plt.figure(figsize=(1.3 * aspect * cols + 3.2, 1.55 * len(rows)),
+                     layout="constrained")
     grid = fig.add_gridspec(len(rows), cols + side)
     top = fig.add_subplot(grid[:, :side])
     colours = ("black", "tab:blue", "tab:red")
@@ -232,8 +235,9 @@ def _contact_sheet(path, truth, previews, scores, paths):
             if r == 0:
                 ax.text(0.5, 1.02, f"t{c}" + (" (source)" if c == 0 else ""),
                         transform=ax.transAxes, ha="center", va="bottom", fontsize=6)
-        fig.axes[-cols].set_title(label, fontsize=7, loc="left", pad=10)
-    fig.tight_layout()
+        title = fig.axes[-cols].text(0.0, 1.12, label, transform=fig.axes[-cols].transAxes,
+                                     fontsize=7, ha="left", va="bottom")
+        title.set_in_layout(False)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
