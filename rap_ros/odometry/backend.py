@@ -9,8 +9,9 @@ pixel noise; the oldest ``fixed`` keyframes get a tight ``PriorFactorPose3`` (ga
 motion-prior factors are ``BetweenFactorPose3`` with a Huber-robust Gaussian noise.
 
 Covariances returned (``covariance=True``: the newest free keyframe, which is what the
-front end publishes; ``"all"``: every free keyframe) are 6x6 in the keyframe's local tangent (right perturbation
-``c2w * exp(xi)``), ordered translation then rotation (GTSAM orders rotation first; we swap).
+front end publishes; ``"all"``: every free keyframe) are 6x6 in the keyframe's local tangent
+(right perturbation ``c2w * exp(xi)``), ordered translation then rotation (GTSAM orders
+rotation first; we swap).
 
 Solvers: "lm" (Levenberg-Marquardt over the window graph, rebuilt per call, at most
 ``iterations`` iterations) or "isam2" (the same window graph handed to a fresh ``ISAM2`` in one

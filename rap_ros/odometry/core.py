@@ -15,8 +15,8 @@ rotation from the essential matrix against the previous frame (when enough track
 with a constant-velocity step. Keyframes by rotation-compensated parallax and track survival; at a
 keyframe new landmarks are triangulated (angle, depth, reprojection checks) against the
 window's keyframes and the window (``window_keyframes``) is bundle-adjusted on GTSAM
-(iSAM2 by default, LM where iSAM2 cannot solve a window). Non-keyframes are stored relative to their keyframe, so
-``trajectory()`` follows the BA's corrections.
+(iSAM2 by default, LM where iSAM2 cannot solve a window). Non-keyframes are stored relative
+to their keyframe, so ``trajectory()`` follows the BA's corrections.
 
 Without K (no camera_info), the focal length the core starts from (the model's, or a 60°
 field-of-view guess) is refined: once the window is full, every ``focal_every`` keyframes the
@@ -172,8 +172,8 @@ class VisualOdometry:
             self._prior_future[1].cancel()
             self._prior_future = None
         self._tracked_prev = None
-        self._placed = deque(maxlen=64)
-        self._inliers = {}                # recent frame -> PnP inliers   # recent frames placed by the map (PnP / init)
+        self._placed = deque(maxlen=64)   # recent frames placed by the map (PnP / init)
+        self._inliers = {}                # recent frame -> PnP inliers
         self.stats = dict(frames=0, keyframes=0, pnp=0, fallback=0, prior_fallback=0,
                           prior_windows=0, prior_factors=0, ba_runs=0, ba_seconds=0.0,
                           prior_seconds=0.0, losses=0, recoveries=0, inits=0,
@@ -693,9 +693,9 @@ class VisualOdometry:
     def _refine_focal(self):
         """Without given intrinsics, solve the window once more with the focal length free
         (``selfcal.refine_focal``) when it is full, every ``focal_every`` keyframes, until
-        ``focal_refinements`` have been accepted or ``focal_attempts`` made; an accepted solve replaces K, the window's
-        keyframes and its landmarks (landmarks it did not solve are then culled by their
-        reprojection error under the new K)."""
+        ``focal_refinements`` have been accepted or ``focal_attempts`` made; an accepted
+        solve replaces K, the window's keyframes and its landmarks (landmarks it did not
+        solve are then culled by their reprojection error under the new K)."""
         cfg = self.cfg
         if self.K_given is not None or self._focal_refinements >= cfg.focal_refinements or \
                 self._focal_attempts >= cfg.focal_attempts or \

@@ -35,8 +35,9 @@ C = gtsam.symbol_shorthand.C
 class FocalResult:
     """K (3, 3) with the refined focal; poses / points as in ``BAResult`` (keyframe id ->
     c2w (4, 4), landmark id -> (3,)), in the input's scale; dropped: ids of landmarks the
-    solve put behind a camera or beyond ``max_depth`` (the caller removes them); focal_sigma: marginal standard
-    deviation of f, pixels; error_before / error_after: the graph's error."""
+    solve put behind a camera or beyond ``max_depth`` (the caller removes them); focal_sigma:
+    marginal standard deviation of f, pixels; error_before / error_after: the graph's
+    error."""
 
     K: np.ndarray
     poses: dict
@@ -60,8 +61,8 @@ def refine_focal(problem: BAProblem, pixel_noise, iterations=8,
     times the first-to-last keyframe distance, enter: a far point says little about f and
     can cross to behind the camera while f changes (GTSAM then reports a cheirality error
     on stdout for every factor of it). Returns a ``FocalResult``, or None when fewer than
-    ``min_landmarks`` such landmarks are seen twice, the solve fails or does not lower the error, or f's standard deviation exceeds
-    ``max_sigma_rel`` of f.
+    ``min_landmarks`` such landmarks are seen twice, the solve fails or does not lower the
+    error, or f's standard deviation exceeds ``max_sigma_rel`` of f.
 
     ``starts``: the solve starts from each of these multiples of the problem's focal (the
     poses and landmarks as given) and the accepted solve with the lowest error is returned;
