@@ -39,8 +39,11 @@ class OdometryConfig:
     twoview_min_inlier_ratio: float = 0.3  # two-view motion (initialisation, fallback)
     twoview_min_inliers: int = 15    # trusted only if this fraction of the tracks, and this
     #                                  many, fit it (a bare wall's noise tracks fit no motion)
-    prior_init_after: int = 8        # with a prior: frames of too little parallax before the
-    #                                  model's motion initialises instead
+    prior_init_after: int = 0        # with a prior: frames of too little parallax before the
+    #                                  model's direction of travel initialises the map (0:
+    #                                  never). Off by default: on slow starts it began
+    #                                  tracking 13 frames sooner at 4.3x the ATE
+    #                                  (benchmarks/results/model_init.md)
     # -- triangulation checks -------------------------------------------------------------
     tri_min_angle_deg: float = 1.0
     tri_max_reprojection_px: float = 2.0
@@ -82,9 +85,8 @@ class OdometryConfig:
     prior_trans_floor: float = 0.20  # floor of its translation sigma, fraction of the step
     prior_huber: float = 1.345
     prior_factors: str = "off"       # between-factors from the model's windows: "off" (none;
-    #                                  the model initialises the map after ``prior_init_after``
-    #                                  frames of too little parallax, gives K without
-    #                                  camera_info, and the disagreement health signal),
+    #                                  the model gives K without camera_info and the
+    #                                  disagreement health signal),
     #                                  "weak" (only from windows where the geometry is weak: a
     #                                  frame not placed by PnP, or fewer than 2 x
     #                                  degraded_inliers), "always" (every window). "off" is the

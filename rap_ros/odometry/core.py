@@ -25,15 +25,16 @@ kept only where the motion observes the focal (its marginal sigma at most
 ``focal_max_sigma`` of it; pure translation does not); at most ``focal_refinements``
 accepted solves and ``focal_attempts`` tries (benchmarks/results/odometry_focal.md).
 
-The prior (method "rap"), by default (``prior_factors="off"``): initialises the map from the
-model's direction of travel after ``prior_init_after`` frames of too little parallax, gives K
-when none is passed, and every ``prior_check_every`` frames the model/geometry rotation
-disagreement for the health signal. Optionally (``prior_factors="weak"``/``"always"``,
-``prior_on_fallback``) its relative motion between keyframes, scaled to the map on the frames
-its window shares with the geometry, enters the BA as between-factors, and it places frames
-the map cannot; measured on 9 synthetic drives, 2 real sequences and 6 degenerate scenarios
-both raised the ATE more often than they lowered it (benchmarks/results/odometry.md), hence
-off by default.
+The prior (method "rap"), by default (``prior_factors="off"``): gives K when none is passed,
+and every ``prior_check_every`` frames the model/geometry rotation disagreement for the
+health signal. Optionally (``prior_factors="weak"``/``"always"``, ``prior_on_fallback``) its
+relative motion between keyframes, scaled to the map on the frames its window shares with
+the geometry, enters the BA as between-factors, and it places frames the map cannot;
+measured on 9 synthetic drives, 2 real sequences and 6 degenerate scenarios both raised the
+ATE more often than they lowered it (benchmarks/results/odometry.md), hence off by default.
+Also optional (``prior_init_after`` > 0): after that many frames of too little parallax its
+direction of travel initialises the map; on slow starts that began tracking 13 frames sooner
+at 4.3x the ATE (benchmarks/results/model_init.md), hence off by default too.
 """
 import os
 import threading
@@ -176,7 +177,7 @@ class VisualOdometry:
         self._inliers = {}                # recent frame -> PnP inliers
         self.stats = dict(frames=0, keyframes=0, pnp=0, fallback=0, prior_fallback=0,
                           prior_windows=0, prior_factors=0, ba_runs=0, ba_seconds=0.0,
-                          prior_seconds=0.0, losses=0, recoveries=0, inits=0,
+                          prior_seconds=0.0, losses=0, recoveries=0, inits=0, model_inits=0,
                           focal_refinements=0, focal_seconds=0.0, ba_fallbacks=0,
                           ba_failures=0, ba_max_seconds=0.0)
 
@@ -395,7 +396,8 @@ class VisualOdometry:
                 T_21 = pose(R, tdir * baseline)
                 done = self._try_init(index, ref, common, p_ref, p_cur, mask,
                                       ref["c2w"] @ invert(T_21), cfg.init_min_angle_deg)
-            elif self.prior is not None and index - ref["frame"] >= cfg.prior_init_after \
+            elif self.prior is not None and cfg.prior_init_after > 0 \
+                    and index - ref["frame"] >= cfg.prior_init_after \
                     and index - self._last_prior_init >= cfg.prior_init_after \
                     and index - ref["frame"] < self.prior.window:
                 # at most one model attempt every prior_init_after frames (a standing robot
@@ -408,6 +410,7 @@ class VisualOdometry:
                     rel = pose(R.T, direction * baseline)
                     done = self._try_init(index, ref, common, p_ref, p_cur, mask,
                                           ref["c2w"] @ rel, 0.5 * cfg.init_min_angle_deg)
+                    self.stats["model_inits"] += done
         elif len(common) < cfg.init_min_points:
             self._start_init(index, c2w, gray)
         if not done:
