@@ -525,10 +525,9 @@ def report(results, command):
                   "frames it places (1-4 per sequence) moved the ATE by up to 70 %. Without "
                   "camera_info the model's K is used (its focal lengths against the "
                   "geometry's guess: under Scenarios). With the factors and the model's "
-                  "initialisation off (the defaults), rap = geometry on the sequences with "
-                  "camera_info (to within 0.1 % of the ATE on one clip, textureless "
-                  "arc-room); the model runs once per 96 frames for the health signal and "
-                  "for K.", ""]
+                  "initialisation off (the defaults), rap = geometry on every sequence with "
+                  "camera_info (the same ATE to the digit); the model runs once per 96 "
+                  "frames for the health signal and for K.", ""]
     if "memory" in results:
         mem = results["memory"]
         lines += ["## Memory over a long stream", "",
