@@ -404,10 +404,12 @@ class VisualOdometry:
                 # must not cost a model call per frame), and only with the reference frame
                 # inside the model's window (the buffer)
                 self._last_prior_init = index
-                direction = self._prior_direction(ref["frame"], index)
-                if direction is not None:
-                    # the geometry's rotation, the model's direction of travel
-                    rel = pose(R.T, direction * baseline)
+                # the model's direction of travel (no scale needed: the baseline sets the
+                # length) with the geometry's rotation
+                rel = self._prior_relative(ref["frame"], index, to_map=False)
+                length = np.inf if rel is None else np.linalg.norm(rel[:3, 3])
+                if np.isfinite(length) and length > 1e-9:
+                    rel = pose(R.T, rel[:3, 3] / length * baseline)
                     done = self._try_init(index, ref, common, p_ref, p_cur, mask,
                                           ref["c2w"] @ rel, 0.5 * cfg.init_min_angle_deg)
                     self.stats["model_inits"] += done
@@ -773,12 +775,16 @@ class VisualOdometry:
             valid.append(ok)
         return np.array(poses), np.array(valid)
 
-    def _prior_relative(self, a, b):
+    def _prior_relative(self, a, b, to_map=True):
         """The model's relative pose from frame a to frame b (both in the buffer), scaled to
-        the map (last known window scale), or None."""
+        the map (last known window scale; ``to_map=False``: in the model's own scale), or
+        None."""
         frames, window = self._prior_estimate()
         if a not in frames or b not in frames:
             return None
+        rel = invert(window.c2w[frames.index(a)]) @ window.c2w[frames.index(b)]
+        if not to_map:
+            return rel
         geo, valid = self._geo_poses(frames)
         valid[frames.index(b)] = False
         s = window_scale(window.c2w, geo, valid)
@@ -786,21 +792,8 @@ class VisualOdometry:
             s = self._prior_scale
         if s is None:
             return None
-        ia, ib = frames.index(a), frames.index(b)
-        rel = invert(window.c2w[ia]) @ window.c2w[ib]
         rel[:3, 3] *= s
         return rel
-
-    def _prior_direction(self, a, b):
-        """The model's direction of travel from frame a to frame b (both in the buffer): unit
-        (3,) in a's camera axes, or None (no scale needed: the initialisation sets the
-        length)."""
-        frames, window = self._prior_estimate()
-        if a not in frames or b not in frames:
-            return None
-        t = (invert(window.c2w[frames.index(a)]) @ window.c2w[frames.index(b)])[:3, 3]
-        norm = np.linalg.norm(t)
-        return t / norm if np.isfinite(norm) and norm > 1e-9 else None
 
     def _geometry_weak(self, frames):
         """A window is weak when one of its frames was not placed by the map or had fewer than
