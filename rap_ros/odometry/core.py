@@ -161,8 +161,6 @@ class VisualOdometry:
         self._last_prior_init = -10**9
         self._last_prior_check = 0
         self._disagreement = 0.0
-        # keyframe and landmark ids start again: the solver's cached factors must go
-        self.ba.forget_before(np.inf)
         self._ba_due = False        # a keyframe's BA waits for optimise() (push(optimise=False))
         self._defer_ba = False
         self._ba_last = None
