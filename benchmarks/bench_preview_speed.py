@@ -3,7 +3,7 @@ with 8 candidates in at most 1 s on this CPU).
 
 ``ViewPipeline.predict_batch`` (and ``closed_loop_batch``: the node's `preview_paths` with
 ``consistency`` on) from one source image, 1 and 8 candidate paths of T frames, each preview
-mode, the node's defaults otherwise (1 Euler step, ``max_preview_pixels`` 640x480, chunks of
+mode, the node's defaults otherwise (1 Euler step, ``max_preview_pixels`` 320x240, chunks of
 8, ``depth_source: map``: a z-depth map of the source at the preview size). The source: a
 held-out synthetic street rendered at each size with its true depth as the map; the paths
 drive 2 units ahead turning by -30 .. +30 degrees, normalised as the node does
@@ -158,7 +158,8 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None,
                         help="ONNX Runtime intra-op threads (default: the backend's)")
-    parser.add_argument("--max-preview-pixels", type=int, default=640 * 480)
+    parser.add_argument("--max-preview-pixels", type=int, default=320 * 240,
+                        help="the node's max_preview_pixels (its default: 320x240)")
     parser.add_argument("--compare", default=None, metavar="DIR",
                         help="also time DIR/rap_ros (e.g. a copy of the code before a change)")
     parser.add_argument("--labels", nargs=2, default=["before", "after"],

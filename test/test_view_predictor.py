@@ -168,7 +168,8 @@ def wait_for_subscribers(probe, publishers, timeout=60):
 
 def test_plan_to_predicted_view_and_previews(model_spec, frames_per_view):
     T = frames_per_view
-    process = start_process(node_command("predictor", model_spec[0], "-p", "steps:=2"))
+    process = start_process(node_command("predictor", model_spec[0], "-p", "steps:=2",
+                                         "-p", "consistency:=true"))  # off by default
     rclpy.init()
     probe = Probe("predictor_probe")
     try:
@@ -305,6 +306,9 @@ def test_preview_paths_memory_is_bounded(model_spec, frames_per_view):
         assert response.success, response.message
         assert len(response.previews) == 64
         assert all(len(p.frames) == T for p in response.previews)
+        # consistency off (the default): NaN per path, no per-frame scores
+        assert len(response.consistency) == 64 and all(math.isnan(c) for c in response.consistency)
+        assert not any(len(p.scores) for p in response.previews)
         peak = process_peak_mb(process.pid)
         print(f"view_predictor peak resident memory: {peak:.0f} MB")
         assert peak < PREVIEW_MEMORY_BOUND_MB, f"peak {peak:.0f} MB"

@@ -57,7 +57,8 @@ class LiveOptions:
     """rate: playback speed relative to the recorded stamps. up_args: extra `rap-ros up`
     arguments (before --ros-args). ready_timeout_s: wait for the node to subscribe.
     settle_s: quiet time after the last frame before stopping. node_params: extra
-    ``-p trajectory_estimator:NAME:=VALUE`` parameters."""
+    ``-p trajectory_estimator:NAME:=VALUE`` parameters; predictor_params: extra
+    ``-p view_predictor:NAME:=VALUE`` parameters (when `up` runs the view_predictor)."""
 
     rate: float = 1.0
     up_args: list = field(default_factory=lambda: ["--no-predictor"])
@@ -65,6 +66,7 @@ class LiveOptions:
     settle_s: float = 5.0
     max_wait_s: float = 120.0
     node_params: dict = field(default_factory=dict)
+    predictor_params: dict = field(default_factory=dict)
 
 
 class _Recorder:
@@ -135,6 +137,8 @@ def start_up_process(options, live, log_path):
                 "-r", f"camera_info:={LIVE_INFO_TOPIC}"]
     for name, value in params.items():
         command += ["-p", f"trajectory_estimator:{name}:={value}"]
+    for name, value in live.predictor_params.items():
+        command += ["-p", f"view_predictor:{name}:={value}"]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # an offline replay stays on this machine
     with open(log_path, "w") as log:  # the child keeps its own descriptor

@@ -190,9 +190,9 @@ class ViewPredictor(Node):
         self.use_tf = declare(self, "use_tf", True,
                               "Look the current camera pose up in tf2 (when tf2_ros is "
                               "importable); otherwise use the odometry topic.")
-        self.consistency = declare(self, "consistency", True,
+        self.consistency = declare(self, "consistency", False,
                                    "Score predictions by closed-loop consistency (2 extra "
-                                   "model jobs); off: scores are empty.")
+                                   "model jobs: about 3x the time); off: scores are empty.")
         self.max_plan_poses = declare(self, "max_plan_poses", 10000,
                                       "Plans with more poses are refused (with an error).",
                                       2, 1000000)
@@ -232,7 +232,7 @@ class ViewPredictor(Node):
         self.map_points_min = declare(self, "map_points_min", 20,
                                       "Fewest map_points in the source camera's view for a "
                                       "map depth; fewer: the plane.", 3, 1000000)
-        self.max_preview_pixels = declare(self, "max_preview_pixels", 640 * 480,
+        self.max_preview_pixels = declare(self, "max_preview_pixels", 320 * 240,
                                           "Warp-mode previews are at the source's size, "
                                           "downscaled (aspect kept) to at most this many "
                                           "pixels; 0: no limit.", 0, 10 ** 9)

@@ -124,7 +124,10 @@ def _preview(bag, out, args):
     paths = _candidate_paths(future)
 
     _, process = start_up_process(RunOptions(backend=args.backend),
-                                  LiveOptions(up_args=["--no-estimator"]), out / "preview_node.log")
+                                  LiveOptions(up_args=["--no-estimator"],
+                                              # the closed loop is opt-in (3x the time)
+                                              predictor_params={"consistency": "true"}),
+                                  out / "preview_node.log")
     context = rclpy.Context()
     rclpy.init(context=context)
     node = rclpy.create_node("rap_ros_demo_planner", context=context)
