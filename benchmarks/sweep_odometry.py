@@ -66,11 +66,15 @@ VARIANTS = {
     "BA fallback dogleg": {"ba_fallback": "dogleg"},
     # without camera_info: each focal solve also started from 0.6 and 1.6 times the focal
     "focal starts x0.6 x1 x1.6": {"focal_starts": (1.0, 0.6, 1.6)},
+    # where KLT starts each track (the default since session 11: "map")
+    "KLT from the old position": {"klt_predict": "off"},
+    "KLT from the predicted rotation": {"klt_predict": "rotation"},
 }
 # other methods as reference columns: name -> (method, OdometryConfig overrides)
 REFERENCES = {"rap (defaults)": ("rap", {}), "opencv-vo": ("opencv-vo", {}),
               "rap, no focal self-calibration": ("rap", {"focal_refinements": 0}),
-              "rap, focal starts x0.6 x1 x1.6": ("rap", {"focal_starts": (1.0, 0.6, 1.6)})}
+              "rap, focal starts x0.6 x1 x1.6": ("rap", {"focal_starts": (1.0, 0.6, 1.6)}),
+              "rap, KLT from the old position": ("rap", {"klt_predict": "off"})}
 
 
 def sequences(cache, which="standard"):
@@ -152,6 +156,9 @@ def main(argv=None):
                         default="standard", help="which sequences (see ``sequences``)")
     parser.add_argument("--out", default=str(RESULTS / "odometry_sensitivity"))
     args = parser.parse_args(argv)
+    unknown = [n for n in args.variants if n not in VARIANTS and n not in REFERENCES]
+    if unknown:
+        parser.error(f"unknown variants {unknown}: names of VARIANTS or REFERENCES")
     start = time.perf_counter()
     seqs = sequences(args.cache, args.which)
     ate_pct, focal_error_pct, ba_max_ms = {}, {}, {}

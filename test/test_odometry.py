@@ -192,6 +192,51 @@ def test_a_bare_wall_gives_no_corners_to_track(drive):
     assert len(tracker.detect(normalise(scene), np.zeros((0, 2)), 100, raw=scene)) > 50
 
 
+def test_klt_follows_the_predicted_motion_on_periodic_texture():
+    """A texture repeating every 24 px moved 17 px: started where the point was, KLT locks
+    onto the copy one period behind (-7 px) and the forward-backward check passes it; started
+    from the predicted position (here 3 px short), forward and backward agree on +17 px."""
+    y, x = np.mgrid[0:240, 0:320].astype(np.float32)
+
+    def image(shift, period=24.0):
+        v = np.sin(2 * np.pi * (x - shift) / period) + np.sin(2 * np.pi * y / period) \
+            + 0.5 * np.sin(2 * np.pi * (x - shift + y) / period)
+        return (127 + 50 * v).astype(np.uint8)
+
+    before, after = image(0.0), image(17.0)
+    tracker = Tracker(OdometryConfig(), (320, 240))
+    pts = np.array([[60.0 + 17 * i, 50.0 + 11 * i] for i in range(10)], np.float32)
+    unguided, ok = tracker.track(before, after, pts)
+    assert ok.sum() >= 8
+    np.testing.assert_allclose(unguided[ok, 0] - pts[ok, 0], -7.0, atol=0.5)
+    guided, ok = tracker.track(before, after, pts, guess=pts + [14.0, 0.0])
+    assert ok.sum() >= 8
+    np.testing.assert_allclose(guided[ok, 0] - pts[ok, 0], 17.0, atol=0.5)
+    np.testing.assert_allclose(guided[ok, 1], pts[ok, 1], atol=0.5)
+
+
+def test_tracks_start_where_the_motion_model_puts_them():
+    """klt_predict "map": a map point's track starts at its landmark projected into the
+    constant-velocity pose, on an arc (5-7 px a frame) 3-10x nearer where KLT then finds it
+    than where it was."""
+    clip = sample_clip(held_out_seed(13), frames=31, height=240, width=320, trajectory="arc",
+                       scene="room")
+    for n in (20, 25, 30):
+        vo, _ = _run(clip.frames[:n], clip.K)
+        assert vo._mode == "track"
+        ids, old = vo._ids.copy(), vo._pts.copy()
+        predicted = vo._predicted_pts("map")
+        vo.push(clip.frames[n])
+        common, a, b = np.intersect1d(ids, vo._ids, return_indices=True)
+        assert len(common) > 100
+        moved = np.median(np.linalg.norm(vo._pts[b] - old[a], axis=1))
+        missed = np.median(np.linalg.norm(vo._pts[b] - predicted[a], axis=1))
+        assert moved > 4.0 and missed < 0.35 * moved, (n, moved, missed)
+    assert vo._predicted_pts("off") is None
+    with pytest.raises(ValueError, match="klt_predict"):
+        VisualOdometry(clip.K, OdometryConfig(klt_predict="landmarks"))
+
+
 def test_two_view_rotation_is_refused_for_tracks_that_fit_no_motion():
     """Tracks that fit no motion (jitter in place, unrelated points) give no rotation; a
     real rotation is recovered."""
@@ -298,9 +343,15 @@ def test_degenerate_scenarios_keep_the_trajectory(drive, name, with_prior):
     s = np.median(steps[steps > 0]) / max(np.median(true_steps[true_steps > 0]), 1e-9) \
         if (steps > 0).any() else 1.0
     assert steps.max() < 5 * s * true_steps.max() + 1e-6 + 0.5 * s
-    assert results[-1].health in ("ok", "degraded")
-    if name != "pure_rotation":  # pure rotation: no path to scale the error by
-        assert _ate_pct(est, c2w) < 15.0
+    tracked = np.array([r.health in ("ok", "degraded") for r in results])
+    if name == "pure_rotation":
+        # turning in place no new landmark can be triangulated: the map drains as it turns
+        # out of view, and whether the last frames fall in such a gap is chance; tracked
+        # through most of the turn, and never a jump (above)
+        assert tracked.mean() >= 0.8
+    else:
+        assert tracked[-1]
+        assert _ate_pct(est, c2w) < 15.0  # pure rotation: no path to scale the error by
 
 
 def test_prior_schedule_runs_the_model_only_where_geometry_is_weak(drive):
@@ -356,7 +407,10 @@ def test_no_camera_info_with_prior_uses_its_k(drive):
     prior = FakePrior(drive.frames, drive.c2w, drive.K)
     vo, results = _run(drive.frames, None, prior)
     assert results[0].source == "buffered" and results[0].health == "initialising"
-    assert np.allclose(vo.K, wrong)
+    # the prior's K, which the focal self-calibration may then refine (one focal for both
+    # axes); the principal point stays
+    np.testing.assert_allclose(vo.K[:2, 2], wrong[:2, 2])
+    np.testing.assert_allclose(np.diag(vo.K)[:2], np.diag(wrong)[:2], rtol=0.03)
     assert _ate_pct(vo.trajectory(), drive.c2w) < 5.0
     # Every frame gets one answer that is not "buffered": the held ones come back as
     # ``earlier`` with the push that fills the model's window, in order.

@@ -26,6 +26,12 @@ class OdometryConfig:
     #                                  a 160x120 drive; benchmarks/results/odometry.md)
     lk_levels: int = 3               # KLT pyramid levels
     fb_threshold: float = 1.0        # forward-backward error allowed, pixels
+    klt_predict: str = "map"         # where each KLT track starts (``Tracker.track``): "off"
+    #                                  (where the point was; before session 11), "rotation"
+    #                                  (moved by the homography of the constant-velocity
+    #                                  rotation), "map" (a map point's landmark projected into
+    #                                  the constant-velocity pose; others as "rotation");
+    #                                  benchmarks/results/odometry_klt_predict_*.md
     normalise_mean: float = 128.0    # image normalisation target (against exposure jumps)
     normalise_std: float = 48.0
     # -- pose from the map ----------------------------------------------------------------

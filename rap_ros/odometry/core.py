@@ -7,8 +7,9 @@ first initialisation baseline (monocular: arbitrary scale) until ``set_scale`` f
 K (3, 3) pixels of the images passed in (no distortion). Covariances are 6x6 in the pose's
 local tangent (right perturbation), translation then rotation (radians). Times are seconds.
 
-Per frame (``push``): normalise the image, track corners by KLT (forward-backward checked;
-new corners only where they beat the frame's noise, ``frontend.Tracker.detect``), locate the
+Per frame (``push``): normalise the image, track corners by KLT (forward-backward checked,
+each track started where the constant-velocity pose puts it: ``klt_predict``; new corners
+only where they beat the frame's noise, ``frontend.Tracker.detect``), locate the
 frame by PnP RANSAC + LM against the map's landmarks (initial guess: constant velocity). If
 the map cannot place it: the model's motion over the last window (with a prior), else the
 rotation from the essential matrix against the previous frame (when enough tracks fit one)
@@ -109,6 +110,9 @@ class VisualOdometry:
 
     def __init__(self, K=None, config=None, prior: MotionPrior = None):
         self.cfg = config or OdometryConfig()
+        if self.cfg.klt_predict not in ("off", "rotation", "map"):
+            raise ValueError(f"klt_predict must be 'off', 'rotation' or 'map', got "
+                             f"{self.cfg.klt_predict!r}")
         self.prior = prior
         self.K_given = None if K is None else np.asarray(K, float)
         self.ba = WindowBundleAdjuster(self.cfg.ba_pixel_sigma, self.cfg.ba_huber,
@@ -304,7 +308,8 @@ class VisualOdometry:
         timing = {}
         t = time.perf_counter()
         if self._prev_gray is not None and len(self._pts):
-            pts, ok = self._tracker.track(self._prev_gray, gray, self._pts)
+            pts, ok = self._tracker.track(self._prev_gray, gray, self._pts,
+                                          self._predicted_pts(cfg.klt_predict))
             self._tracked_prev = self._pts[ok]
             self._pts, self._ids = pts[ok], self._ids[ok]
         else:
@@ -331,6 +336,29 @@ class VisualOdometry:
         self.stats["losses"], self.stats["recoveries"] = self._health.losses, \
             self._health.recoveries
         return result
+
+    def _predicted_pts(self, how):
+        """Where the live tracks should be in the new frame under the constant-velocity pose
+        (N, 2) float32 (``OdometryConfig.klt_predict``): moved by the predicted rotation alone
+        (the homography at infinity), and with "map" a map point's landmark projected. None
+        when ``how`` is "off" or before tracking."""
+        if how == "off" or self._mode != "track" or not len(self._pts):
+            return None
+        guess = self._last_pose @ self._velocity
+        R_21 = guess[:3, :3].T @ self._last_pose[:3, :3]  # last camera -> predicted camera
+        H = self.K @ R_21 @ np.linalg.inv(self.K)
+        q = np.c_[self._pts, np.ones(len(self._pts))] @ H.T
+        out = (q[:, :2] / q[:, 2:3]).astype(np.float32)
+        m, Xm = _lookup(self._landmark_table(), self._ids) if how == "map" else (None, None)
+        if m is not None and m.any():
+            uv, z = project(self.K, guess, Xm)
+            front = z > 0
+            idx = np.flatnonzero(m)[front]
+            out[idx] = uv[front]
+        h, w = self._prev_gray.shape[:2]
+        bad = ~np.isfinite(out).all(axis=1) | (np.abs(out - self._pts) > 0.25 * (h + w)).any(axis=1)
+        out[bad] = self._pts[bad]
+        return out
 
     def _bounded_step(self, step):
         """The constant-velocity step (4x4) with its rotation block projected onto SO(3); a

@@ -75,8 +75,16 @@ class Tracker:
         self.lk = dict(winSize=(win, win), maxLevel=config.lk_levels,
                        criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03))
 
-    def track(self, prev, cur, pts):
-        """Track pts (N, 2) float32 from grey image prev to cur.
+    def track(self, prev, cur, pts, guess=None):
+        """Track pts (N, 2) float32 from grey image prev to cur; ``guess`` (N, 2): where each
+        point is expected in cur (e.g. the motion model's prediction).
+
+        With a guess the forward track starts there and the backward track from where it
+        ended moved back by the guessed motion. On periodic texture (tiles, brick, fences)
+        KLT locks onto the copy nearest its start: started where the point was, it lands
+        whole periods behind under fast motion and the backward track agrees. (Tracking the
+        points a guided pass loses again from where they were brought those wrong copies
+        back: not done.)
 
         Returns (new_pts (N, 2) float32, ok (N,) bool): ok where both directions converged,
         the backward track returns within ``fb_threshold`` pixels and the point stays inside.
@@ -86,18 +94,35 @@ class Tracker:
         if len(pts) == 0:
             return pts.copy(), np.zeros(0, bool)
         p0 = pts.reshape(-1, 1, 2).astype(np.float32)
-        p1, st1, _ = cv2.calcOpticalFlowPyrLK(prev, cur, p0, None, **self.lk)
+        if guess is None:
+            return self._track_from(prev, cur, p0)
+        start = np.ascontiguousarray(guess, np.float32).reshape(-1, 1, 2)
+        return self._track_from(prev, cur, p0, start)
+
+    def _track_from(self, prev, cur, p0, start=None):
+        """Forward-backward KLT of p0 (N, 1, 2) float32 (see ``track``), the forward track
+        from ``start`` (N, 1, 2) if given: (new_pts (N, 2), ok (N,))."""
+        p1, st1, _ = self._lk(prev, cur, p0, start)
         p1 = p1.reshape(-1, 2)
         h, w = cur.shape[:2]
         inside = (p1[:, 0] >= 0) & (p1[:, 1] >= 0) & (p1[:, 0] <= w - 1) & (p1[:, 1] <= h - 1)
         ok = (st1.ravel() == 1) & inside
         idx = np.flatnonzero(ok)
         if len(idx):
-            p0r, st2, _ = cv2.calcOpticalFlowPyrLK(cur, prev, p1[idx].reshape(-1, 1, 2), None,
-                                                   **self.lk)
+            back = p1[idx].reshape(-1, 1, 2)
+            p0r, st2, _ = self._lk(cur, prev, back,
+                                   None if start is None else back - (start[idx] - p0[idx]))
             fb = np.linalg.norm((p0[idx] - p0r).reshape(-1, 2), axis=1)
             ok[idx] = (st2.ravel() == 1) & (fb < self.cfg.fb_threshold)
         return p1, ok
+
+    def _lk(self, a, b, pts, start=None):
+        """Pyramidal KLT of pts (N, 1, 2) from image a to b, from ``start`` (N, 1, 2) if given:
+        (positions, status, error) as OpenCV returns them."""
+        if start is None:
+            return cv2.calcOpticalFlowPyrLK(a, b, pts, None, **self.lk)
+        return cv2.calcOpticalFlowPyrLK(a, b, pts, np.ascontiguousarray(start, np.float32),
+                                        flags=cv2.OPTFLOW_USE_INITIAL_FLOW, **self.lk)
 
     def detect(self, gray, existing, count, raw=None):
         """Up to ``count`` new corners (M, 2) float32 away from ``existing`` (N, 2), found in
