@@ -53,6 +53,7 @@ VARIANTS = {
     "top up below 250 tracks": {"min_features": 250},
     "triangulation angle 0.5 deg": {"tri_min_angle_deg": 0.5},
     "keyframe parallax x2": {"kf_parallax_frac": 0.024},
+    "keyframe parallax x1.33": {"kf_parallax_frac": 0.016},
     "no bundle adjustment": {"ba": False},
     "initialisation angle 2 deg": {"init_min_angle_deg": 2.0},
     "triangulation angle 2 deg": {"tri_min_angle_deg": 2.0},
@@ -67,14 +68,14 @@ VARIANTS = {
     # without camera_info: each focal solve also started from 0.6 and 1.6 times the focal
     "focal starts x0.6 x1 x1.6": {"focal_starts": (1.0, 0.6, 1.6)},
     # where KLT starts each track (the default since session 11: "map")
-    "KLT from the old position": {"klt_predict": "off"},
+    "KLT from the old position": {"klt_predict": "previous"},
     "KLT from the predicted rotation": {"klt_predict": "rotation"},
 }
 # other methods as reference columns: name -> (method, OdometryConfig overrides)
 REFERENCES = {"rap (defaults)": ("rap", {}), "opencv-vo": ("opencv-vo", {}),
               "rap, no focal self-calibration": ("rap", {"focal_refinements": 0}),
               "rap, focal starts x0.6 x1 x1.6": ("rap", {"focal_starts": (1.0, 0.6, 1.6)}),
-              "rap, KLT from the old position": ("rap", {"klt_predict": "off"})}
+              "rap, KLT from the old position": ("rap", {"klt_predict": "previous"})}
 
 
 def sequences(cache, which="standard"):

@@ -55,7 +55,7 @@ def test_estimator_publishes_its_local_map(model_spec):
     assert len(clouds) < len(odometry), "a cloud per frame: expected one per keyframe"
     poses = {msgs.stamp_seconds(o.header.stamp): msgs.pose_to_matrix(o.pose.pose)
              for o in odometry}
-    checked = 0
+    in_view = []
     for cloud in clouds:
         assert cloud.header.frame_id == "odom"
         points = msgs.pointcloud2_to_xyz(cloud)
@@ -66,11 +66,12 @@ def test_estimator_publishes_its_local_map(model_spec):
         camera = poses[stamp] @ MOUNT  # odom -> base_link -> camera (as published)
         uv, z = project_points(points, camera, drive.K)
         assert np.mean(z > 0) > 0.95, np.mean(z > 0)
-        # the window's landmarks include points only older keyframes saw, so "mostly":
-        # a cloud in the wrong frame or scale puts (almost) none in view
-        assert points_in_view(points, camera, drive.K, (120, 160)) > 0.5 * len(points)
-        checked += 1
-    assert checked, "no cloud stamped like an odometry message"
+        in_view.append(points_in_view(points, camera, drive.K, (120, 160)) / len(points))
+    assert in_view, "no cloud stamped like an odometry message"
+    # the window's landmarks include points only older keyframes saw (on this turning drive
+    # 27-100 % of a cloud is in view), so "many": a cloud in the wrong frame or scale puts
+    # (almost) none in view
+    assert min(in_view) > 0.2 and np.median(in_view) > 0.4, in_view
 
 
 @pytest.fixture(scope="module")

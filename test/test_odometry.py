@@ -232,7 +232,7 @@ def test_tracks_start_where_the_motion_model_puts_them():
         moved = np.median(np.linalg.norm(vo._pts[b] - old[a], axis=1))
         missed = np.median(np.linalg.norm(vo._pts[b] - predicted[a], axis=1))
         assert moved > 4.0 and missed < 0.35 * moved, (n, moved, missed)
-    assert vo._predicted_pts("off") is None
+    assert vo._predicted_pts("previous") is None
     with pytest.raises(ValueError, match="klt_predict"):
         VisualOdometry(clip.K, OdometryConfig(klt_predict="landmarks"))
 

@@ -241,6 +241,12 @@ class TrajectoryEstimator(Node):
                                    "Marquardt: more accurate, up to ~0.1-0.3 s) or dogleg "
                                    "(a trust region: 3-4x shorter; benchmarks/results/"
                                    "odometry_ba_fallback.md).", choices=("lm", "dogleg"))
+        self.klt_predict = declare(self, "klt_predict", OdometryConfig.klt_predict,
+                                   "rap, geometry: where each KLT track starts: map (where the "
+                                   "motion model projects its landmark: the more accurate, "
+                                   "more keyframes), rotation, or previous (where it was: fewer "
+                                   "keyframes, lower latency; docs/evaluation.md).",
+                                   choices=("map", "rotation", "previous"))
         self.image_transport = declare(self, "image_transport", "raw",
                                        "raw: subscribe 'image' (sensor_msgs/Image); "
                                        "compressed: 'image/compressed' (CompressedImage).",
@@ -554,7 +560,8 @@ class TrajectoryEstimator(Node):
                     self._reset_pending = False
             self.odometry = make_odometry(self.method, K, backend=self.backend,
                                           config=OdometryConfig(history=False, prior_async=True,
-                                                                ba_fallback=self.ba_fallback),
+                                                                ba_fallback=self.ba_fallback,
+                                                                klt_predict=self.klt_predict),
                                           samples=self.samples, steps=self.model["steps"],
                                           seed=self.model["seed"])
             self._odometry_key = key

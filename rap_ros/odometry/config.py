@@ -26,8 +26,9 @@ class OdometryConfig:
     #                                  a 160x120 drive; benchmarks/results/odometry.md)
     lk_levels: int = 3               # KLT pyramid levels
     fb_threshold: float = 1.0        # forward-backward error allowed, pixels
-    klt_predict: str = "map"         # where each KLT track starts (``Tracker.track``): "off"
-    #                                  (where the point was; before session 11), "rotation"
+    klt_predict: str = "map"         # where each KLT track starts (``Tracker.track``):
+    #                                  "previous" (where the point was; before session 11;
+    #                                  not "off", which a ROS parameter reads as false), "rotation"
     #                                  (moved by the homography of the constant-velocity
     #                                  rotation), "map" (a map point's landmark projected into
     #                                  the constant-velocity pose; others as "rotation");

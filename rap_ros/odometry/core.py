@@ -110,8 +110,8 @@ class VisualOdometry:
 
     def __init__(self, K=None, config=None, prior: MotionPrior = None):
         self.cfg = config or OdometryConfig()
-        if self.cfg.klt_predict not in ("off", "rotation", "map"):
-            raise ValueError(f"klt_predict must be 'off', 'rotation' or 'map', got "
+        if self.cfg.klt_predict not in ("previous", "rotation", "map"):
+            raise ValueError(f"klt_predict must be 'previous', 'rotation' or 'map', got "
                              f"{self.cfg.klt_predict!r}")
         self.prior = prior
         self.K_given = None if K is None else np.asarray(K, float)
@@ -341,8 +341,8 @@ class VisualOdometry:
         """Where the live tracks should be in the new frame under the constant-velocity pose
         (N, 2) float32 (``OdometryConfig.klt_predict``): moved by the predicted rotation alone
         (the homography at infinity), and with "map" a map point's landmark projected. None
-        when ``how`` is "off" or before tracking."""
-        if how == "off" or self._mode != "track" or not len(self._pts):
+        when ``how`` is "previous" or before tracking."""
+        if how == "previous" or self._mode != "track" or not len(self._pts):
             return None
         guess = self._last_pose @ self._velocity
         R_21 = guess[:3, :3].T @ self._last_pose[:3, :3]  # last camera -> predicted camera
