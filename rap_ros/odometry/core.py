@@ -55,7 +55,7 @@ from rap_ros.odometry.health import HealthMonitor
 from rap_ros.odometry.prior import MotionPrior, relative_factor, window_scale
 from rap_ros.odometry.selfcal import refine_focal
 from rap_ros.odometry.twoview import (invert, pnp, pose, pose_covariance_from_points, project,
-                                      relative_rotation, rotation_angle,
+                                      relative_rotation, rotate_pixels, rotation_angle,
                                       rotation_compensated_parallax, triangulate)
 
 LOST_COVARIANCE = 9999.0  # diagonal of a lost frame's covariance (rtabmap's convention)
@@ -346,17 +346,17 @@ class VisualOdometry:
             return None
         guess = self._last_pose @ self._velocity
         R_21 = guess[:3, :3].T @ self._last_pose[:3, :3]  # last camera -> predicted camera
-        H = self.K @ R_21 @ np.linalg.inv(self.K)
-        q = np.c_[self._pts, np.ones(len(self._pts))] @ H.T
-        out = (q[:, :2] / q[:, 2:3]).astype(np.float32)
+        out = rotate_pixels(self.K, R_21, self._pts).astype(np.float32)
         m, Xm = _lookup(self._landmark_table(), self._ids) if how == "map" else (None, None)
         if m is not None and m.any():
             uv, z = project(self.K, guess, Xm)
             front = z > 0
             idx = np.flatnonzero(m)[front]
             out[idx] = uv[front]
+        # a guess off the charts (a motion model gone wild after a loss): start where it was
         h, w = self._prev_gray.shape[:2]
-        bad = ~np.isfinite(out).all(axis=1) | (np.abs(out - self._pts) > 0.25 * (h + w)).any(axis=1)
+        far = (np.abs(out - self._pts) > 0.25 * (h + w)).any(axis=1)
+        bad = ~np.isfinite(out).all(axis=1) | far
         out[bad] = self._pts[bad]
         return out
 

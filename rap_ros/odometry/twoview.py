@@ -40,15 +40,19 @@ def project(K, c2w, X):
     return uv, z
 
 
+def rotate_pixels(K, R_21, p1):
+    """Where pixels p1 (N, 2) of camera 1 land in camera 2 under the rotation R_21 alone
+    (x2 = R_21 x1: the homography at infinity K R_21 K^-1), (N, 2) float64."""
+    q = np.c_[p1, np.ones(len(p1))] @ (K @ R_21 @ np.linalg.inv(K)).T
+    return q[:, :2] / q[:, 2:3]
+
+
 def rotation_compensated_parallax(K, R_21, p1, p2):
     """Median image motion (pixels) of p1 -> p2 once the rotation R_21 (camera 1 to camera 2,
     x2 = R_21 x1 + t) is removed: what translation alone moved the points."""
     if len(p1) == 0:
         return 0.0
-    H = K @ R_21 @ np.linalg.inv(K)
-    q = np.c_[p1, np.ones(len(p1))] @ H.T
-    q = q[:, :2] / q[:, 2:3]
-    return float(np.median(np.linalg.norm(q - p2, axis=1)))
+    return float(np.median(np.linalg.norm(rotate_pixels(K, R_21, p1) - p2, axis=1)))
 
 
 def relative_rotation(K, p1, p2, threshold=1.0, min_inlier_ratio=0.0, min_inliers=8):
