@@ -70,6 +70,8 @@ VARIANTS = {
     # where KLT starts each track (the default since session 11: "map")
     "KLT from the old position": {"klt_predict": "previous"},
     "KLT from the predicted rotation": {"klt_predict": "rotation"},
+    "KLT from the old position, keyframe parallax x0.75": {"klt_predict": "previous",
+                                                            "kf_parallax_frac": 0.009},
 }
 # other methods as reference columns: name -> (method, OdometryConfig overrides)
 REFERENCES = {"rap (defaults)": ("rap", {}), "opencv-vo": ("opencv-vo", {}),
