@@ -389,17 +389,30 @@ def test_reset_gives_the_trajectory_of_a_fresh_start(drive):
 
 def test_deferred_ba_gives_the_same_trajectory(drive):
     """push(optimise=False) leaves a keyframe's BA for optimise() (a node publishes the pose
-    first); the same BAs run on the same windows, so the trajectory is the same, whether
-    the caller calls optimise() or the next push does."""
+    first): called after each such push, the same BAs run on the same windows, so the
+    trajectory is the same."""
     vo, _ = _run(drive.frames, drive.K)
     deferred = VisualOdometry(drive.K, OdometryConfig())
     ran = 0
     for i, frame in enumerate(drive.frames):
-        result = deferred.push(frame, stamp=0.1 * i, optimise=False)
-        if result.is_keyframe and i % 2:  # every other keyframe's BA is left to the next push
-            ran += deferred.optimise()
-    assert ran > 0 and deferred.stats["ba_runs"] == vo.stats["ba_runs"]
+        deferred.push(frame, stamp=0.1 * i, optimise=False)
+        ran += deferred.optimise()
+    assert ran == deferred.stats["ba_runs"] == vo.stats["ba_runs"] > 0
     assert np.allclose(deferred.trajectory(), vo.trajectory(), atol=1e-9)
+
+
+def test_a_ba_left_due_waits_for_at_most_max_deferred_keyframes(drive):
+    """Without optimise() (a node whose frames keep waiting), due BAs join: one BA for up to
+    max_deferred_keyframes keyframes, run by the push after them, and the trajectory holds."""
+    config = OdometryConfig()
+    vo = VisualOdometry(drive.K, config)
+    most = 0
+    for i, frame in enumerate(drive.frames):
+        vo.push(frame, stamp=0.1 * i, optimise=False)
+        most = max(most, vo._ba_due)
+    assert most == config.max_deferred_keyframes
+    assert 0 < vo.stats["ba_runs"] < vo.stats["keyframes"] - 1
+    assert _ate_pct(vo.trajectory(), drive.c2w) < 5.0
 
 
 def test_no_camera_info_with_prior_uses_its_k(drive):

@@ -148,6 +148,8 @@ class TrajectoryEstimator(Node):
             self._held = collections.deque()        # QueuedFrame waiting for camera_info/mount
             self._odometry_lock = threading.Lock()   # the odometry core, used by one thread
             self.odometry = None                     # built at the first frame (needs K)
+            self._ba_runs_published = 0              # odometry.stats["ba_runs"] at the last
+            #                                          path correction and map_points
             self._odometry_key = None
             self._awaiting_intrinsics = []           # (seconds, stamp) the core holds for K
             self._lost_since = None
@@ -652,14 +654,21 @@ class TrajectoryEstimator(Node):
             self._publish_frame(result, stamp, seconds, camera_frame, T_base_camera)
             self._frame_stamps[result.index] = seconds
         self.diagnostics.latency("arrival to odometry", time.perf_counter() - arrival)
+        # A keyframe's bundle adjustment (and the corrected path and map, which read it) runs
+        # when no frame waits; while frames wait they are tracked first, and the core runs
+        # the BA itself once max_deferred_keyframes keyframes wait for it.
+        keyframes = landmarks = None
         with self._odometry_lock:
-            started = time.perf_counter()
-            if odometry.optimise():
-                self.diagnostics.latency("bundle adjustment", time.perf_counter() - started)
-            new_keyframe = any(r.is_keyframe for r in (*result.earlier, result))
-            keyframes = odometry.keyframes() if new_keyframe else None
-            landmarks = (odometry.map_points() if keyframes and self.map_pub is not None
-                         else None)
+            if not self._queue:  # a deque's truth is atomic: no need for self._lock
+                started = time.perf_counter()
+                if odometry.optimise():
+                    self.diagnostics.latency("bundle adjustment",
+                                             time.perf_counter() - started)
+                if odometry.stats["ba_runs"] != self._ba_runs_published:  # here or in push
+                    self._ba_runs_published = odometry.stats["ba_runs"]
+                    keyframes = odometry.keyframes()
+                    landmarks = (odometry.map_points() if self.map_pub is not None
+                                 else None)
         with self._lock:
             if keyframes:
                 self.output.correct_path(keyframes, T_base_camera)

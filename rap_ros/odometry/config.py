@@ -68,6 +68,8 @@ class OdometryConfig:
     ba_fallback: str = "lm"          # a window iSAM2's Gauss-Newton step cannot solve: "lm"
     #                                  (Levenberg-Marquardt) or "dogleg" (iSAM2 with Powell's
     #                                  dogleg, then LM)
+    max_deferred_keyframes: int = 2  # push(optimise=False): keyframes whose BA may wait for
+    #                                  optimise() before the next push runs it first
     ba_iterations: int = 8           # LM's iteration cap (the LM solver and iSAM2's fallback;
     #                                  iSAM2 itself takes one Gauss-Newton step per window)
     ba_pixel_sigma: float = 1.0      # projection noise, pixels

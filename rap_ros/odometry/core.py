@@ -165,7 +165,7 @@ class VisualOdometry:
         self._last_prior_init = -10**9
         self._last_prior_check = 0
         self._disagreement = 0.0
-        self._ba_due = False        # a keyframe's BA waits for optimise() (push(optimise=False))
+        self._ba_due = 0            # keyframes whose BA waits for optimise() (push(optimise=False))
         self._defer_ba = False
         self._ba_last = None
         self._focal_refinements = 0       # focal self-calibrations accepted since reset()
@@ -188,9 +188,13 @@ class VisualOdometry:
 
         ``optimise=False``: a keyframe's bundle adjustment is left due instead of run before
         returning, so a caller can publish the frame's pose first and then call
-        ``optimise()`` (a node's latency); the same BA runs, on the same window, before
-        anything else reads or changes the map. The frame's returned pose is then its
-        tracked pose, not the adjusted one (``trajectory()`` has the adjusted one)."""
+        ``optimise()`` when it has time (a node's latency: when no frame waits). Until then
+        the next frames are tracked on the map as it is, and a new keyframe's BA joins the
+        due one (one BA over the window then); once ``max_deferred_keyframes`` keyframes
+        wait, the next push runs it first. Anything reading the map (``trajectory``,
+        ``keyframes``, ``map_points``, ``set_scale``) runs it first. The frame's returned
+        pose is its tracked pose, not the adjusted one (``trajectory()`` has the adjusted
+        one)."""
         t0 = time.perf_counter()
         image = np.asarray(image)
         self._defer_ba = not optimise
@@ -204,7 +208,7 @@ class VisualOdometry:
         ``set_scale`` call it first, so a caller that never does loses nothing."""
         if not self._ba_due:
             return False
-        self._ba_due = False
+        self._ba_due = 0
         self._run_ba()
         if self._velocity_from is not None:  # as if the BA had run inside push()
             self._velocity = self._bounded_step(invert(self._velocity_from) @ self._last_pose)
@@ -288,7 +292,8 @@ class VisualOdometry:
 
     def _push(self, image, stamp, t0):
         cfg = self.cfg
-        self.optimise()
+        if not self._defer_ba or self._ba_due >= cfg.max_deferred_keyframes:
+            self.optimise()
         self._index += 1
         index = self._index
         self.stats["frames"] += 1
@@ -690,7 +695,7 @@ class VisualOdometry:
     def _keyframe_ba(self):
         """The BA a new keyframe asks for: now, or left due for ``optimise()``."""
         if self._defer_ba:
-            self._ba_due = True
+            self._ba_due += 1
         else:
             self._run_ba()
 
