@@ -204,8 +204,9 @@ class VisualOdometry:
 
     def optimise(self):
         """Run the bundle adjustment a keyframe of ``push(..., optimise=False)`` left due.
-        Returns True if one ran. ``push``, ``trajectory``, ``keyframes``, ``map_points`` and
-        ``set_scale`` call it first, so a caller that never does loses nothing."""
+        Returns True if one ran. ``trajectory``, ``keyframes``, ``map_points`` and
+        ``set_scale`` call it first, and ``push`` once ``max_deferred_keyframes`` keyframes
+        wait, so a caller that never does loses no keyframe's BA (they join)."""
         if not self._ba_due:
             return False
         self._ba_due = 0

@@ -94,14 +94,8 @@ class Tracker:
         if len(pts) == 0:
             return pts.copy(), np.zeros(0, bool)
         p0 = pts.reshape(-1, 1, 2).astype(np.float32)
-        if guess is None:
-            return self._track_from(prev, cur, p0)
-        start = np.ascontiguousarray(guess, np.float32).reshape(-1, 1, 2)
-        return self._track_from(prev, cur, p0, start)
-
-    def _track_from(self, prev, cur, p0, start=None):
-        """Forward-backward KLT of p0 (N, 1, 2) float32 (see ``track``), the forward track
-        from ``start`` (N, 1, 2) if given: (new_pts (N, 2), ok (N,))."""
+        start = None if guess is None else \
+            np.ascontiguousarray(guess, np.float32).reshape(-1, 1, 2)
         p1, st1, _ = self._lk(prev, cur, p0, start)
         p1 = p1.reshape(-1, 2)
         h, w = cur.shape[:2]
