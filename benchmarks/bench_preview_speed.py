@@ -22,6 +22,7 @@ import json
 import os
 import pathlib
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -192,7 +193,7 @@ def main(argv=None):
     finally:
         for tree in trees.values():
             tree.close()
-    report = {"command": " ".join(["python", "benchmarks/bench_preview_speed.py",
+    report = {"command": shlex.join(["python", "benchmarks/bench_preview_speed.py",
                                    *(sys.argv[1:] if argv is None else argv)]),
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "machine": f"{platform.machine()}, 2 shared CPU cores",

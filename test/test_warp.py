@@ -266,7 +266,8 @@ def backend():
 
 def test_previews_turn_with_their_paths(backend, street):
     """"20 deg left" and "20 deg right" previews differ by far more than the ~3/255 of the
-    model alone; warp modes preview the full frame; one code path for batches and chunks."""
+    model alone; warp modes preview the full frame; one code path for batches and chunks,
+    and for paths warped side by side or one after the other."""
     scene, K, c2w, _ = street
     T = int(backend.config.frames)
     forward = np.stack([_shift(0, 0, 0.1 * i) for i in range(T)])
@@ -283,6 +284,9 @@ def test_previews_turn_with_their_paths(backend, street):
     chunked = ViewPipeline(backend, preview="warp+model", seed=4).predict_batch(
         source, K, paths, chunk_size=1, depth=5.0)
     assert np.abs(chunked.astype(int) - previews).max() <= 2
+    one_by_one = ViewPipeline(backend, preview="warp+model", seed=4, workers=1)
+    np.testing.assert_array_equal(one_by_one.predict_batch(source, K, paths, depth=5.0),
+                                  previews)
     warp_only = ViewPipeline(backend, preview="warp").predict(source, K, paths[0], depth=5.0)
     assert warp_only.shape == (T, H, W, 3)
     model = ViewPipeline(backend).predict(source, K, paths[0])

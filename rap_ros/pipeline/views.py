@@ -32,6 +32,7 @@ the composite of "warp+model" stays.
 distances: gradient correlation and census), for planners ranking candidate paths.
 """
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
@@ -102,8 +103,13 @@ class _PathWarps:
     """One path's warps: at the preview size for the previews (warp modes), and seen as the
     model sees its frames for the model (guided, warp-conditioned); None where not needed."""
 
-    preview: tuple = None  # (warped (T, h, w, 3) uint8, valid (T, h, w) bool)
+    preview: object = None  # (warped (T, h, w, 3) uint8, valid (T, h, w) bool), or a Future
+    #                         of them (made on the workers while the model runs)
     model_view: tuple = None  # (warped (T, S, S, 3) uint8, validity (T, S, S) float32)
+
+    def preview_warp(self):
+        """(warped, valid) at the preview size, waiting for them if they are being made."""
+        return self.preview.result() if isinstance(self.preview, Future) else self.preview
 
 
 class ViewPipeline:
@@ -124,10 +130,14 @@ class ViewPipeline:
     feather_px: width in preview pixels of the blend between warp and model.
     guide_t: flow time the "guided" mode starts from (0: the warp unchanged, 1: pure noise,
         as "warp+model"); 0.5, half noise, was chosen a priori, not tuned.
+    workers: threads that warp and composite the paths of a call side by side (OpenCV and
+        NumPy release the GIL in their loops; the model's ONNX calls run between, on their
+        own threads); 1: one path after the other. The results do not depend on it.
     """
 
     def __init__(self, backend, steps=1, sampler="euler", seed=0, estimator=None,
-                 preview="model", max_preview_pixels=0, feather_px=4.0, guide_t=0.5):
+                 preview="model", max_preview_pixels=0, feather_px=4.0, guide_t=0.5,
+                 workers=2):
         if sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
         if preview not in PREVIEW_MODES:
@@ -148,6 +158,16 @@ class ViewPipeline:
         self._rng_lock = threading.Lock()
         self.estimator = estimator or TrajectoryPipeline(backend, steps=2, sampler="euler",
                                                          samples=1, seed=seed)
+        if int(workers) < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self._pool = ThreadPoolExecutor(int(workers), thread_name_prefix="preview") \
+            if int(workers) > 1 else None
+
+    def _each_path(self, fn, *per_path):
+        """[fn(*items) for items in zip(*per_path)], on the ``workers`` threads."""
+        if self._pool is None:
+            return list(map(fn, *per_path))
+        return list(self._pool.map(fn, *per_path))
 
     def predict(self, source, K, rel_c2w, depth=None):
         """Frames along one path.
@@ -193,7 +213,7 @@ class ViewPipeline:
             if noise is not None:
                 model = self._model_frames(prepared, rel_c2w[chunk], noise[chunk], warps,
                                            guided=self.preview == "guided")
-            out.append(self._previews(prepared, rel_c2w[chunk], warps, model))
+            out.append(self._previews(prepared, warps, model))
         return np.concatenate(out)
 
     # ------------------------------------------------------------ previews
@@ -285,10 +305,19 @@ class ViewPipeline:
             prepared.condition = condition_source(prepared.image, prepared.K,
                                                   prepared.model_to_preview)
         S = self.config.image_size
-        return [_PathWarps(
-            preview=self._warp(prepared, path, depth) if preview else None,
-            model_view=condition_warps(*prepared.condition, path, depth, S) if model else None)
-            for path, depth in zip(rel_c2w, depths)]
+        model_views = self._each_path(
+            lambda path, depth: condition_warps(*prepared.condition, path, depth, S),
+            rel_c2w, depths) if model else [None] * len(rel_c2w)
+        # the previews' warps are not needed before the model's frames: on the workers
+        # while the model runs (after the model's own, which it waits for)
+        if not preview:
+            previews = [None] * len(rel_c2w)
+        elif self._pool is None:
+            previews = [self._warp(prepared, *item) for item in zip(rel_c2w, depths)]
+        else:
+            previews = [self._pool.submit(self._warp, prepared, *item)
+                        for item in zip(rel_c2w, depths)]
+        return [_PathWarps(preview=p, model_view=m) for p, m in zip(previews, model_views)]
 
     @staticmethod
     def _warps_and_validity_in_model_view(warps):
@@ -298,26 +327,29 @@ class ViewPipeline:
         return (np.stack([w.model_view[0] for w in warps]),
                 np.stack([w.model_view[1] for w in warps]))
 
-    def _previews(self, prepared, rel_c2w, warps, model):
+    def _previews(self, prepared, warps, model):
         """Previews (p, T, h, w, 3) of p paths in the pipeline's mode from the model's
         frames ``model`` (p, T, S, S, 3) (None in warp mode) and the ``warps`` (p
         ``_PathWarps``; None in model mode)."""
         if self.preview == "model":
             return model
         h, w = prepared.image.shape[:2]
-        out = np.empty(rel_c2w.shape[:2] + (h, w, 3), np.uint8)
-        for i, (path, path_warps) in enumerate(zip(rel_c2w, warps)):
-            warped, valid = path_warps.preview
-            for j in range(len(path)):
+
+        def path_previews(path_warps, path_model):
+            warped, valid = path_warps.preview_warp()
+            out = np.empty((len(warped), h, w, 3), np.uint8)
+            for j in range(len(warped)):
                 if self.preview == "warp" or valid[j].all():  # all valid: the warp as is
-                    out[i, j] = fill_invalid(warped[j], valid[j])
+                    out[j] = fill_invalid(warped[j], valid[j])
                     continue
-                model_full = cv2.warpAffine(model[i, j], prepared.model_to_preview, (w, h),
+                model_full = cv2.warpAffine(path_model[j], prepared.model_to_preview, (w, h),
                                             flags=cv2.INTER_LINEAR,
                                             borderMode=cv2.BORDER_REPLICATE)
-                out[i, j] = composite(warped[j], valid[j], model_full, prepared.model_valid,
-                                      self.feather_px)
-        return out
+                out[j] = composite(warped[j], valid[j], model_full, prepared.model_valid,
+                                   self.feather_px)
+            return out
+        return np.stack(self._each_path(path_previews, warps,
+                                        [None] * len(warps) if model is None else model))
 
     def _check_paths(self, rel_c2w, K):
         rel_c2w = np.asarray(rel_c2w, dtype=np.float64)
@@ -425,7 +457,7 @@ class ViewPipeline:
             if self.preview == "guided":  # the previews are generated from the warps
                 shown = self._model_frames(prepared, rel_c2w[chunk], noise[chunk], warps,
                                            guided=True)
-            previews = self._previews(prepared, rel_c2w[chunk], warps, shown)
+            previews = self._previews(prepared, warps, shown)
             for i, estimate in enumerate(estimates):
                 result = self._closed_loop_result(
                     rel_c2w[chunk.start + i], frames[i], regenerated[i], estimate.c2w)

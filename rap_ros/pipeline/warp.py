@@ -258,9 +258,11 @@ def fill_invalid(image, valid, levels=12):
     valid ones (push-pull: valid-weighted averages over an image pyramid, the finest level
     that has data wins). Valid pixels are kept; no valid pixel at all: returned as is.
 
-    Colour and weight go down the pyramid together (one 4-channel ``cv2.pyrDown`` a level);
-    at the finest level an invalid pixel has no weight, so it takes the level above's fill
-    as it is: that level's blend is skipped (the same result, a fraction of the time)."""
+    Colour and weight go down the pyramid together (one 4-channel ``cv2.pyrDown`` a level:
+    colour premultiplied by the weight); back up, each level is its own average laid over
+    the fill from the level above with opacity min(weight, 1). At the finest level an
+    invalid pixel has no weight, so it takes the level above's fill as it is: that level's
+    blend is skipped (the same result, a fraction of the time)."""
     valid = np.asarray(valid, bool)
     if valid.all() or not valid.any():
         return np.asarray(image).copy()
@@ -272,20 +274,18 @@ def fill_invalid(image, valid, levels=12):
         if min(pyramid[-1].shape[:2]) < 2:
             break
         pyramid.append(cv2.pyrDown(pyramid[-1]))
-    c, wgt = pyramid[-1][..., :3], pyramid[-1][..., 3]
-    filled = c / np.maximum(wgt, 1e-6)[..., None]
+    c, wgt = pyramid[-1][..., :3], pyramid[-1][..., 3:]
+    filled = c / np.maximum(wgt, 1e-6)
     for level in reversed(pyramid[1:-1]):
-        c, wgt = level[..., :3], level[..., 3]
-        up = cv2.resize(filled, (wgt.shape[1], wgt.shape[0]), interpolation=cv2.INTER_LINEAR)
-        known = np.clip(wgt, 0.0, 1.0)[..., None]
-        filled = c / np.maximum(wgt, 1e-6)[..., None] * known + up * (1 - known)
+        c, wgt = level[..., :3], level[..., 3:]
+        up = cv2.resize(filled, (c.shape[1], c.shape[0]), interpolation=cv2.INTER_LINEAR)
+        # c / max(w, 1) is the level's average where w >= 1, c itself (average x w) below
+        filled = c / np.maximum(wgt, 1.0) + up * (1.0 - np.minimum(wgt, 1.0))
     if len(pyramid) > 1:  # the finest level: its invalid pixels take the fill above as is
         filled = cv2.resize(filled, (valid.shape[1], valid.shape[0]),
                             interpolation=cv2.INTER_LINEAR)
-    out = image.copy()
-    holes = np.flatnonzero(~valid)
-    out.reshape(-1, 3)[holes] = np.clip(np.round(filled.reshape(-1, 3)[holes]), 0, 255)
-    return out
+    fill = cv2.convertScaleAbs(filled)  # rounded, saturated to uint8 (all values >= 0)
+    return cv2.copyTo(image, mask, fill)
 
 
 def feather_weights(valid, feather_px):
@@ -322,11 +322,5 @@ def composite(warped, valid, fallback, fallback_valid=None, feather_px=4.0):
                           fallback_valid.astype(np.uint8), base)
         base = fill_invalid(base, fallback_valid | valid)
     weight = feather_weights(valid, feather_px)
-    out = cv2.copyTo(warped, inside, base.copy())  # weight 1 or 0 outside the band
-    band = np.flatnonzero((weight > 0) & (weight < 1))
-    if len(band):
-        a = weight.reshape(-1)[band, None]
-        mixed = a * warped.reshape(-1, 3)[band].astype(np.float32) \
-            + (1 - a) * base.reshape(-1, 3)[band].astype(np.float32)
-        out.reshape(-1, 3)[band] = np.clip(np.round(mixed), 0, 255).astype(np.uint8)
-    return out
+    # weight x warp + (1 - weight) x base, rounded: the warp inside, the base outside
+    return cv2.blendLinear(warped, base, weight, 1.0 - weight)
