@@ -27,9 +27,16 @@ front end's noise and two-view checks on the standard set;
 ``python benchmarks/sweep_odometry.py --set no_camera_info --variants defaults "no focal
 self-calibration" "rap (defaults)" "rap, no focal self-calibration" --out
 benchmarks/results/odometry_focal`` (about 25 minutes) writes the ablation of the focal
-self-calibration without camera_info (odometry_focal.{md,json}).
+self-calibration without camera_info (odometry_focal.{md,json});
+``python benchmarks/sweep_odometry.py --set variety --variants defaults "rap (defaults)" "rap,
+factors weak" "rap, factors always" "rap, factors weak, floors 6 deg 100 %" "rap, factors
+always, floors 6 deg 100 %" --out benchmarks/results/odometry_factors_variety`` (about 8
+minutes) writes the model's between-factors on the variety clips.
+``--report-only RESULTS.json`` writes an earlier run's tables again (e.g. after a new row
+such as the bootstrap interval of the ratio to the defaults), running nothing.
 """
 import argparse
+import json
 import shlex
 import sys
 import time
@@ -77,7 +84,16 @@ VARIANTS = {
 REFERENCES = {"rap (defaults)": ("rap", {}), "opencv-vo": ("opencv-vo", {}),
               "rap, no focal self-calibration": ("rap", {"focal_refinements": 0}),
               "rap, focal starts x0.6 x1 x1.6": ("rap", {"focal_starts": (1.0, 0.6, 1.6)}),
-              "rap, KLT from the old position": ("rap", {"klt_predict": "previous"})}
+              "rap, KLT from the old position": ("rap", {"klt_predict": "previous"}),
+              # the model's motion as BA between-factors (docs/evaluation.md, "fusion")
+              "rap, factors weak": ("rap", {"prior_factors": "weak"}),
+              "rap, factors always": ("rap", {"prior_factors": "always"}),
+              "rap, factors always, floors 6 deg 100 %": (
+                  "rap", {"prior_factors": "always", "prior_rot_floor_deg": 6.0,
+                          "prior_trans_floor": 1.0}),
+              "rap, factors weak, floors 6 deg 100 %": (
+                  "rap", {"prior_factors": "weak", "prior_rot_floor_deg": 6.0,
+                          "prior_trans_floor": 1.0})}
 
 
 def sequences(cache, which="standard"):
@@ -95,6 +111,18 @@ def sequences(cache, which="standard"):
         return [dict(s, K=None, K_true=s["K"]) for s in clips]
     return odometry_data.drives(cache) + odometry_data.real() + [
         s for s in odometry_data.scenarios(cache) if s.get("degradation") != "no_camera_info"]
+
+
+def ratio_interval(ate, base, resamples=2000, seed=0):
+    """The geometric mean of ate[s] / base[s] over the sequences, with a 95 % percentile
+    bootstrap interval (sequences resampled with replacement; a fixed seed, so a report is
+    reproducible): whether a variant's difference from the defaults is more than which
+    sequences happened to be in the set."""
+    logs = np.log([ate[s] / base[s] for s in base])
+    rng = np.random.default_rng(seed)
+    means = logs[rng.integers(0, len(logs), (resamples, len(logs)))].mean(axis=1)
+    low, high = np.exp(np.percentile(means, [2.5, 97.5]))
+    return f"{np.exp(logs.mean()):.2f} [{low:.2f}, {high:.2f}]"
 
 
 def markdown(report):
@@ -124,6 +152,8 @@ def markdown(report):
             return f"{better} / {worse}"
         lines.append("| better / worse than defaults (by 5 %) | " + " | ".join(
             versus(n) for n in names) + " |")
+        lines.append("| ATE / defaults: geometric mean [95 % bootstrap interval] | " + " | ".join(
+            ratio_interval(report["ate_pct"][n], base) for n in names) + " |")
     if report.get("focal_error_pct"):
         lines += ["", "Focal length error without camera_info, |f / f_true - 1| in % (the "
                   "focal the core ends with):", "",
@@ -158,7 +188,15 @@ def main(argv=None):
     parser.add_argument("--set", dest="which", choices=("standard", "variety", "no_camera_info"),
                         default="standard", help="which sequences (see ``sequences``)")
     parser.add_argument("--out", default=str(RESULTS / "odometry_sensitivity"))
+    parser.add_argument("--report-only", metavar="JSON",
+                        help="write the tables of an earlier run's JSON again (its .md beside "
+                             "it), running nothing")
     args = parser.parse_args(argv)
+    if args.report_only:
+        path = Path(args.report_only)
+        report = json.loads(path.read_text())
+        path.with_suffix(".md").write_text(markdown(report))
+        return 0
     unknown = [n for n in args.variants if n not in VARIANTS and n not in REFERENCES]
     if unknown:
         parser.error(f"unknown variants {unknown}: names of VARIANTS or REFERENCES")
