@@ -34,7 +34,8 @@ from rap_ros.model import data as data_mod
 from rap_ros.model.codec import CausalVideoCodec
 from rap_ros.model.config import load_run_config
 from rap_ros.model.dit import RaxelDiT
-from rap_ros.model.train import LatentClips, dit_step, draw_batch, training_device
+from rap_ros.model.run import training_device
+from rap_ros.model.train import LatentClips, dit_step, draw_batch
 
 
 def random_latents(config, n, rng):

@@ -20,7 +20,7 @@ import torch
 
 from rap_ros.model import data as data_mod
 from rap_ros.model.checkpoint import load_weights
-from rap_ros.model.train import evaluate_view
+from rap_ros.model.evaluate import evaluate_view
 from rap_ros.pipeline.conditioning import model_view_warp, perturbed_depth
 from rap_ros.pipeline.warp import fallback_plane_depth
 

@@ -11,7 +11,7 @@ held-out validation clips of that run (seeds the training never sees):
 
 Scores: the held-out flow-matching loss of the video -> camera job (raxel MSE and the angular
 term, same noise for every variant) and the pose errors of 2-step Euler sampling with K known
-(`train.evaluate_pose`), beside the identity-pose baseline.
+(`evaluate.evaluate_pose`), beside the identity-pose baseline.
 
 Caveat stated in the results: the codec is the base run's, trained on direction + origin
 raxels; the Plücker variant reuses it (its moments are encoded by a codec never trained on
@@ -35,7 +35,8 @@ from rap_ros.model.checkpoint import load_checkpoint, load_weights, weights_from
 from rap_ros.model.codec import encode_raxels_latent
 from rap_ros.model.config import load_run_config
 from rap_ros.model.flow import flow_loss, job_batch_masks
-from rap_ros.model.train import evaluate_pose, run_training
+from rap_ros.model.evaluate import evaluate_pose
+from rap_ros.model.train import run_training
 
 RESULTS = pathlib.Path(__file__).parent / "results"
 

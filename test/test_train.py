@@ -52,7 +52,7 @@ def test_training_from_scratch_with_the_warp_condition_and_skip(tmp_path):
 
 
 def test_training_device_and_prefetched_draws():
-    from rap_ros.model.train import prefetched, training_device
+    from rap_ros.model.run import prefetched, training_device
     assert training_device("cpu").type == "cpu"
     assert training_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     with pytest.raises(ValueError, match="device"):

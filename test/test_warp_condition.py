@@ -161,7 +161,9 @@ def test_training_warps_each_depth_kind_in_the_model_view(kind, monkeypatch):
 
 
 def test_finetuning_with_the_warp_moves_the_warp_projection(tmp_path):
-    from rap_ros.model.train import Run, finetune_dit, run_training
+    from rap_ros.model.finetune import finetune_dit
+    from rap_ros.model.run import Run
+    from rap_ros.model.train import run_training
     tiny = load_run_config("tiny", ["train.render_workers=1"])
     run_training(tiny, tmp_path / "base", stage="all", max_steps=2, quiet=True)
     weights = tmp_path / "base" / "rap_small.pt"

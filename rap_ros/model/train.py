@@ -4,193 +4,39 @@ One loop per stage, readable top to bottom (nanoGPT style). Works in one CPU pro
 `torchrun` (DistributedDataParallel over gloo; each rank draws its own data from
 seed + rank + step, so runs are deterministic and resumable without saving RNG state).
 
-Fine-tuning (`finetune_dit`) adapts exported weights instead: the shipped codec stays frozen,
-the denoiser continues from its EMA weights on synthetic clips mixed with pseudo-labelled
-clips of the user's recordings (`evaluation.pseudo_labels`, written by `rap-ros train
---finetune` into real_cache/), through the same loop (`fit_dit`).
-
-Run folder (default runs/<config name>/):
-    cache/              rendered training clips (data.build_frame_cache), val_cache/ held-out seeds
-    real_cache/         fine-tuning only: pseudo-labelled clips of the recordings
-    codec.pt, dit.pt    resumable checkpoints (model, optimizer, step, elapsed, config)
-    latents_<tag>.npz   clips encoded by the frozen codec (tag: codec step, or the weights'
-                        digest when fine-tuning)
-    log.csv, log.txt    one row per logged step; text log
-    rap_small.pt        exported weights {"config", "codec", "dit" (EMA), "meta"} (weights_only)
-
-Checkpoints are written atomically every `save_every_s` seconds and at the end, and read with
-torch.load(weights_only=True) (`rap_ros.model.checkpoint`); a missing or corrupt file raises
-CheckpointError naming it.
+The run's folder, ranks and logs: ``run``; the held-out evaluations each stage ends with:
+``evaluate``; fine-tuning exported weights on recordings through the denoiser loop
+(``fit_dit``): ``finetune``.
 """
-import csv
-import dataclasses
-import os
 import time
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from tqdm import tqdm
 
 from rap_ros.contract import preprocess
-from rap_ros.contract.files import file_sha256
 from rap_ros.contract.config import ModelConfig
-from rap_ros.geometry.raxels import decode_raxels, encode_raxels
-from rap_ros.geometry.rotations import rotation_angle_deg
 from rap_ros.model import data as data_mod
-from rap_ros.model.checkpoint import (CheckpointError, load_checkpoint, load_weights,
-                                      save_checkpoint, save_weights, weights_from_run)
-from rap_ros.model.codec import CausalVideoCodec, decode_raxels_latent, encode_raxels_latent
+from rap_ros.model.checkpoint import (CheckpointError, load_checkpoint, save_checkpoint,
+                                      weights_from_run)
+from rap_ros.model.codec import CausalVideoCodec
 from rap_ros.model.config import RunConfig
-from rap_ros.model.dit import RaxelDiT, add_warp_condition, count_parameters
-from rap_ros.model.flow import draw_jobs, flow_loss, job_batch_masks, sample
+from rap_ros.model.dit import RaxelDiT, count_parameters
+from rap_ros.model.evaluate import evaluate_codec, evaluate_pose
+from rap_ros.model.flow import draw_jobs, flow_loss
+from rap_ros.model.run import Run, ensure_caches, lr_at, prefetched, resume_stage
 
 VIEW_JOB = preprocess.JOBS.index("images_camera_to_video")  # the job the warp condition serves
-
-
-# ---------------------------------------------------------------- run helpers
-
-
-class Run:
-    """Run folder, distributed context and logging."""
-
-    def __init__(self, run_dir, config: RunConfig, quiet=False):
-        self.dir = Path(run_dir)
-        self.config = config
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        if self.world > 1 and not dist.is_initialized():
-            dist.init_process_group("gloo")
-        self.main = self.rank == 0
-        self.quiet = quiet
-        if self.main:
-            self.dir.mkdir(parents=True, exist_ok=True)
-        self.barrier()
-        torch.set_num_threads(max(1, config.train.threads // self.world)
-                              if self.world > 1 else config.train.threads)
-        self.device = training_device(config.train.device)
-
-    def barrier(self):
-        if self.world > 1:
-            dist.barrier()
-
-    def log(self, msg):
-        if not self.main:
-            return
-        line = f"[{time.strftime('%H:%M:%S')}] {msg}"
-        with open(self.dir / "log.txt", "a") as f:
-            f.write(line + "\n")
-        if not self.quiet:
-            print(line, flush=True)
-
-    def log_row(self, row: dict):
-        if not self.main:
-            return
-        path = self.dir / "log.csv"
-        new = not path.is_file()
-        with open(path, "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(row))
-            if new:
-                w.writeheader()
-            w.writerow(row)
-
-    def stop_agreed(self, stop: bool) -> bool:
-        """Rank 0 decides when to stop (time budget); everyone follows."""
-        if self.world == 1:
-            return stop
-        flag = torch.tensor([1 if stop else 0])
-        dist.broadcast(flag, 0)
-        return bool(flag.item())
-
-    def rng(self, stage: str, step: int):
-        """Data RNGs (numpy, torch) for one step of one rank: deterministic and resumable."""
-        key = [self.config.train.seed, {"codec": 1, "dit": 2}[stage], self.rank, step]
-        seed = int(np.random.SeedSequence(key).generate_state(1)[0])
-        return np.random.default_rng(seed), torch.Generator().manual_seed(seed)
-
-    def progress(self, total_s, initial_s, desc):
-        return tqdm(total=int(total_s), initial=int(initial_s), unit="s", desc=desc,
-                    disable=not self.main or self.quiet, dynamic_ncols=True, mininterval=5)
-
-
-def training_device(name: str) -> torch.device:
-    """train.device: "cpu", "cuda" (an error without one) or "auto" (cuda when available).
-    On CUDA, matrix products and convolutions are allowed TF32 (tensor cores; ample precision
-    for training)."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name not in ("cpu", "cuda"):
-        raise ValueError(f"train.device must be cpu, cuda or auto, got {name!r}")
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("train.device=cuda but torch sees no CUDA device")
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    return torch.device(name)
-
-
-def prefetched(draw, first_step: int, background: bool):
-    """draw(step) for step = first_step, first_step + 1, ... With ``background`` the next
-    step's draw runs in a thread while the caller trains on this one (on a GPU the numpy data
-    work would otherwise leave it idle); the draws are the same either way (each step's RNGs
-    come from its step number)."""
-    step = first_step
-    if not background:
-        while True:
-            yield draw(step)
-            step += 1
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        upcoming = pool.submit(draw, step)
-        while True:
-            current = upcoming.result()
-            step += 1
-            upcoming = pool.submit(draw, step)
-            yield current
-
-
-def lr_at(base, step, warmup, frac):
-    """Linear warm-up over `warmup` steps, flat, then linear decay to 10% over the last 15% of
-    the time budget (frac = elapsed / budget)."""
-    lr = base * min(1.0, (step + 1) / max(1, warmup))
-    if frac > 0.85:
-        lr *= max(0.1, 1.0 - 0.9 * (frac - 0.85) / 0.15)
-    return lr
-
-
-def ensure_caches(run: Run):
-    """Rendered train and validation caches (rank 0 renders, others wait)."""
-    mc, tc = run.config.model, run.config.train
-    if run.main:
-        data_mod.build_frame_cache(run.dir / "cache", tc.train_clips, mc.frames, mc.image_size,
-                                   tc.render_workers, log=run.log)
-        data_mod.build_frame_cache(run.dir / "val_cache", tc.val_clips, mc.frames, mc.image_size,
-                                   tc.render_workers, split="val", log=run.log)
-    run.barrier()
-    return data_mod.FrameCache(run.dir / "cache"), data_mod.FrameCache(run.dir / "val_cache")
-
-
-def _wrap(model, run):
-    if run.world > 1:
-        return torch.nn.parallel.DistributedDataParallel(model)
-    return model
 
 
 # ---------------------------------------------------------------- stage 1: codec
 
 
-def resume_stage(path, optimizer, **modules):
-    """Load a stage checkpoint: each module from its key (model, ema) and the optimizer.
-    Returns (step, elapsed seconds, the checkpoint dict)."""
-    ck = load_checkpoint(path)
-    for key, module in modules.items():
-        module.load_state_dict(ck[key])
-    optimizer.load_state_dict(ck["optimizer"])
-    return ck["step"], ck["elapsed"], ck
-
-
 def train_codec(run: Run, minutes: float, resume: bool, max_steps: int = 0, crop: int = 32):
+    """Stage 1: the codec from scratch on reconstruction (L1 + L2) of rendered video clips and
+    of raxel clips (counted twice), ``crop`` x ``crop`` crops; resumable from run.dir/codec.pt.
+    Ends by setting the latent scale (unit std latents) and the held-out codec evaluation.
+    Returns the codec (on the CPU)."""
     mc, tc = run.config.model, run.config.train
     cache, val = ensure_caches(run)
     torch.manual_seed(tc.seed)
@@ -205,7 +51,7 @@ def train_codec(run: Run, minutes: float, resume: bool, max_steps: int = 0, crop
             return codec
         run.log(f"codec: resumed from step {step} ({elapsed / 60:.1f} min)")
     run.log(f"codec: {count_parameters(codec):,} parameters, world {run.world}")
-    model = _wrap(codec, run)
+    model = run.wrap(codec)
     budget = minutes * 60.0
     n_raxel = max(1, round(tc.codec_batch * tc.codec_raxel_fraction / 2))
     n_video = max(1, tc.codec_batch - 2 * n_raxel)
@@ -281,41 +127,6 @@ def train_codec(run: Run, minutes: float, resume: bool, max_steps: int = 0, crop
         codec.cpu()
         run.log("codec eval (held-out): " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
     return codec
-
-
-@torch.no_grad()
-def evaluate_codec(codec, val: data_mod.FrameCache, config: ModelConfig, n: int = 64):
-    """Held-out reconstruction: video PSNR (dB, uint8 images) and the pose error of cameras
-    decoded (known K) from codec-reconstructed raxels."""
-    codec.eval()
-    device = next(codec.parameters()).device
-    n = min(n, len(val))
-    S = config.image_size
-    psnrs, rot_err, pos_err = [], [], []
-    for start in range(0, n, 16):
-        idx = list(range(start, min(n, start + 16)))
-        frames = np.stack([np.asarray(val.frames[i]) for i in idx])
-        recon = codec(torch.from_numpy(preprocess.images_to_model(frames)).to(device))
-        rec_u8 = preprocess.model_to_images(recon.cpu().numpy())
-        mse = ((rec_u8.astype(np.float64) - frames) ** 2).mean(axis=(1, 2, 3, 4))
-        psnrs += list(10 * np.log10(255.0 ** 2 / np.maximum(mse, 1e-10)))
-        rax = np.stack([data_mod.raxels_for(val.K[i], val.c2w[i], S, config.raxel_encoding)
-                        for i in idx])
-        rec = decode_raxels_latent(codec, encode_raxels_latent_t(codec, rax), rax.shape[1])
-        rec = preprocess.denormalize_raxels(rec.cpu().numpy())
-        for j, i in enumerate(idx):
-            dec = decode_raxels(rec[j], K=val.K[i], encoding=config.raxel_encoding)
-            rot_err += list(rotation_angle_deg(dec.c2w[:, :3, :3].transpose(0, 2, 1)
-                                               @ val.c2w[i][:, :3, :3]))
-            pos_err += list(np.linalg.norm(dec.c2w[:, :3, 3] - val.c2w[i][:, :3, 3], axis=-1))
-    rot_err = np.asarray(rot_err)
-    return {"video_psnr_db": float(np.mean(psnrs)), "raxel_rot_err_deg_mean": float(rot_err.mean()),
-            "raxel_rot_err_deg_max": float(rot_err.max()),
-            "raxel_pos_err_mean": float(np.mean(pos_err))}
-
-
-def encode_raxels_latent_t(codec, rax: np.ndarray):
-    return encode_raxels_latent(codec, torch.from_numpy(rax).to(next(codec.parameters()).device))
 
 
 # ---------------------------------------------------------------- stage 2: dit
@@ -480,7 +291,7 @@ def fit_dit(run: Run, codec, dit, sources, weights, minutes, resume, max_steps=0
     run.log(f"dit: {count_parameters(dit):,} parameters (codec {count_parameters(codec):,}), "
             f"clips {' + '.join(str(len(s)) for s in sources)} drawn {weights}, "
             f"batch {tc.batch} x {run.world} ranks")
-    model = _wrap(dit, run)
+    model = run.wrap(dit)
     budget = minutes * 60.0
     last_save, t_start, el0 = time.time(), time.time(), elapsed
     bar = run.progress(budget, elapsed, "dit")
@@ -536,186 +347,6 @@ def fit_dit(run: Run, codec, dit, sources, weights, minutes, resume, max_steps=0
                 + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
     dit.cpu(), ema.cpu(), codec.cpu()
     return ema
-
-
-def finetune_dit(run: Run, weights, real_cache, minutes, resume, max_steps=0,
-                 real_fraction=0.5, warp_clip=None):
-    """Adapt shipped weights to pseudo-labelled real clips (a clip cache,
-    ``evaluation.pseudo_labels``), drawn in proportion ``real_fraction`` with the synthetic
-    training clips so the model keeps what it knew. The codec stays as shipped (frozen: the
-    latent space the ONNX graphs and the real clips' latents share); the denoiser starts
-    from the weights' EMA denoiser. Writes run.dir/rap_small.pt with the provenance in
-    ``meta``, and the frozen codec as run.dir/codec.pt (so ``weights_from_run`` exports the
-    run's checkpoints too). Returns its path.
-
-    real_cache None: synthetic clips only. With ``run.config.model.warp_condition`` on and
-    weights trained without it, the denoiser gains the zero-initialised warp input
-    (``dit.add_warp_condition``, with the warp skip if the run's config has it: it starts
-    exactly where the weights are) and learns it;
-    ``warp_clip`` (``pipeline.conditioning.training_warp``) makes the clips' warps."""
-    config, codec, dit = load_weights(weights)
-    codec.requires_grad_(False)
-    warp = run.config.model.warp_condition
-    if warp:
-        dit = add_warp_condition(dit, skip=run.config.model.warp_skip)
-        config = dit.config
-    framing = getattr(run.config.model, "framing", "centre")
-    if config.framing != framing:  # the framing changes the data, not the networks
-        config = dataclasses.replace(config, framing=framing)
-        dit.config = config
-    if config != run.config.model:
-        raise ValueError(f"run config {run.config.model} is not the weights' {config}")
-    cache, _ = ensure_caches(run)
-    digest = file_sha256(weights)[:12] + ("_warp" if warp else "")
-    if run.main:
-        save_checkpoint(run.dir / "codec.pt", {"model": codec.state_dict(), "step": 0,
-                                               "elapsed": 0.0, "done": True,
-                                               "config": run.config.to_dict(),
-                                               "frozen_from": str(weights)})
-    synthetic = encoded_clips(run, cache, codec, f"synthetic_{digest}", warp_clip)
-    sources, mix, real_clips = [synthetic], [1.0], None
-    if real_cache is not None:
-        real_clips = data_mod.FrameCache(real_cache)  # framed as run.config.model.framing
-        if not len(real_clips):
-            raise ValueError(f"no pseudo-labelled clips in {real_cache}: the odometry core "
-                             "tracked no window of the recordings")
-        labels = file_sha256(Path(real_cache) / "c2w.npy")[:12]   # new labels: encoded anew
-        sources.append(encoded_clips(run, real_clips, codec, f"real_{digest}_{labels}",
-                                     warp_clip))
-        mix = [1.0 - real_fraction, real_fraction]
-    if framing == "letterbox":  # square clips and their letterboxed strips (issue 12)
-        if run.main:
-            data_mod.letterbox_cache(run.dir / "cache", run.dir / "letterbox_cache",
-                                     seed=run.config.train.seed, log=run.log)
-        run.barrier()
-        boxed = data_mod.FrameCache(run.dir / "letterbox_cache")
-        sources.insert(1, encoded_clips(run, boxed, codec, f"letterbox_{digest}", warp_clip))
-        share = data_mod.LETTERBOX_SHARE
-        mix = [mix[0] * (1.0 - share), mix[0] * share] + mix[1:]
-    dit.train()
-    ema = fit_dit(run, codec, dit, sources, mix, minutes, resume, max_steps)
-    out = run.dir / "rap_small.pt"
-    if run.main:
-        meta = {"finetuned_from": str(weights), "finetuned_from_sha256": file_sha256(weights),
-                "framing": framing,
-                "real_clips": len(sources[-1]) if real_clips is not None else 0,
-                "real_fraction": real_fraction if real_clips is not None else 0.0,
-                "recordings": real_clips.meta.get("recordings", []) if real_clips else [],
-                "warp_condition": warp, "dit_weights": "ema"}
-        save_weights(out, config, codec, ema, meta)
-        run.log(f"fine-tuned weights -> {out}")
-    return out
-
-
-@torch.no_grad()
-def evaluate_pose(codec, dit, val: data_mod.FrameCache, config: ModelConfig, n: int = 64,
-                  steps: int = 2, method: str = "euler", seed: int = 0):
-    """video -> camera on held-out clips with known K: rotation error (deg) of every frame
-    against the truth and of consecutive relative rotations, vs. the identity baseline, and
-    the angle between the predicted and true direction of the last camera centre (clips whose
-    last camera moved more than 0.2 of the normalised scale)."""
-    n = min(n, len(val))
-    S, t_lat = config.image_size, config.latent_frames
-    gen = torch.Generator().manual_seed(seed)
-    device = next(dit.parameters()).device              # codec and dit on the same device
-    err, rel_err, base, base_rel, dir_err, dir_base = [], [], [], [], [], []
-    for start in range(0, n, 16):
-        idx = list(range(start, min(n, start + 16)))
-        frames = np.stack([np.asarray(val.frames[i]) for i in idx])
-        video = codec.encode(torch.from_numpy(preprocess.images_to_model(frames)).to(device))
-        motion = torch.from_numpy(np.stack([preprocess.motion_channels(f, config)
-                                            for f in frames])).to(device)
-        rax0 = np.stack([preprocess.normalize_raxels(encode_raxels(
-            val.K[i], np.repeat(np.eye(4)[None], config.frames, 0), S, S, config.raxel_encoding))
-            for i in idx])
-        raxel = encode_raxels_latent(codec, torch.from_numpy(rax0).to(device))  # frame 0 exact
-        cv, cr = (m.to(device) for m in job_batch_masks("video_to_camera", len(idx), t_lat,
-                                                         k_known=True))
-        _, rx = sample(dit, video, raxel, cv, cr, motion, steps=steps, method=method,
-                       generator=gen)
-        rec = preprocess.denormalize_raxels(
-            decode_raxels_latent(codec, rx, config.frames).cpu().numpy())
-        for j, i in enumerate(idx):
-            R_true = val.c2w[i][:, :3, :3]
-            decoded_c2w = decode_raxels(rec[j], K=val.K[i], encoding=config.raxel_encoding).c2w
-            R_pred = decoded_c2w[:, :3, :3]
-            err += list(rotation_angle_deg(R_pred.transpose(0, 2, 1) @ R_true)[1:])
-            base += list(rotation_angle_deg(R_true)[1:])
-            rp = R_pred[:-1].transpose(0, 2, 1) @ R_pred[1:]
-            rt = R_true[:-1].transpose(0, 2, 1) @ R_true[1:]
-            rel_err += list(rotation_angle_deg(rp.transpose(0, 2, 1) @ rt))
-            base_rel += list(rotation_angle_deg(rt))
-            c_true = val.c2w[i][-1, :3, 3]
-            c_pred = decoded_c2w[-1, :3, 3]
-            if np.linalg.norm(c_true) > 0.2:  # the last camera moved: compare directions
-                cos = c_true @ c_pred / (np.linalg.norm(c_true) * np.linalg.norm(c_pred) + 1e-12)
-                dir_err.append(np.degrees(np.arccos(np.clip(cos, -1, 1))))
-                fwd = c_true[2] / np.linalg.norm(c_true)   # baseline: straight ahead (+z)
-                dir_base.append(np.degrees(np.arccos(np.clip(fwd, -1, 1))))
-    return {"rot_err_deg": float(np.mean(err)), "identity_rot_err_deg": float(np.mean(base)),
-            "rel_rot_err_deg": float(np.mean(rel_err)),
-            "identity_rel_rot_err_deg": float(np.mean(base_rel)),
-            "last_translation_dir_err_deg": float(np.mean(dir_err)) if dir_err else float("nan"),
-            "forward_translation_dir_err_deg": float(np.mean(dir_base)) if dir_base else float("nan")}
-
-
-@torch.no_grad()
-def evaluate_view(codec, dit, val: data_mod.FrameCache, config: ModelConfig, warps=None,
-                  n: int = 64, steps: int = 1, seed: int = 0):
-    """images + camera -> video on held-out clips (frame 0 and every true camera given, K
-    known): PSNR in dB (uint8 frames, S x S) of the generated frames 1..T-1 against the truth,
-    mean over clips. warps: None (no warp condition), or per clip (warped (T, S, S, 3) uint8,
-    validity (T, S, S)) in the model's view (``pipeline.conditioning``), fed as the warp
-    condition of a warp-conditioned ``dit``. steps Euler steps from noise (1: the
-    ViewPipeline default, the model's expected frames)."""
-    n = min(n, len(val))
-    S, t_lat = config.image_size, config.latent_frames
-    gen = torch.Generator().manual_seed(seed)
-    psnrs = []
-    for start in range(0, n, 16):
-        idx = list(range(start, min(n, start + 16)))
-        frames = np.stack([np.asarray(val.frames[i]) for i in idx])
-        video = codec.encode(torch.from_numpy(preprocess.images_to_model(frames)))
-        rax = np.stack([data_mod.raxels_for(val.K[i], val.c2w[i], S, config.raxel_encoding)
-                        for i in idx])
-        raxel = encode_raxels_latent(codec, torch.from_numpy(rax))
-        warp = None
-        if warps is not None:
-            warped = np.stack([warps[i][0] for i in idx])
-            latents = codec.encode(torch.from_numpy(preprocess.images_to_model(
-                warped.reshape(-1, S, S, 3)).reshape(warped.shape[:2] + (3, S, S))))
-            validity = torch.from_numpy(np.stack([
-                preprocess.warp_validity_channel(warps[i][1], config) for i in idx]))
-            warp = torch.cat([latents, validity], dim=2)
-        cv, cr = job_batch_masks("images_camera_to_video", len(idx), t_lat)
-        vx, _ = sample(dit, video, raxel, cv, cr, torch.zeros(len(idx), t_lat, config.motion_dim,
-                                                               *video.shape[3:]),
-                       steps=steps, generator=gen, warp=warp)
-        out = preprocess.model_to_images(codec.decode(vx, frames=config.frames).numpy())
-        mse = ((out[:, 1:].astype(np.float64) - frames[:, 1:]) ** 2).mean(axis=(1, 2, 3, 4))
-        psnrs += list(10 * np.log10(255.0 ** 2 / np.maximum(mse, 1e-10)))
-    return float(np.mean(psnrs))
-
-
-def evaluate_weights(weights, run_config: RunConfig, run_dir, n: int = 64):
-    """Held-out numbers of exported weights (a generator of report lines): codec PSNR and pose
-    error through the codec, then video -> camera rotation errors for a few samplers."""
-    config, codec, dit = load_weights(weights)
-    run_config = RunConfig(config, run_config.train)
-    run_config.train.val_clips = max(run_config.train.val_clips, n)
-    run = Run(run_dir, run_config, quiet=True)
-    data_mod.build_frame_cache(run.dir / "val_cache", run_config.train.val_clips, config.frames,
-                               config.image_size, run_config.train.render_workers, split="val",
-                               log=lambda m: None)
-    val = data_mod.FrameCache(run.dir / "val_cache")
-    m = evaluate_codec(codec, val, config, n)
-    yield "codec: " + ", ".join(f"{k} {v:.4g}" for k, v in m.items())
-    for method, steps in (("euler", 1), ("euler", 2), ("heun", 2), ("euler", 4), ("euler", 8)):
-        t0 = time.time()
-        m = evaluate_pose(codec, dit, val, config, n, steps=steps, method=method)
-        yield (f"video->camera {method} {steps} steps: "
-               + ", ".join(f"{k} {v:.4g}" for k, v in m.items())
-               + f" ({time.time() - t0:.1f} s for {min(n, len(val))} clips)")
 
 
 # ---------------------------------------------------------------- entry point

@@ -95,6 +95,7 @@ def main(args) -> int:
     # torch is optional (training extra) and slow to import: imported when the tool runs.
     from rap_ros.model import checkpoint, train
     from rap_ros.model.config import load_run_config
+    from rap_ros.model.evaluate import evaluate_weights
 
     args.warp_condition = args.warp_condition or args.warp_skip
     if args.finetune or args.warp_condition:
@@ -112,7 +113,7 @@ def main(args) -> int:
             return 0
         config = load_run_config(args.config, args.set)
         if args.evaluate:
-            for line in train.evaluate_weights(args.evaluate, config, run_dir):
+            for line in evaluate_weights(args.evaluate, config, run_dir):
                 print(line, flush=True)
             return 0
         warp_clip = None
@@ -134,8 +135,10 @@ def finetune(args) -> int:
     from rap_ros.contract.files import ModelFileError
     from rap_ros.evaluation.pseudo_labels import label_recordings
     from rap_ros.io.errors import InputError
-    from rap_ros.model import checkpoint, train
+    from rap_ros.model import checkpoint
     from rap_ros.model.config import RunConfig, load_run_config
+    from rap_ros.model.finetune import finetune_dit
+    from rap_ros.model.run import Run
     from rap_ros.pipeline.conditioning import training_warp
 
     name = "warp" if args.warp_condition else "finetune"
@@ -160,14 +163,13 @@ def finetune(args) -> int:
                                       model_config.image_size, span=tuple(args.span),
                                       framing=model_config.framing)
             labels.save(real_cache, span=list(args.span))
-        run = train.Run(run_dir, config, quiet=args.quiet)
+        run = Run(run_dir, config, quiet=args.quiet)
         run.log(f"fine-tune {weights} on {', '.join(map(str, args.finetune or ['synthetic']))}"
                 f"{' with the warp condition' if args.warp_condition else ''}")
         minutes = args.minutes if args.minutes is not None else config.train.minutes
-        out = train.finetune_dit(run, weights, real_cache, minutes, args.resume,
-                                 max_steps=args.max_steps, real_fraction=args.real_fraction,
-                                 warp_clip=training_warp if model_config.warp_condition
-                                 else None)
+        out = finetune_dit(run, weights, real_cache, minutes, args.resume,
+                           max_steps=args.max_steps, real_fraction=args.real_fraction,
+                           warp_clip=training_warp if model_config.warp_condition else None)
     except (FileNotFoundError, ValueError, InputError, ModelFileError,
             checkpoint.CheckpointError) as error:
         print(f"rap-ros train: error: {error}", file=sys.stderr)
