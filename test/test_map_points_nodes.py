@@ -25,7 +25,7 @@ from rap_ros import geometry as geo  # noqa: E402
 from rap_ros.geometry.cameras import invert_pose, relative_to_first  # noqa: E402
 from rap_ros.io import messages as msgs  # noqa: E402
 from rap_ros.nodes import conversions as cv  # noqa: E402
-from rap_ros.nodes.view_predictor import MAX_MAP_POINTS  # noqa: E402
+from rap_ros.nodes.predictor_inputs import MAX_MAP_POINTS  # noqa: E402
 from rap_ros.pipeline.depth import (depth_from_points, points_in_view,  # noqa: E402
                                     project_points)
 

@@ -182,3 +182,20 @@ class LogThrottle:
                 self._last.clear()
             self._last[text] = now
             return True
+
+
+class BadInputReporter:
+    """``reporter(text)``: a bad input dropped, counted ("bad input") and raised to WARN on a
+    node's ``NodeDiagnostics``, and logged as a warning by its ``logger``, each distinct text
+    at most once every ``period_s`` seconds (``LogThrottle``)."""
+
+    def __init__(self, diagnostics: NodeDiagnostics, logger, period_s: float = 2.0):
+        self.diagnostics = diagnostics
+        self.logger = logger
+        self._throttle = LogThrottle(period_s)
+
+    def __call__(self, text: str) -> None:
+        self.diagnostics.count("bad input")
+        self.diagnostics.warn(text)
+        if self._throttle.should_log(text):
+            self.logger.warn(text)

@@ -79,7 +79,7 @@ from rap_ros.io import messages
 from rap_ros.nodes import conversions as cv
 from rap_ros.nodes.camera_input import CameraInput
 from rap_ros.nodes.camera_mount import CameraMount
-from rap_ros.nodes.diagnostics import LogThrottle, NodeDiagnostics, resident_memory_mb
+from rap_ros.nodes.diagnostics import BadInputReporter, NodeDiagnostics, resident_memory_mb
 from rap_ros.nodes.estimator_settings import METHODS, declare_settings
 from rap_ros.nodes.model_windows import ModelWindows
 from rap_ros.nodes.odometry_frames import OdometryFrames, QueuedFrame
@@ -114,7 +114,7 @@ class TrajectoryEstimator(Node):
         self.diagnostics.set_value("method", self.method)
 
         self._lock = threading.Lock()          # input state, queue, published trajectory
-        self._log_throttle = LogThrottle(2.0)
+        self._bad_input = BadInputReporter(self.diagnostics, self.get_logger())
         self._last_camera_pose = None          # latest odometry camera pose (run-time scale)
         self._lost_since = None                # seconds of the first frame lost, while lost
         self.anchor = ScaleAnchor(settings.scale)
@@ -122,12 +122,7 @@ class TrajectoryEstimator(Node):
         self.max_buffered = 0                  # most frames ever held (diagnostics)
         self.camera = CameraInput(self._lock, self.diagnostics,
                                   max_image_pixels=settings.max_image_pixels)
-        self.frames = self.windows = None      # OdometryFrames (below) or ModelWindows
-        if self.method == "model":
-            self.windows = ModelWindows(self.backend, settings.model, samples=settings.samples,
-                                        refine=settings.refine, stride=settings.window_stride,
-                                        frame_interval=settings.frame_interval,
-                                        consistency_every=settings.consistency_every)
+        self.frames = self.windows = None      # OdometryFrames or ModelWindows (below)
 
         # One callback group per input, so no input waits for another's callback.
         qos = reliability_qos(settings.qos_reliability, settings.qos_depth)
@@ -175,8 +170,13 @@ class TrajectoryEstimator(Node):
                                        max_path_length=settings.max_path_length,
                                        map_points_max=settings.map_points_max)
         if self.method == "model":
+            self.windows = ModelWindows(settings, self.backend, lock=self._lock,
+                                        mount=self.mount, output=self.output,
+                                        diagnostics=self.diagnostics, logger=self.get_logger(),
+                                        publish_intrinsics=self._publish_intrinsics,
+                                        request_reset=self._request_reset)
             jobs = (lambda: self.windows.stream.full, self.windows.stream.take,
-                    self._process_windows)
+                    self.windows.process)
         else:
             self.frames = OdometryFrames(settings, self.backend, lock=self._lock,
                                          camera=self.camera, mount=self.mount,
@@ -293,18 +293,14 @@ class TrajectoryEstimator(Node):
         rgb, recorded_size, K = self.camera.prepare(rgb)
         with self._lock:
             if self.method == "model":
-                self._add_to_stream(rgb, seconds, msg.header.stamp)
-                return
-            self.frames.put(QueuedFrame(seconds, msg.header.stamp, msg.header.frame_id, rgb,
-                                        recorded_size, K, arrival))
+                if not self.windows.add(rgb, seconds, msg.header.stamp):
+                    return
+            else:
+                self.frames.put(QueuedFrame(seconds, msg.header.stamp, msg.header.frame_id,
+                                            rgb, recorded_size, K, arrival))
             self.max_buffered = max(self.max_buffered, self._buffered())
-            self.worker.notify()
-
-    def _bad_input(self, text):
-        self.diagnostics.count("bad input")
-        self.diagnostics.warn(text)
-        if self._log_throttle.should_log(text):
-            self.get_logger().warn(text)
+            if self.method != "model" or self.windows.stream.full:
+                self.worker.notify()
 
     # -------------------------------------------------------------- reset
 
@@ -390,49 +386,6 @@ class TrajectoryEstimator(Node):
 
     def _publish_intrinsics(self, K, width, height, stamp, camera_frame):
         self.info_pub.publish(cv.K_to_camera_info(K, width, height, stamp, camera_frame))
-
-    # -------------------------------------------------------------- model windows
-
-    def _add_to_stream(self, rgb, seconds, stamp):
-        """Caller holds the lock."""
-        admission = self.windows.stream.add(rgb, seconds, stamp)
-        if admission.reset:
-            self.get_logger().warn(f"{admission.detail}: resetting the trajectory")
-            self._request_reset(admission.reset)
-        if not admission.taken:
-            self.diagnostics.count(admission.reason)
-            return
-        self.diagnostics.tick("accepted")
-        self.max_buffered = max(self.max_buffered, self._buffered())
-        if self.windows.stream.full:
-            self.worker.notify()
-
-    def _process_windows(self, windows):
-        start = time.perf_counter()
-        estimates = self.windows.stream.estimate(windows)
-        latency = time.perf_counter() - start
-        window, estimate = windows[-1], estimates[-1]
-        consistency = self.windows.consistency(window, estimate)
-        height, width = window.frames.shape[1:3]
-        with self._lock:
-            fixed = self.windows.stream.chain(windows, estimates)
-            if fixed is None:
-                self.diagnostics.count("windows discarded (reset)")
-                return
-            camera_frame = self.mount.camera_frame_of("")
-            T_base_camera = self.mount.lookup(camera_frame, float(window.stamps[-1]))
-            if T_base_camera is None:
-                T_base_camera = self.T_base_camera_parameters
-            self.output.windows(fixed, self.mount.child_frame(camera_frame), T_base_camera)
-            self.diagnostics.set_value("trajectory frames",
-                                       int(self.windows.stream.frames_fixed))
-            if window.K is None:
-                self._publish_intrinsics(estimate.K, width, height, fixed.tags[-1],
-                                         camera_frame)
-        self.diagnostics.latency("window", latency)
-        self.diagnostics.count("windows")
-        if consistency is not None:
-            self.diagnostics.set_value("closed-loop consistency (dB)", float(consistency))
 
     # -------------------------------------------------------------- diagnostics, shutdown
 
