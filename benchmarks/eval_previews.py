@@ -7,8 +7,8 @@ candidates: itself, the same path turned about the source camera's vertical (y) 
 Each candidate is previewed by each method; the preview's last frame is scored against the
 real goal frame (the real frame at the path's end) and the candidates ranked. Reported: the
 driven path's top-1 rate (ties split evenly) and mean rank (1 best, 9 worst; chance: 11 %, 5),
-by each score of ``rap_ros.pipeline.views.goal_scores`` (SSIM; gradient-correlation distance;
-census distance).
+by each score of ``rap_ros.pipeline.goal_scores.goal_scores`` (SSIM; gradient-correlation
+distance; census distance).
 
 Methods (``ViewPipeline`` preview modes):
 * model: the model alone (64x64 of the centred square, 1 Euler step: the node's default); a
@@ -74,7 +74,8 @@ from rap_ros.odometry.factory import make_odometry
 from rap_ros.odometry.metric_scale import WheelScale
 from rap_ros.pipeline.depth import depth_from_points
 from rap_ros.pipeline.framing import framing_of, prepare_frames
-from rap_ros.pipeline.views import GOAL_SCORE_SIDE, ViewPipeline, goal_scores
+from rap_ros.pipeline.goal_scores import GOAL_SCORE_SIDE, goal_scores
+from rap_ros.pipeline.views import ViewPipeline
 from rap_ros.pipeline.warp import fallback_plane_depth
 from rap_ros.synth import scenes, trajectories
 from rap_ros.synth.dataset import SUPERSAMPLE, held_out_seed

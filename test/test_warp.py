@@ -7,7 +7,8 @@ import pytest
 from rap_ros.geometry.cameras import relative_to_first, scale_intrinsics
 from rap_ros.geometry.rotations import rotation_from_axis_angle
 from rap_ros.metrics import psnr
-from rap_ros.pipeline.views import ViewPipeline, census_distance, goal_scores
+from rap_ros.pipeline.goal_scores import census_distance, goal_scores
+from rap_ros.pipeline.views import ViewPipeline
 from rap_ros.pipeline.warp import (composite, feather_weights, fill_invalid,
                                    forward_warp_depth, plane_homography, rotation_homography,
                                    warp_homography)

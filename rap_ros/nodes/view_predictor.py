@@ -29,7 +29,7 @@ Services
       chunks of ``preview_chunk_size`` (memory grows with the chunk, not with K; at most
       ``max_preview_paths`` per request), scored by closed-loop consistency and, with a goal
       image, SSIM (goal_similarity) and the census distance (goal_distance)
-      of the last frame to it (``pipeline.views.goal_scores``)
+      of the last frame to it (``pipeline.goal_scores``)
 
 Memory
   Images over ``max_image_pixels`` are downscaled on arrival (counted on /diagnostics); the

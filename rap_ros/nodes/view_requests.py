@@ -19,7 +19,8 @@ import numpy as np
 from rap_ros.io import messages
 from rap_ros.nodes import conversions as cv
 from rap_ros.pipeline.plans import plan_cameras
-from rap_ros.pipeline.views import goal_scores, per_frame_psnr
+from rap_ros.pipeline.goal_scores import goal_scores
+from rap_ros.pipeline.views import per_frame_psnr
 from rap_ros_msgs.msg import PredictedView
 
 # The distance returned as goal_distance, chosen by benchmarks/results/previews.md.

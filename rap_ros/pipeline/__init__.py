@@ -12,6 +12,7 @@ numpy/OpenCV, and nothing here imports torch or rclpy.
 * ``streaming``: ``WindowStream``, a stream of frames -> windows -> chained poses, and the
   ``PoseStream`` interface every pose source of the evaluator implements.
 * ``views``: ``ViewPipeline``, images + camera -> video, and the closed-loop test.
+* ``goal_scores``: how much a preview looks like a goal image (planners ranking paths).
 * ``conditioning``: the warp condition of a warp-conditioned model (issue 12), for training
   and inference alike.
 * ``plans``: planned paths -> the camera poses the view job needs.
