@@ -45,6 +45,7 @@ class PredictorSettings:
     map_points_max_age: float   # s of stamps
     map_points_min: int
     max_preview_pixels: int     # 0: no limit
+    preview_workers: int        # threads warping and compositing the paths of a call
     default_speed: float        # m/s
     diagnostics_period: float   # s
 
@@ -93,6 +94,8 @@ def declare_settings(node):
         "fewer: the plane.", 3, 1000000)
     add("max_preview_pixels", 320 * 240, "Warp-mode previews are at the source's size, downscaled "
         "(aspect kept) to at most this many pixels; 0: no limit.", 0, 10 ** 9)
+    add("preview_workers", 2, "Threads that warp and composite the candidate paths of a call "
+        "side by side (the previews do not depend on it); 1: one path after the other.", 1, 64)
     add("default_speed", 0.5, "Speed (m/s) used to time unstamped plans.", 1e-3, 100.0)
     add("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", 0.05, 60.0)
     if not values["camera_frame"]:

@@ -96,7 +96,8 @@ class ViewPredictor(Node):
         model = settings.model
         self.pipeline = ViewPipeline(backend, steps=model["steps"], sampler=model["sampler"],
                                      seed=model["seed"], preview=settings.preview,
-                                     max_preview_pixels=settings.max_preview_pixels)
+                                     max_preview_pixels=settings.max_preview_pixels,
+                                     workers=settings.preview_workers)
         name = getattr(backend, "name", str(backend))
         self.diagnostics = NodeDiagnostics(f"{self.get_name()}: prediction", hardware_id=name)
         self.diagnostics.set_value("backend", name)
