@@ -31,6 +31,7 @@ the composite of "warp+model" stays.
 ``pipeline.goal_scores`` compares previews with a goal image, for planners ranking
 candidate paths.
 """
+import functools
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -100,15 +101,23 @@ class _Source:
 @dataclass
 class _PathWarps:
     """One path's warps: at the preview size for the previews (warp modes), and seen as the
-    model sees its frames for the model (guided, warp-conditioned); None where not needed."""
+    model sees its frames for the model (guided, warp-conditioned); None where not needed.
+    Either may be a Future of its value while the workers make it (``ViewPipeline``)."""
 
-    preview: object = None  # (warped (T, h, w, 3) uint8, valid (T, h, w) bool), or a Future
-    #                         of them (made on the workers while the model runs)
-    model_view: tuple = None  # (warped (T, S, S, 3) uint8, validity (T, S, S) float32)
+    preview: object = None  # (warped (T, h, w, 3) uint8, valid (T, h, w) bool)
+    model_view: object = None  # (warped (T, S, S, 3) uint8, validity (T, S, S) float32)
 
     def preview_warp(self):
         """(warped, valid) at the preview size, waiting for them if they are being made."""
-        return self.preview.result() if isinstance(self.preview, Future) else self.preview
+        return _result(self.preview)
+
+    def model_view_warp(self):
+        """(warped, validity) in the model's view, waiting for them if they are being made."""
+        return _result(self.model_view)
+
+
+def _result(value):
+    return value.result() if isinstance(value, Future) else value
 
 
 class ViewPipeline:
@@ -167,6 +176,13 @@ class ViewPipeline:
         if self._pool is None:
             return list(map(fn, *per_path))
         return list(self._pool.map(fn, *per_path))
+
+    def _submit_each_path(self, fn, *per_path):
+        """[fn(*items) for items in zip(*per_path)] as Futures on the ``workers`` threads
+        (values, made now, with one worker)."""
+        if self._pool is None:
+            return list(map(fn, *per_path))
+        return [self._pool.submit(fn, *items) for items in zip(*per_path)]
 
     def predict(self, source, K, rel_c2w, depth=None):
         """Frames along one path.
@@ -304,18 +320,14 @@ class ViewPipeline:
             prepared.condition = condition_source(prepared.image, prepared.K,
                                                   prepared.model_to_preview)
         S = self.config.image_size
-        model_views = self._each_path(
+        # made on the workers while the model encodes the paths' raxels (the model's view)
+        # and runs (the previews'); in this order, so the model waits for its own only
+        model_views = self._submit_each_path(
             lambda path, depth: condition_warps(*prepared.condition, path, depth, S),
             rel_c2w, depths) if model else [None] * len(rel_c2w)
-        # the previews' warps are not needed before the model's frames: on the workers
-        # while the model runs (after the model's own, which it waits for)
-        if not preview:
-            previews = [None] * len(rel_c2w)
-        elif self._pool is None:
-            previews = [self._warp(prepared, *item) for item in zip(rel_c2w, depths)]
-        else:
-            previews = [self._pool.submit(self._warp, prepared, *item)
-                        for item in zip(rel_c2w, depths)]
+        previews = self._submit_each_path(lambda path, depth: self._warp(prepared, path, depth),
+                                          rel_c2w, depths) \
+            if preview else [None] * len(rel_c2w)
         return [_PathWarps(preview=p, model_view=m) for p, m in zip(previews, model_views)]
 
     @staticmethod
@@ -323,8 +335,8 @@ class ViewPipeline:
         """The warps (list of p ``_PathWarps``) seen as the model sees its frames, holes
         filled: uint8 (p, T, S, S, 3), and their validity there, float32 (p, T, S, S)
         (``conditioning.condition_warps``)."""
-        return (np.stack([w.model_view[0] for w in warps]),
-                np.stack([w.model_view[1] for w in warps]))
+        views = [w.model_view_warp() for w in warps]
+        return np.stack([v[0] for v in views]), np.stack([v[1] for v in views])
 
     def _previews(self, prepared, warps, model):
         """Previews (p, T, h, w, 3) of p paths in the pipeline's mode from the model's
@@ -372,10 +384,10 @@ class ViewPipeline:
         """The model's frames (p, T, S, S, 3) along p paths (p, T, 4, 4): from ``noise``, or
         with ``guided`` from the ``warps`` (p ``_PathWarps``) noised to ``guide_t``;
         a warp-conditioned model is also fed the warps in its view (``conditioning``)."""
-        in_view = self._warps_and_validity_in_model_view(warps) \
-            if guided or self.conditioned else None
-        guide = in_view[0] if guided else None
-        warp = warp_condition(self.backend, *in_view) if self.conditioned else None
+        in_view = functools.cache(lambda: self._warps_and_validity_in_model_view(warps))
+        # called by _predict_chunk once the raxels are encoded (the warps may still be made)
+        guide = (lambda: in_view()[0]) if guided else None
+        warp = (lambda: warp_condition(self.backend, *in_view())) if self.conditioned else None
         return self._predict_chunk(prepared.latent, prepared.K_model, rel_c2w, noise, guide,
                                    warp)
 
@@ -383,7 +395,8 @@ class ViewPipeline:
         """The model's frames (p, T, S, S, 3) along p paths (p, T, 4, 4) in one batched
         call, from the source's latent ``first`` and intrinsics ``K_model`` at S x S;
         from noise, or from ``guide`` (p, T, S, S, 3) uint8 noised to ``guide_t``; warp
-        (p, t, C+1, s, s): the warp condition of a warp-conditioned model, or None."""
+        (p, t, C+1, s, s): the warp condition of a warp-conditioned model, or None. Either
+        may be given as a function returning it, called after the raxels are encoded."""
         cfg, backend = self.config, self.backend
         P, T = rel_c2w.shape[:2]
         S = cfg.image_size
@@ -391,6 +404,8 @@ class ViewPipeline:
                                cfg.raxel_encoding)
         raxels = preprocess.normalize_raxels(raxels).reshape(P, T, 6, S, S)
         raxel = encode_raxel_latents(backend, raxels)                 # (P, t, 2C, s, s)
+        guide = guide() if callable(guide) else guide
+        warp = warp() if callable(warp) else warp
         t_lat, s = raxel.shape[1], raxel.shape[-1]
         if noise.shape[1:] != (t_lat, cfg.latent_channels, s, s):
             raise ValueError(f"noise of shape {noise.shape} for latents of "
