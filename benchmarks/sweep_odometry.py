@@ -63,6 +63,9 @@ VARIANTS = {
     "keyframe parallax x1.33": {"kf_parallax_frac": 0.016},
     "no bundle adjustment": {"ba": False},
     "initialisation angle 2 deg": {"init_min_angle_deg": 2.0},
+    # the initialisation's reference renewed only when fewer than init_min_points of its
+    # tracks are left (before session 12), not also when it holds under half the live ones
+    "initialisation reference kept while it has init_min_points": {"init_renew_ratio": 0.0},
     "triangulation angle 2 deg": {"tri_min_angle_deg": 2.0},
     # the front end before its noise and two-view checks (docs/evaluation.md, "Front-end
     # checks"): corners of any strength, any two-view motion with 8 inliers
@@ -85,6 +88,8 @@ REFERENCES = {"rap (defaults)": ("rap", {}), "opencv-vo": ("opencv-vo", {}),
               "rap, no focal self-calibration": ("rap", {"focal_refinements": 0}),
               "rap, focal starts x0.6 x1 x1.6": ("rap", {"focal_starts": (1.0, 0.6, 1.6)}),
               "rap, KLT from the old position": ("rap", {"klt_predict": "previous"}),
+              "rap, initialisation reference kept while it has init_min_points": (
+                  "rap", {"init_renew_ratio": 0.0}),
               # the model's motion as BA between-factors (docs/evaluation.md, "fusion")
               "rap, factors weak": ("rap", {"prior_factors": "weak"}),
               "rap, factors always": ("rap", {"prior_factors": "always"}),

@@ -237,6 +237,27 @@ def test_tracks_start_where_the_motion_model_puts_them():
         VisualOdometry(clip.K, OdometryConfig(klt_predict="landmarks"))
 
 
+def test_the_initialisation_renews_a_reference_that_holds_few_of_the_live_tracks():
+    """A reference frame that holds under ``init_renew_ratio`` of the live tracks (new
+    corners topped up since) is renewed, so the map is made from the many, not the few."""
+    from rap_ros.odometry.initialisation import MapInitialiser
+    from rap_ros.odometry.local_map import LocalMap
+    K = np.array([[200.0, 0, 80], [0, 200.0, 60], [0, 0, 1]])
+    rng = np.random.default_rng(0)
+    pts = rng.uniform(0, [160, 120], (200, 2)).astype(np.float32)
+    ids = np.arange(200)
+
+    def renewed(ratio, kept):
+        cfg = OdometryConfig(init_renew_ratio=ratio)
+        init = MapInitialiser(cfg, {"inits": 0}, LocalMap({"keyframes": 0}), None, [])
+        init.start(0, np.eye(4), ids[:kept], pts[:kept])
+        return init.attempt(1, K, ids, pts, np.eye(4), 200.0)[2]
+    assert renewed(0.5, 60)            # 60 of 200 live tracks in the reference
+    assert not renewed(0.5, 120)
+    assert not renewed(0.0, 60)        # only fewer than init_min_points renew it then
+    assert renewed(0.0, 30)
+
+
 def test_two_view_rotation_is_refused_for_tracks_that_fit_no_motion():
     """Tracks that fit no motion (jitter in place, unrelated points) give no rotation; a
     real rotation is recovered."""

@@ -43,6 +43,12 @@ class OdometryConfig:
     init_parallax_frac: float = 0.015  # rotation-compensated median parallax to initialise
     init_min_points: int = 40        # triangulated points needed
     init_min_angle_deg: float = 1.0  # median triangulation angle needed
+    init_renew_ratio: float = 0.5    # renew the reference frame while initialising when it
+    #                                  holds fewer than this share of the live tracks (in a
+    #                                  scene with few corners the reference keeps too few to
+    #                                  triangulate init_min_points while top-ups refill the
+    #                                  live ones; 0: only when fewer than init_min_points are
+    #                                  left). benchmarks/results/odometry_init_renew_*.md
     twoview_min_inlier_ratio: float = 0.3  # two-view motion (initialisation, fallback)
     twoview_min_inliers: int = 15    # trusted only if this fraction of the tracks, and this
     #                                  many, fit it (a bare wall's noise tracks fit no motion)

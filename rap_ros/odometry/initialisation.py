@@ -105,6 +105,8 @@ class MapInitialiser:
                     self.stats["model_inits"] += done
         elif len(common) < cfg.init_min_points:
             restart = True
+        if not done and len(common) < cfg.init_renew_ratio * len(ids):
+            restart = True  # most live tracks are newer than the reference: renew it
         return c2w, done, restart
 
     def wait(self, index, ids, pts):
