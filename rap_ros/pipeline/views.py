@@ -171,18 +171,16 @@ class ViewPipeline:
         self._pool = ThreadPoolExecutor(int(workers), thread_name_prefix="preview") \
             if int(workers) > 1 else None
 
-    def _each_path(self, fn, *per_path):
-        """[fn(*items) for items in zip(*per_path)], on the ``workers`` threads."""
-        if self._pool is None:
-            return list(map(fn, *per_path))
-        return list(self._pool.map(fn, *per_path))
-
     def _submit_each_path(self, fn, *per_path):
         """[fn(*items) for items in zip(*per_path)] as Futures on the ``workers`` threads
         (values, made now, with one worker)."""
         if self._pool is None:
             return list(map(fn, *per_path))
         return [self._pool.submit(fn, *items) for items in zip(*per_path)]
+
+    def _each_path(self, fn, *per_path):
+        """[fn(*items) for items in zip(*per_path)], on the ``workers`` threads."""
+        return [_result(value) for value in self._submit_each_path(fn, *per_path)]
 
     def predict(self, source, K, rel_c2w, depth=None):
         """Frames along one path.
