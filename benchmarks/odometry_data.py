@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from rap_ros.synth import scenes, trajectories
+from rap_ros.synth.camera_effects import EFFECTS
 from rap_ros.synth.dataset import held_out_seed, make_drive, sample_clip
 
 SCENES = ("room", "corridor", "street")
@@ -48,34 +49,59 @@ def drives(cache, frames=200):
     return out
 
 
-def _clip(cache, name, seed, trajectory, scene, frames=120):
+def _clip(cache, name, seed, trajectory, scene, frames=120, effects=()):
     def make():
         c = sample_clip(seed, frames=frames, height=240, width=320, trajectory=trajectory,
-                        scene=scene)
+                        scene=scene, effects=effects)
         return dict(frames=c.frames, K=c.K, c2w=c.c2w)
-    return _cached(Path(cache) / f"clip_{name}_{seed}_{frames}.npz", make)
+    tag = "".join(f"_{e}" for e in effects)
+    return _cached(Path(cache) / f"clip_{name}_{seed}_{frames}{tag}.npz", make)
 
 
-def arc_clip(cache):
+def arc_clip(cache, effects=()):
     """The arc through a room (seed 300): the first base clip of the degradations."""
-    return _clip(cache, "arc", held_out_seed(300), "arc", "room")
+    return _clip(cache, "arc", held_out_seed(300), "arc", "room", effects=effects)
 
 
-def variety_clip(cache, trajectory, scene, frames=120):
+def variety_clip(cache, trajectory, scene, frames=120, effects=()):
     """One clip of ``variety``: ``trajectory`` kind through a ``scene`` kind (seed 500 + its
-    place in the list of every pair)."""
+    place in the list of every pair), with the camera ``effects`` (none: as rendered)."""
     kinds = [(t, s) for t in trajectories.KINDS for s in scenes.KINDS]
     seed = held_out_seed(500 + kinds.index((trajectory, scene)))
-    return _clip(cache, f"variety_{trajectory}_{scene}", seed, trajectory, scene, frames)
+    return _clip(cache, f"variety_{trajectory}_{scene}", seed, trajectory, scene, frames,
+                 effects)
+
+
+DEGRADATION_BASES = ("arc-room", "forward-street", "orbit-corridor")
+# the fastest rotation of the variety clips, where a rolling shutter shows most
+CAMERA_EFFECT_BASES = DEGRADATION_BASES + ("handheld-room",)
+
+
+def base_clip(cache, name, effects=()):
+    """A base clip by name, "<trajectory>-<scene>" ("arc-room": ``arc_clip``, the others
+    ``variety_clip``), filmed with the camera ``effects``."""
+    if name == "arc-room":
+        return arc_clip(cache, effects)
+    trajectory, scene = name.split("-")
+    return variety_clip(cache, trajectory, scene, effects=effects)
 
 
 def degradation_bases(cache):
     """The undegraded clips every degradation is applied to, one per scene kind, each with a
     kind of motion that translates all along (turning in place and stopping are scenarios of
     their own): so a scenario row measures its degradation, not one clip's luck."""
-    return {"arc-room": arc_clip(cache),
-            "forward-street": variety_clip(cache, "forward", "street"),
-            "orbit-corridor": variety_clip(cache, "orbit", "corridor")}
+    return {name: base_clip(cache, name) for name in DEGRADATION_BASES}
+
+
+def camera_effects(cache):
+    """Each clip of CAMERA_EFFECT_BASES as rendered ("undegraded (<base>)") and filmed with
+    each of ``camera_effects.EFFECTS`` alone ("<effect> (<base>)"): the same scene, path and
+    intrinsics, so a row measures what the effect does."""
+    return [dict(name=f"{effect} ({name})", base=name, kind="camera", K_true=clip["K"],
+                 **clip)
+            for effect in ("undegraded",) + EFFECTS
+            for name in CAMERA_EFFECT_BASES
+            for clip in [base_clip(cache, name, () if effect == "undegraded" else (effect,))]]
 
 
 DEGRADATIONS = ("undegraded", "textureless", "blur", "drop_30", "no_camera_info")
@@ -137,6 +163,18 @@ def variety(cache, frames=120):
         for scene in scenes.KINDS:
             d = variety_clip(cache, trajectory, scene, frames)
             out.append(dict(name=f"{trajectory}-{scene}", K_true=d["K"], kind="variety", **d))
+    return out
+
+
+def rolling_shutter(cache, frames=120):
+    """The ``variety`` clips filmed with a rolling shutter (``camera_effects.READOUT`` frame
+    intervals from the first row to the last)."""
+    out = []
+    for trajectory in trajectories.KINDS:
+        for scene in scenes.KINDS:
+            d = variety_clip(cache, trajectory, scene, frames, effects=("rolling_shutter",))
+            out.append(dict(name=f"{trajectory}-{scene}", K_true=d["K"], kind="rolling_shutter",
+                            **d))
     return out
 
 

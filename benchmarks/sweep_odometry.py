@@ -55,6 +55,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 FAILED_PCT = 5.0  # ATE above this % of the path counts as a failed sequence in the summary
 VARIANTS = {
     "defaults": {},
+    "no feature grid": {"grid_cells": 0},
+    "no epipolar check": {"epipolar_px": 0.0},
+    "no feature grid, no epipolar check": {"grid_cells": 0, "epipolar_px": 0.0},
+    "epipolar check 4 px": {"epipolar_px": 4.0},
     "600 features": {"max_features": 600, "min_features": 300},
     "KLT forward-backward 0.5 px": {"fb_threshold": 0.5},
     "top up below 250 tracks": {"min_features": 250},
@@ -104,11 +108,18 @@ REFERENCES = {"rap (defaults)": ("rap", {}), "opencv-vo": ("opencv-vo", {}),
 def sequences(cache, which="standard"):
     """"standard": the eval_odometry sequences (minus no camera_info) and the undegraded arc
     clip; "variety": odometry_data.variety (every trajectory kind in every scene kind);
-    "no_camera_info": the variety clips, the arc clip the degradations start from (seed 300;
+    "camera_effects": odometry_data.camera_effects (four clips as rendered and with each of
+    what a real camera adds: rolling shutter, a moving object, sensor noise, auto-exposure,
+    JPEG); "rolling_shutter": the variety clips with a rolling shutter; "no_camera_info":
+    the variety clips, the arc clip the degradations start from (seed 300;
     the other degradation bases are variety clips) and the real sequences with K withheld
     (the true K kept as ``K_true`` for the focal error)."""
     if which == "variety":
         return odometry_data.variety(cache)
+    if which == "camera_effects":
+        return odometry_data.camera_effects(cache)
+    if which == "rolling_shutter":
+        return odometry_data.rolling_shutter(cache)
     if which == "no_camera_info":
         clips = odometry_data.variety(cache) + [
             dict(name="arc-room (seed 300)", **odometry_data.arc_clip(cache))] + \
@@ -132,9 +143,13 @@ def ratio_interval(ate, base, resamples=2000, seed=0):
 
 def markdown(report):
     names = list(report["variants"])
+    offsets = report.get("offsets", [0])
+    runs = "one run each" if len(offsets) == 1 else (
+        f"each sequence run from frames {', '.join(map(str, offsets))} and the geometric mean "
+        "of those ATEs shown")
     lines = ["# Odometry core: sensitivity to front-end settings (method geometry)", "",
              f"Command: `{report['command']}` (2-core CPU, shared). ATE % of path after "
-             "Sim(3) alignment; one run each.", "",
+             f"Sim(3) alignment; {runs}.", "",
              "| sequence | " + " | ".join(names) + " |",
              "|---|" + "---|" * len(names)]
     sequences = list(report["ate_pct"][names[0]])
@@ -159,6 +174,21 @@ def markdown(report):
             versus(n) for n in names) + " |")
         lines.append("| ATE / defaults: geometric mean [95 % bootstrap interval] | " + " | ".join(
             ratio_interval(report["ate_pct"][n], base) for n in names) + " |")
+    groups = sorted({s.split(" (")[0] for s in sequences if " (" in s},
+                    key=lambda g: [s.split(" (")[0] for s in sequences].index(g))
+    if len(groups) > 1:  # sequences named "<condition> (<base clip>)": one row per condition
+        lines += ["", "By condition: geometric mean ATE % over its base clips (and its ratio "
+                  "to the same variant's undegraded clips, where there are some):", "",
+                  "| condition | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        for g in groups:
+            cells = []
+            for n in names:
+                ate = report["ate_pct"][n]
+                mean = geomean([v for s, v in ate.items() if s.split(" (")[0] == g])
+                clean = [v for s, v in ate.items() if s.split(" (")[0] == "undegraded"]
+                cells.append(f"{mean:.2f}" + (f" ({mean / geomean(clean):.2f}x)"
+                                              if clean and g != "undegraded" else ""))
+            lines.append(f"| {g} | " + " | ".join(cells) + " |")
     if report.get("focal_error_pct"):
         lines += ["", "Focal length error without camera_info, |f / f_true - 1| in % (the "
                   "focal the core ends with):", "",
@@ -190,9 +220,18 @@ def main(argv=None):
     parser.add_argument("--cache", default="/tmp/rap_odometry_cache")
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS),
                         help=f"names of VARIANTS or REFERENCES ({', '.join(REFERENCES)})")
-    parser.add_argument("--set", dest="which", choices=("standard", "variety", "no_camera_info"),
+    parser.add_argument("--set", dest="which",
+                        choices=("standard", "variety", "camera_effects", "rolling_shutter",
+                                 "no_camera_info"),
                         default="standard", help="which sequences (see ``sequences``)")
     parser.add_argument("--out", default=str(RESULTS / "odometry_sensitivity"))
+    parser.add_argument("--offsets", type=int, nargs="+", default=[0], metavar="N",
+                        help="run every sequence from each of these first frames and score "
+                             "the geometric mean of the ATEs (default 0: once, whole). A "
+                             "single run of a clip is one draw: a setting that changes one "
+                             "early decision (the initialisation's frame, a keyframe) moves "
+                             "a clip's ATE by factors of 3-20 either way, so comparisons "
+                             "of settings average over a few starts")
     parser.add_argument("--report-only", metavar="JSON",
                         help="write the tables of an earlier run's JSON again (its .md beside "
                              "it), running nothing")
@@ -207,14 +246,21 @@ def main(argv=None):
         parser.error(f"unknown variants {unknown}: names of VARIANTS or REFERENCES")
     start = time.perf_counter()
     seqs = sequences(args.cache, args.which)
-    ate_pct, focal_error_pct, ba_max_ms = {}, {}, {}
+    ate_pct, ate_runs, focal_error_pct, ba_max_ms = {}, {}, {}, {}
     for name in args.variants:
         method, overrides = REFERENCES.get(name, ("geometry", VARIANTS.get(name, {})))
-        config = OdometryConfig(**overrides)
         ate_pct[name], focal_error_pct[name], ba_max_ms[name] = {}, {}, {}
+        ate_runs[name] = {}
+        config = OdometryConfig(**overrides)
         for s in seqs:
-            est, tracked, seconds, extra = run_method(method, s["frames"], s["K"], config)
-            ate_pct[name][s["name"]] = score(est, s["c2w"], tracked, seconds)["ate_pct"]
+            runs = []
+            for offset in args.offsets:  # the same clip started a few frames later
+                est, tracked, seconds, extra = run_method(method, s["frames"][offset:], s["K"],
+                                                          config)
+                runs.append(score(est, s["c2w"][offset:], tracked, seconds)["ate_pct"])
+            ate_pct[name][s["name"]] = geomean(runs)
+            if len(runs) > 1:
+                ate_runs[name][s["name"]] = runs
             if "ba_max_seconds" in extra.get("stats", {}):
                 ba_max_ms[name][s["name"]] = 1e3 * extra["stats"]["ba_max_seconds"]
             if s["K"] is None and extra.get("fx_used"):
@@ -223,7 +269,8 @@ def main(argv=None):
             print(f"{name}: {s['name']} {ate_pct[name][s['name']]:.3f}", flush=True)
     report = {"command": shlex.join(["python", "benchmarks/sweep_odometry.py", *sys.argv[1:]]),
               "variants": {n: VARIANTS.get(n, REFERENCES.get(n)) for n in args.variants},
-              "ate_pct": ate_pct,
+              "ate_pct": ate_pct, "offsets": args.offsets,
+              "ate_pct_by_offset": {n: v for n, v in ate_runs.items() if v},
               "focal_error_pct": {n: v for n, v in focal_error_pct.items() if v},
               "ba_max_ms": {n: v for n, v in ba_max_ms.items() if v},
               "geomean": {n: geomean(list(v.values())) for n, v in ate_pct.items()},

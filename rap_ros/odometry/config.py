@@ -20,6 +20,12 @@ class OdometryConfig:
     #                                  motion-blurred synthetic frames 1.7 (9 % below 2), of
     #                                  sharp ones 13-17, of KITTI over 100
     min_distance_frac: float = 0.012  # corner spacing, fraction of the diagonal
+    grid_cells: int = 48             # once tracking, new corners are taken round the cells of
+    #                                  a grid of about this many (the fewest-held cells first;
+    #                                  frontend.Tracker._spread); 0: the strongest anywhere.
+    #                                  The initialisation takes the strongest (spread, a turn
+    #                                  in place initialised 15 frames later).
+    #                                  benchmarks/results/odometry_frontend_robustness_*.md
     lk_window: int = 0               # KLT window side, pixels; 0: 15 for images at least
     #                                  320 px wide, else 21 (measured: 15 was faster and more
     #                                  accurate over 11 sequences at 320-1226 px, 21 better on
@@ -36,6 +42,10 @@ class OdometryConfig:
     normalise_mean: float = 128.0    # image normalisation target (against exposure jumps)
     normalise_std: float = 48.0
     # -- pose from the map ----------------------------------------------------------------
+    epipolar_px: float = 2.0         # after PnP, tracks without a landmark farther than this
+    #                                  from the epipolar line of where the last keyframe saw
+    #                                  them are dropped (they move on their own); 0: off.
+    #                                  Only with camera_info or a self-calibrated focal
     min_pnp_points: int = 12         # fewer map points in view: fall back
     pnp_reprojection_px: float = 2.0  # PnP RANSAC inlier threshold
     pnp_min_inlier_ratio: float = 0.5

@@ -118,23 +118,56 @@ class Tracker:
         return cv2.calcOpticalFlowPyrLK(a, b, pts, np.ascontiguousarray(start, np.float32),
                                         flags=cv2.OPTFLOW_USE_INITIAL_FLOW, **self.lk)
 
-    def detect(self, gray, existing, count, raw=None):
+    def detect(self, gray, existing, count, raw=None, spread=True):
         """Up to ``count`` new corners (M, 2) float32 away from ``existing`` (N, 2), found in
         the normalised ``gray``; with ``raw`` (the image before normalisation) only corners
         whose ``corner_strength`` there is at least ``corner_noise_ratio`` times the noise
-        variance (``noise_sigma`` squared): noise alone scores about 0.6 times it."""
+        variance (``noise_sigma`` squared): noise alone scores about 0.6 times it. With
+        ``spread`` and ``grid_cells``, spread over the image (``_spread``); else the
+        strongest."""
         if count <= 0:
             return np.zeros((0, 2), np.float32)
+        existing = np.asarray(existing, np.float32).reshape(-1, 2)
         mask = np.full(gray.shape[:2], 255, np.uint8)
-        for x, y in np.asarray(existing, np.float32).reshape(-1, 2):
+        for x, y in existing:
             cv2.circle(mask, (int(x), int(y)), self.min_distance, 0, -1)
-        corners = cv2.goodFeaturesToTrack(gray, maxCorners=int(count),
+        spread = spread and self.cfg.grid_cells > 0
+        # spreading needs every candidate (the strongest few may all lie on one object)
+        corners = cv2.goodFeaturesToTrack(gray, maxCorners=0 if spread else int(count),
                                           qualityLevel=self.cfg.quality_level,
                                           minDistance=self.min_distance, mask=mask, blockSize=7)
         if corners is None:
             return np.zeros((0, 2), np.float32)
         corners = corners.reshape(-1, 2).astype(np.float32)
+        if spread:  # the noise check on the first few of the spread order only (its cost)
+            corners = self._spread(corners, existing, gray.shape[:2])[:3 * int(count)]
         if raw is not None and self.cfg.corner_noise_ratio > 0:
             floor = self.cfg.corner_noise_ratio * noise_sigma(raw) ** 2
             corners = corners[corner_strength(raw, corners) >= floor]
-        return corners
+        return corners[:int(count)]
+
+    def _spread(self, corners, existing, shape):
+        """``corners`` (strongest first) reordered so that new tracks go round the cells of a
+        grid of about ``grid_cells`` cells (square-ish: columns : rows as width : height):
+        each cell's strongest corner first, beginning with the cells that hold the fewest
+        ``existing`` tracks, then each cell's second, and so on; the caller keeps the first
+        ones it needs. Without it the strongest texture takes every new track: a textured
+        object crossing the view got most of them and PnP followed the object (ORB-SLAM and
+        SVO spread their features over the image for the same reason). Cells without
+        texture do not cap the total: where few cells have corners, they give more."""
+        h, w = shape
+        cols = max(1, int(round(np.sqrt(self.cfg.grid_cells * w / h))))
+        rows = max(1, int(round(self.cfg.grid_cells / cols)))
+
+        def cell(p):
+            cx = np.clip((p[:, 0] * cols / w).astype(int), 0, cols - 1)
+            cy = np.clip((p[:, 1] * rows / h).astype(int), 0, rows - 1)
+            return cy * cols + cx
+
+        held = np.bincount(cell(existing), minlength=rows * cols)
+        c = cell(corners)
+        order = np.argsort(c, kind="stable")  # within a cell, strongest first
+        rank = np.empty(len(c), int)
+        starts = np.searchsorted(c[order], np.arange(rows * cols))
+        rank[order] = np.arange(len(c)) - starts[c[order]]
+        return corners[np.argsort(held[c] + rank, kind="stable")]

@@ -100,6 +100,27 @@ def triangulate(K, c2w_a, c2w_b, pa, pb, min_angle_deg=1.0, max_reprojection_px=
     return X, good, angle
 
 
+def epipolar_error(K, c2w_a, c2w_b, pa, pb):
+    """Sampson distance (N,) in pixels (at the focal length fx) of each pixel pair pa in
+    camera a, pb in camera b (N, 2) from the epipolar geometry of the two poses: about how
+    far a point must move to be seen by both cameras as one static point. Zeros when the
+    cameras share their centre (no epipolar geometry)."""
+    rel = invert(c2w_b) @ c2w_a  # camera a -> camera b: x_b = R x_a + t
+    R, t = rel[:3, :3], rel[:3, 3]
+    norm = np.linalg.norm(t)
+    if norm < 1e-12 or len(pa) == 0:
+        return np.zeros(len(pa))
+    t = t / norm
+    E = np.array([[0, -t[2], t[1]], [t[2], 0, -t[0]], [-t[1], t[0], 0]]) @ R
+    Ki = np.linalg.inv(K)
+    xa = np.c_[pa, np.ones(len(pa))] @ Ki.T
+    xb = np.c_[pb, np.ones(len(pb))] @ Ki.T
+    Exa, Etxb = xa @ E.T, xb @ E
+    residual = np.sum(xb * Exa, axis=1)
+    gradient = Exa[:, 0] ** 2 + Exa[:, 1] ** 2 + Etxb[:, 0] ** 2 + Etxb[:, 1] ** 2
+    return np.abs(residual) / np.sqrt(np.maximum(gradient, 1e-24)) * K[0, 0]
+
+
 def pnp(K, X, uv, guess_c2w=None, threshold=2.0):
     """Camera c2w from world points X (N, 3) seen at pixels uv (N, 2): EPnP/iterative RANSAC,
     then Levenberg-Marquardt on the inliers.

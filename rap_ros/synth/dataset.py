@@ -15,7 +15,8 @@ import numpy as np
 
 from rap_ros.io.clip import Clip  # noqa: F401  (re-exported)
 from rap_ros.synth import scenes, trajectories
-from rap_ros.synth.render import render, true_depth
+from rap_ros.synth.camera_effects import film
+from rap_ros.synth.render import true_depth
 
 STREAM_LENGTH = 10**6
 MAX_STREAMS = 1000
@@ -39,11 +40,13 @@ def _choose(rng: np.random.Generator, kind, kinds: tuple) -> str:
 
 
 def _film(rng: np.random.Generator, path: trajectories.Trajectory, scene_kind: str, K: np.ndarray,
-          height: int, width: int, supersample: int, meta: dict, depth: bool = False):
-    """Build a ``scene_kind`` scene around ``path`` and render it into a Clip; with
-    ``depth``, (clip, z-depth (H, W) of its frame 0 in metres, inf: sky)."""
+          height: int, width: int, supersample: int, meta: dict, depth: bool = False,
+          effects=()):
+    """Build a ``scene_kind`` scene around ``path`` and render it into a Clip, with the camera
+    ``effects`` (``camera_effects.EFFECTS``); with ``depth``, (clip, z-depth (H, W) of its
+    frame 0 in metres, inf: sky)."""
     world = scenes.make_scene(scene_kind, rng, path)
-    frames = render(world, K, path.c2w, height, width, supersample)
+    frames = film(world, K, path.c2w, height, width, effects, rng, supersample)
     clip = Clip(frames=frames, K=K, c2w=path.c2w, stamps=path.stamps, meta=meta)
     if depth:
         return clip, true_depth(world, K, path.c2w[0], height, width)
@@ -60,11 +63,15 @@ def sample_clip(
     scene: str = None,
     supersample: int = SUPERSAMPLE,
     depth: bool = False,
+    effects: tuple = (),
 ) -> Clip:
     """Render the clip of ``seed``: random trajectory kind (trajectories.KINDS) and scene kind
     (scenes.KINDS) unless given, random intrinsics, ``frames`` frames at ``fps`` Hz.
     ``depth``: return (clip, the renderer's true z-depth (H, W) of frame 0 in metres, inf:
-    sky; ``render.true_depth``) instead (the same clip).
+    sky; ``render.true_depth``) instead (the same clip). ``effects``: what a real camera adds
+    (names of ``camera_effects.EFFECTS``: rolling shutter, a moving object, sensor noise,
+    auto-exposure, JPEG); the scene, trajectory and intrinsics are those of the clip without
+    them.
 
     ``seed`` is an int; a numpy Generator is accepted too (then ``meta["seed"]`` is None)."""
     rng = np.random.default_rng(seed)
@@ -73,7 +80,9 @@ def sample_clip(
     K = trajectories.sample_intrinsics(rng, width, height)
     path = trajectories.make_trajectory(trajectory_kind, rng, frames, fps)
     meta = {"scene": scene_kind, "trajectory": trajectory_kind, "seed": _seed_label(seed)}
-    return _film(rng, path, scene_kind, K, height, width, supersample, meta, depth)
+    if effects:
+        meta["effects"] = list(effects)
+    return _film(rng, path, scene_kind, K, height, width, supersample, meta, depth, effects)
 
 
 def make_drive(
