@@ -97,11 +97,13 @@ def camera_effects(cache):
     """Each clip of CAMERA_EFFECT_BASES as rendered ("undegraded (<base>)") and filmed with
     each of ``camera_effects.EFFECTS`` alone ("<effect> (<base>)"): the same scene, path and
     intrinsics, so a row measures what the effect does."""
-    return [dict(name=f"{effect} ({name})", base=name, kind="camera", K_true=clip["K"],
-                 **clip)
-            for effect in ("undegraded",) + EFFECTS
-            for name in CAMERA_EFFECT_BASES
-            for clip in [base_clip(cache, name, () if effect == "undegraded" else (effect,))]]
+    out = []
+    for effect in ("undegraded",) + EFFECTS:
+        for name in CAMERA_EFFECT_BASES:
+            clip = base_clip(cache, name, () if effect == "undegraded" else (effect,))
+            out.append(dict(name=f"{effect} ({name})", base=name, kind="camera",
+                            K_true=clip["K"], **clip))
+    return out
 
 
 DEGRADATIONS = ("undegraded", "textureless", "blur", "drop_30", "no_camera_info")
@@ -154,28 +156,24 @@ def scenarios(cache):
     return out
 
 
-def variety(cache, frames=120):
+def variety(cache, frames=120, effects=()):
     """Every trajectory kind in every scene kind once: 21 clips of ``frames`` frames at 320x240
     (held-out seeds 500+), for comparing settings on more than a handful of sequences (a
-    single setting moves single sequences by factors of 3-20 in both directions)."""
+    single setting moves single sequences by factors of 3-20 in both directions); filmed
+    with the camera ``effects`` if given (``rolling_shutter``)."""
     out = []
     for trajectory in trajectories.KINDS:
         for scene in scenes.KINDS:
-            d = variety_clip(cache, trajectory, scene, frames)
-            out.append(dict(name=f"{trajectory}-{scene}", K_true=d["K"], kind="variety", **d))
+            d = variety_clip(cache, trajectory, scene, frames, effects)
+            out.append(dict(name=f"{trajectory}-{scene}", K_true=d["K"],
+                            kind="_".join(effects) or "variety", **d))
     return out
 
 
 def rolling_shutter(cache, frames=120):
     """The ``variety`` clips filmed with a rolling shutter (``camera_effects.READOUT`` frame
     intervals from the first row to the last)."""
-    out = []
-    for trajectory in trajectories.KINDS:
-        for scene in scenes.KINDS:
-            d = variety_clip(cache, trajectory, scene, frames, effects=("rolling_shutter",))
-            out.append(dict(name=f"{trajectory}-{scene}", K_true=d["K"], kind="rolling_shutter",
-                            **d))
-    return out
+    return variety(cache, frames, effects=("rolling_shutter",))
 
 
 def real(root=SHARED, max_frames=None):
