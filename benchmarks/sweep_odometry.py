@@ -57,6 +57,7 @@ VARIANTS = {
     "defaults": {},
     "no feature grid": {"grid_cells": 0},
     "no epipolar check": {"epipolar_px": 0.0},
+    "moving-track mask 0.06": {"moving_mask_frac": 0.06},
     "no feature grid, no epipolar check": {"grid_cells": 0, "epipolar_px": 0.0},
     "epipolar check 4 px": {"epipolar_px": 4.0},
     "600 features": {"max_features": 600, "min_features": 300},
@@ -149,9 +150,10 @@ def markdown(report):
         "of those ATEs shown")
     lines = ["# Odometry core: sensitivity to front-end settings (method geometry)", "",
              f"Command: `{report['command']}` (2-core CPU, shared). ATE % of path after "
-             f"Sim(3) alignment; {runs}.", "",
-             "| sequence | " + " | ".join(names) + " |",
-             "|---|" + "---|" * len(names)]
+             f"Sim(3) alignment; {runs}.", ""]
+    if report.get("note"):  # written by hand into the JSON
+        lines += [f"Note: {report['note']}.", ""]
+    lines += ["| sequence | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     sequences = list(report["ate_pct"][names[0]])
     for s in sequences:
         lines.append(f"| {s} | " + " | ".join(f"{report['ate_pct'][n][s]:.2f}" for n in names)

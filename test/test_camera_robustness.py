@@ -65,3 +65,18 @@ def test_an_object_crossing_the_view_does_not_take_over_the_pose():
     unchecked = _run(clip, OdometryConfig(epipolar_px=0.0))
     assert checked.stats["moving_tracks"] > 0
     assert _ate_pct(checked, clip.c2w) < 0.3 * _ate_pct(unchecked, clip.c2w)
+
+
+def test_no_new_corners_next_to_tracks_just_found_moving():
+    rng = np.random.default_rng(4)
+    image = np.kron(rng.integers(0, 255, (120, 160)), np.ones((2, 2))).astype(np.uint8)
+    config = OdometryConfig(moving_mask_frac=0.06)
+    tracker = Tracker(config, (320, 240))
+    moving = np.array([[100.0, 100.0], [220.0, 60.0]], np.float32)
+    corners = tracker.detect(image, np.zeros((0, 2), np.float32), 300, avoid=moving)
+    radius = config.moving_mask_frac * tracker.diagonal
+    distance = np.linalg.norm(corners[:, None] - moving[None], axis=2)
+    assert len(corners) > 100 and distance.min() >= radius - 1
+    near = Tracker(OdometryConfig(moving_mask_frac=0.0), (320, 240)).detect(
+        image, np.zeros((0, 2), np.float32), 300, avoid=moving)
+    assert np.linalg.norm(near[:, None] - moving[None], axis=2).min() < radius - 1

@@ -41,6 +41,11 @@ class OdometryConfig:
     #                                  benchmarks/results/odometry_klt_predict_*.md
     normalise_mean: float = 128.0    # image normalisation target (against exposure jumps)
     normalise_std: float = 48.0
+    moving_mask_frac: float = 0.0    # no new corners within this fraction of the diagonal of
+    #                                  tracks just dropped as moving (0: off). 0.06 on the
+    #                                  camera-effects clips: moving object 1.91 -> 1.26 %, all
+    #                                  1.15x better; on the standard set 0.96x (4 % worse):
+    #                                  off by default (benchmarks/results/odometry_moving_mask_*)
     # -- pose from the map ----------------------------------------------------------------
     epipolar_px: float = 2.0         # after PnP, tracks without a landmark farther than this
     #                                  from the epipolar line of where the last keyframe saw

@@ -148,6 +148,7 @@ class VisualOdometry:
         self._defer_ba = False
         self._ba_last = None
         self._tracked_prev = None
+        self._moving_pts = np.zeros((0, 2), np.float32)  # tracks just dropped as moving
         self._placed = deque(maxlen=64)   # recent frames placed by the map (PnP / init)
         self._inliers = {}                # recent frame -> PnP inliers
         self.stats = dict(frames=0, keyframes=0, pnp=0, fallback=0, prior_fallback=0,
@@ -349,7 +350,9 @@ class VisualOdometry:
 
     def _top_up(self, gray):
         new = self._tracker.detect(gray, self._pts, self.cfg.max_features - len(self._pts),
-                                   raw=self._raw_gray, spread=self._mode == "track")
+                                   raw=self._raw_gray, spread=self._mode == "track",
+                                   avoid=self._moving_pts)
+        self._moving_pts = np.zeros((0, 2), np.float32)
         if len(new):
             self._pts = np.vstack([self._pts, new]).astype(np.float32)
             self._ids = np.concatenate([self._ids, self._next_id + np.arange(len(new))])
@@ -491,6 +494,7 @@ class VisualOdometry:
         if len(moving):
             keep = np.ones(len(self._ids), bool)
             keep[moving] = False
+            self._moving_pts = self._pts[moving]
             self._pts, self._ids = self._pts[keep], self._ids[keep]
             self.stats["moving_tracks"] += len(moving)
 

@@ -118,7 +118,7 @@ class Tracker:
         return cv2.calcOpticalFlowPyrLK(a, b, pts, np.ascontiguousarray(start, np.float32),
                                         flags=cv2.OPTFLOW_USE_INITIAL_FLOW, **self.lk)
 
-    def detect(self, gray, existing, count, raw=None, spread=True):
+    def detect(self, gray, existing, count, raw=None, spread=True, avoid=None):
         """Up to ``count`` new corners (M, 2) float32 away from ``existing`` (N, 2), found in
         the normalised ``gray``; with ``raw`` (the image before normalisation) only corners
         whose ``corner_strength`` there is at least ``corner_noise_ratio`` times the noise
@@ -131,6 +131,10 @@ class Tracker:
         mask = np.full(gray.shape[:2], 255, np.uint8)
         for x, y in existing:
             cv2.circle(mask, (int(x), int(y)), self.min_distance, 0, -1)
+        if avoid is not None and self.cfg.moving_mask_frac > 0:
+            radius = int(round(self.cfg.moving_mask_frac * self.diagonal))
+            for x, y in np.asarray(avoid, np.float32).reshape(-1, 2):
+                cv2.circle(mask, (int(x), int(y)), radius, 0, -1)
         spread = spread and self.cfg.grid_cells > 0
         # spreading needs every candidate (the strongest few may all lie on one object)
         corners = cv2.goodFeaturesToTrack(gray, maxCorners=0 if spread else int(count),
