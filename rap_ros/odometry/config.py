@@ -106,6 +106,12 @@ class OdometryConfig:
     focal_refinements: int = 3       # accepted window solves with the focal free (0: off)
     focal_every: int = 4             # keyframes between attempts, from a full window on
     focal_attempts: int = 10         # attempts at most (each ~0.1-0.2 s at 320x240 here)
+    focal_start_guess: bool = False  # with the model's K (rap), the self-calibration's solves
+    #                                  also start from the default_hfov_deg guess: rap without
+    #                                  camera_info 2.57 -> 2.29 % (geometry 1.79), focal median
+    #                                  error 17.8 -> 10.4 %; off because the far start makes
+    #                                  GTSAM print ~16 "CheiralityException" lines a clip on
+    #                                  stdout (odometry_focal_start_guess.md)
     focal_max_sigma: float = 0.05    # accept only if f's standard deviation <= this x f
     focal_starts: tuple = (1.0,)     # each solve starts from these multiples of the current
     #                                  focal; the accepted solve with the lowest error is kept.

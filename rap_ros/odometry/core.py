@@ -250,6 +250,8 @@ class VisualOdometry:
                                np.eye(6) * LOST_COVARIANCE, "initialising", source="buffered",
                                timing=dict(total=time.perf_counter() - t0))
         self.K, held = self._fusion.intrinsics()
+        if self.cfg.focal_start_guess:  # the model's focal is one start, the guess another
+            self._focal.also_from = self._guessed_focal(held[0][0].shape[1])
         results = [self._push(im, st, time.perf_counter()) for im, st in held]
         result = results[-1]
         result.earlier = results[:-1]
@@ -274,7 +276,7 @@ class VisualOdometry:
             self._tracker = Tracker(cfg, (w, h))
             self._diag = self._tracker.diagonal
             if self.K is None:
-                f = 0.5 * w / np.tan(np.radians(cfg.default_hfov_deg) / 2)
+                f = self._guessed_focal(w)
                 self.K = np.array([[f, 0, (w - 1) / 2], [0, f, (h - 1) / 2], [0, 0, 1.0]])
         timing = {}
         t = time.perf_counter()
@@ -347,6 +349,10 @@ class VisualOdometry:
             step = step.copy()
             step[:3, :3] = project_to_so3(R)
         return step
+
+    def _guessed_focal(self, width):
+        """The focal length (px) of the ``default_hfov_deg`` guess for images ``width`` wide."""
+        return 0.5 * width / np.tan(np.radians(self.cfg.default_hfov_deg) / 2)
 
     def _top_up(self, gray):
         new = self._tracker.detect(gray, self._pts, self.cfg.max_features - len(self._pts),

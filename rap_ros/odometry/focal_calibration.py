@@ -22,6 +22,7 @@ class FocalCalibration:
         self.refinements = 0        # solves accepted
         self.tried_at = -10**9      # keyframe id of the last attempt
         self.attempts = 0
+        self.also_from = None       # a focal (px) every solve also starts from (see refine)
 
     def _due(self, local_map):
         cfg = self.cfg
@@ -40,8 +41,11 @@ class FocalCalibration:
         self.tried_at = local_map.window[-1].kid
         self.attempts += 1
         start = time.perf_counter()
+        starts = tuple(cfg.focal_starts)
+        if self.also_from is not None:  # a second hypothesis: the lowest error wins
+            starts += (self.also_from / K[0, 0],)
         result = refine_focal(local_map.ba_problem(K, cfg.ba_fixed), pixel_noise,
-                              max_sigma_rel=cfg.focal_max_sigma, starts=cfg.focal_starts)
+                              max_sigma_rel=cfg.focal_max_sigma, starts=starts)
         self.stats["focal_seconds"] += time.perf_counter() - start
         if result is None:
             return None
