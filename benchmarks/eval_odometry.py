@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import odometry_data  # noqa: E402
 
 from rap_ros.evaluation.vo import MonocularVO  # noqa: E402
+from rap_ros.geometry.cameras import K_from_fov  # noqa: E402
 from rap_ros.metrics import align_trajectory, ate, path_length, rpe  # noqa: E402
 from rap_ros.odometry import ModelPrior, OdometryConfig, VisualOdometry  # noqa: E402
 
@@ -68,8 +69,7 @@ def run_method(method, frames, K, config=None):
     if method == "opencv-vo":
         if K is None:  # the baseline needs K: the same 60-degree guess as the core
             h, w = frames.shape[1:3]
-            f = 0.5 * w / np.tan(np.radians(30))
-            K = np.array([[f, 0, (w - 1) / 2], [0, f, (h - 1) / 2], [0, 0, 1.0]])
+            K = K_from_fov(OdometryConfig.default_hfov_deg, w, h)
         vo = MonocularVO(K)
         start = time.perf_counter()
         poses = [vo.process(f) for f in frames]

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from rap_ros.geometry.cameras import K_from_fov
 from rap_ros.geometry.rotations import project_to_so3
 from rap_ros.io.images import to_gray
 from rap_ros.odometry.backend import WindowBundleAdjuster
@@ -251,7 +252,8 @@ class VisualOdometry:
                                timing=dict(total=time.perf_counter() - t0))
         self.K, held = self._fusion.intrinsics()
         if self.cfg.focal_start_guess:  # the model's focal is one start, the guess another
-            self._focal.also_from = self._guessed_focal(held[0][0].shape[1])
+            h, w = np.asarray(held[0][0]).shape[:2]
+            self._focal.also_from = K_from_fov(self.cfg.default_hfov_deg, w, h)[0, 0]
         results = [self._push(im, st, time.perf_counter()) for im, st in held]
         result = results[-1]
         result.earlier = results[:-1]
@@ -276,8 +278,7 @@ class VisualOdometry:
             self._tracker = Tracker(cfg, (w, h))
             self._diag = self._tracker.diagonal
             if self.K is None:
-                f = self._guessed_focal(w)
-                self.K = np.array([[f, 0, (w - 1) / 2], [0, f, (h - 1) / 2], [0, 0, 1.0]])
+                self.K = K_from_fov(cfg.default_hfov_deg, w, h)
         timing = {}
         t = time.perf_counter()
         if self._prev_gray is not None and len(self._pts):
@@ -349,10 +350,6 @@ class VisualOdometry:
             step = step.copy()
             step[:3, :3] = project_to_so3(R)
         return step
-
-    def _guessed_focal(self, width):
-        """The focal length (px) of the ``default_hfov_deg`` guess for images ``width`` wide."""
-        return 0.5 * width / np.tan(np.radians(self.cfg.default_hfov_deg) / 2)
 
     def _top_up(self, gray):
         new = self._tracker.detect(gray, self._pts, self.cfg.max_features - len(self._pts),

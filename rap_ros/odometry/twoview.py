@@ -8,6 +8,8 @@ unless the name says ``deg``.
 import cv2
 import numpy as np
 
+from rap_ros.geometry.rotations import skew
+
 
 def invert(T):
     """Inverse of a rigid 4x4 transform."""
@@ -111,7 +113,7 @@ def epipolar_error(K, c2w_a, c2w_b, pa, pb):
     if norm < 1e-12 or len(pa) == 0:
         return np.zeros(len(pa))
     t = t / norm
-    E = np.array([[0, -t[2], t[1]], [t[2], 0, -t[0]], [-t[1], t[0], 0]]) @ R
+    E = skew(t) @ R
     Ki = np.linalg.inv(K)
     xa = np.c_[pa, np.ones(len(pa))] @ Ki.T
     xb = np.c_[pb, np.ones(len(pb))] @ Ki.T

@@ -21,8 +21,8 @@ from dataclasses import replace
 
 import cv2
 import numpy as np
-from scipy.spatial.transform import Rotation
 
+from rap_ros.geometry.rotations import matrix_from_rotation_vector, rotation_vector
 from rap_ros.synth.render import render
 from rap_ros.synth.scenes import Scene
 from rap_ros.synth.textures import TEXTURE_NAMES
@@ -86,10 +86,10 @@ def poses_at(c2w: np.ndarray, offset: float) -> np.ndarray:
     flipped = other == np.arange(n)  # at an end: the interval on the other side, reversed
     other[flipped] = np.arange(n)[flipped] - step
     fraction = np.where(flipped, -abs(offset), abs(offset))
-    R0, R1 = Rotation.from_matrix(c2w[:, :3, :3]), Rotation.from_matrix(c2w[other, :3, :3])
-    relative = (R0.inv() * R1).as_rotvec()
+    R0, R1 = c2w[:, :3, :3], c2w[other, :3, :3]
+    relative = rotation_vector(np.swapaxes(R0, 1, 2) @ R1)  # (N, 3) in each frame's camera
     out = c2w.copy()
-    out[:, :3, :3] = (R0 * Rotation.from_rotvec(fraction[:, None] * relative)).as_matrix()
+    out[:, :3, :3] = R0 @ matrix_from_rotation_vector(fraction[:, None] * relative)
     out[:, :3, 3] += fraction[:, None] * (c2w[other, :3, 3] - c2w[:, :3, 3])
     return out
 
@@ -132,6 +132,7 @@ def render_with(scene: Scene, K, c2w, height: int, width: int, readout: float = 
     middle row's time (a camera whose principal point is moved up renders just those rows)."""
     K = np.asarray(K, float)
     out = np.empty((len(c2w), height, width, 3), np.uint8)
+    boxed = {} if mover is None else mover["centres"]  # frame -> the box's centre
     bands = SHUTTER_BANDS if readout else 1
     edges = np.linspace(0, height, bands + 1).round().astype(int)
     for top, bottom in zip(edges[:-1], edges[1:]):
@@ -139,13 +140,12 @@ def render_with(scene: Scene, K, c2w, height: int, width: int, readout: float = 
         poses = poses_at(c2w, offset)
         K_band = K.copy()
         K_band[1, 2] -= top
-        frames = range(len(c2w))
-        still = [i for i in frames if mover is None or i not in mover["centres"]]
+        still = [i for i in range(len(c2w)) if i not in boxed]
         if still:
             out[still, top:bottom] = render(scene, K_band, poses[still], bottom - top, width,
                                             supersample)
-        for i in (i for i in frames if mover is not None and i in mover["centres"]):
-            box_scene = _with_box(scene, mover["centres"][i], mover["texture"])
+        for i, centre in boxed.items():  # the box moves: one scene per frame
+            box_scene = _with_box(scene, centre, mover["texture"])
             out[i, top:bottom] = render(box_scene, K_band, poses[i:i + 1], bottom - top,
                                         width, supersample)[0]
     return out
