@@ -29,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import odometry_data  # noqa: E402
 
 from rap_ros.evaluation.report import write_benchmark  # noqa: E402
-from rap_ros.odometry import OdometryConfig, VisualOdometry  # noqa: E402
+from rap_ros.odometry import OdometryConfig  # noqa: E402
+from rap_ros.odometry.factory import make_odometry  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ORDERS = ("BA before publish", "BA after publish")
@@ -37,7 +38,7 @@ ORDERS = ("BA before publish", "BA after publish")
 
 def replay(frames, K, rate, order):
     """Latencies (s) of every frame replayed at ``rate`` Hz with the given work order."""
-    vo = VisualOdometry(K, OdometryConfig(history=False))
+    vo = make_odometry("geometry", K, config=OdometryConfig(history=False))
     deferred = order == "BA after publish"
     clock = time.perf_counter
     start = clock()

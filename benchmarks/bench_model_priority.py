@@ -20,8 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import odometry_data  # noqa: E402
 
 from rap_ros.backend.shared import create_backend  # noqa: E402
-from rap_ros.odometry import OdometryConfig, VisualOdometry  # noqa: E402
+from rap_ros.odometry import OdometryConfig  # noqa: E402
 from rap_ros.odometry.core import lower_thread_priority  # noqa: E402
+from rap_ros.odometry.factory import make_odometry  # noqa: E402
 from rap_ros.pipeline import TrajectoryPipeline  # noqa: E402
 
 
@@ -36,7 +37,7 @@ def run(frames, K, nice, threads):
             windows[0] += 1
     worker = threading.Thread(target=model_worker)
     worker.start()
-    vo = VisualOdometry(K, OdometryConfig(history=False))
+    vo = make_odometry("geometry", K, config=OdometryConfig(history=False))
     times = []
     for i, frame in enumerate(frames):
         start = time.perf_counter()

@@ -20,20 +20,20 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_odometry import model_prior  # noqa: E402
+from eval_odometry import build_odometry  # noqa: E402
 
 from rap_ros.evaluation.report import write_benchmark  # noqa: E402
 from rap_ros.metrics import ate, path_length  # noqa: E402
-from rap_ros.odometry import OdometryConfig, VisualOdometry  # noqa: E402
+from rap_ros.odometry import OdometryConfig  # noqa: E402
 from rap_ros.synth.dataset import held_out_seed, make_drive  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SCENES = ("street", "room", "corridor")
 
 
-def run(clip, prior, config):
+def run(clip, method, config):
     """(first frame posed from the map or None, ATE % or None, the core's stats)."""
-    vo = VisualOdometry(clip.K, config, prior=prior)
+    vo = build_odometry(method, clip.K, config)
     results = [vo.push(f, i / 60.0) for i, f in enumerate(clip.frames)]
     first = next((r.index for r in results if r.health != "initialising"), None)
     try:
@@ -76,8 +76,8 @@ def main(argv=None):
     for i in range(args.drives):
         seed, scene = 40 + i, SCENES[i % len(SCENES)]
         clip = make_drive(held_out_seed(seed), 90, 240, 320, 60.0, scene=scene)
-        g_first, g_ate, _ = run(clip, None, OdometryConfig())
-        r_first, r_ate, stats = run(clip, model_prior(), OdometryConfig(prior_init_after=8))
+        g_first, g_ate, _ = run(clip, "geometry", OdometryConfig())
+        r_first, r_ate, stats = run(clip, "rap", OdometryConfig(prior_init_after=8))
         rows.append(dict(seed=seed, scene=scene, geometry_first=g_first, geometry_ate=g_ate,
                          rap_first=r_first, rap_ate=r_ate, model_inits=stats["model_inits"]))
         print(rows[-1], flush=True)

@@ -40,32 +40,30 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import odometry_data  # noqa: E402
 
+from rap_ros.backend.shared import get_backend  # noqa: E402
+from rap_ros.evaluation.estimators import tracking_summary  # noqa: E402
 from rap_ros.evaluation.vo import MonocularVO  # noqa: E402
 from rap_ros.geometry.cameras import K_from_fov  # noqa: E402
 from rap_ros.metrics import align_trajectory, ate, path_length, rpe  # noqa: E402
-from rap_ros.odometry import ModelPrior, OdometryConfig, VisualOdometry  # noqa: E402
+from rap_ros.odometry import OdometryConfig  # noqa: E402
+from rap_ros.odometry.factory import make_odometry  # noqa: E402
 
 METHODS = ("rap", "geometry", "opencv-vo")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def build_model(samples=1):
-    """The model pipeline (the one place that imports it: a moved module is a one-line fix)."""
-    from rap_ros.backend import get_backend
-    from rap_ros.pipeline import TrajectoryPipeline
-    return TrajectoryPipeline(get_backend("onnx"), steps=2, samples=samples, refine=False)
-
-
-def model_prior():
-    """A fresh prior per run: its noise generator starts from the same seed, so a sequence's
-    figure does not depend on which sequences ran before it in the process (the backend,
-    the costly part, is shared by ``get_backend``)."""
-    return ModelPrior(build_model())
+def build_odometry(method, K, config=None):
+    """The core for ``method`` ("rap" or "geometry") through ``make_odometry``; rap with the
+    shipped model (ONNX, 2 Euler steps, 1 sample). A fresh prior per run: its noise generator
+    starts from the same seed, so a sequence's figure does not depend on which sequences ran
+    before it in the process (the backend, the costly part, is shared by ``get_backend``)."""
+    backend = get_backend("onnx") if method == "rap" else None
+    return make_odometry(method, K, backend=backend, config=config, samples=1, steps=2)
 
 
 # ---------------------------------------------------------------- running and scoring
 def run_method(method, frames, K, config=None):
-    """Returns (c2w (N, 4, 4), tracked (N,) bool, seconds, extra dict)."""
+    """Returns (c2w (N, 4, 4), frames tracked (int), seconds, extra dict)."""
     if method == "opencv-vo":
         if K is None:  # the baseline needs K: the same 60-degree guess as the core
             h, w = frames.shape[1:3]
@@ -73,16 +71,14 @@ def run_method(method, frames, K, config=None):
         vo = MonocularVO(K)
         start = time.perf_counter()
         poses = [vo.process(f) for f in frames]
-        return np.array(poses), np.ones(len(frames), bool), time.perf_counter() - start, {}
-    prior = model_prior() if method == "rap" else None
-    vo = VisualOdometry(K, config or OdometryConfig(), prior=prior)
+        return np.array(poses), len(frames), time.perf_counter() - start, {}
+    vo = build_odometry(method, K, config)
     start = time.perf_counter()
     results = [vo.push(f, 0.1 * i) for i, f in enumerate(frames)]
     seconds = time.perf_counter() - start
     est = vo.trajectory()
-    tracked = np.array([r.health in ("ok", "degraded") for r in results])
-    # frames buffered for K are placed once the model has answered
-    tracked |= np.array([r.source == "buffered" for r in results]) & (vo.stats["inits"] > 0)
+    # the evaluator's rule; frames buffered for K are placed once the model has answered
+    tracked = tracking_summary(results, initialised=vo.stats["inits"] > 0)["frames_tracked"]
     extra = dict(stats={k: (round(v, 4) if isinstance(v, float) else v)
                         for k, v in vo.stats.items()},
                  health={s: int(sum(r.health == s for r in results))
@@ -123,7 +119,7 @@ def scale_drift(est, gt, segment=20, stride=10):
 
 def score(est, gt, tracked, seconds):
     L = path_length(gt)
-    out = dict(frames=len(gt), path=L, tracked=int(tracked.sum()),
+    out = dict(frames=len(gt), path=L, tracked=int(tracked),
                fps=len(gt) / max(seconds, 1e-9))
     try:
         out["ate_pct"] = 100 * ate(est, gt)["rmse"] / max(L, 1e-9)
@@ -314,7 +310,7 @@ def memory(drive, results, save, frames=10000):
     F = drive["frames"]
     order = np.r_[np.arange(len(F)), np.arange(len(F))[::-1]]
     gc.collect()
-    vo = VisualOdometry(drive["K"], OdometryConfig(history=False))
+    vo = build_odometry("geometry", drive["K"], OdometryConfig(history=False))
     samples = []
     start = time.perf_counter()
     for i in range(frames):

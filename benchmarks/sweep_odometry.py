@@ -92,7 +92,9 @@ VARIANTS = {
 REFERENCES = {"rap (defaults)": ("rap", {}), "opencv-vo": ("opencv-vo", {}),
               "rap, no focal self-calibration": ("rap", {"focal_refinements": 0}),
               "rap, focal starts x0.6 x1 x1.6": ("rap", {"focal_starts": (1.0, 0.6, 1.6)}),
-              "rap, focal also from the guess": ("rap", {"focal_start_guess": True}),
+              "rap, focal also from the guess": ("rap", {"focal_start_guess": True,
+                                                         "model_intrinsics": True}),
+              "rap, the model's focal as the start": ("rap", {"model_intrinsics": True}),
               "rap, KLT from the old position": ("rap", {"klt_predict": "previous"}),
               "rap, initialisation reference kept while it has init_min_points": (
                   "rap", {"init_renew_ratio": 0.0}),

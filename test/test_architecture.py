@@ -2,7 +2,8 @@
 floors below it, and the torch-free / ROS-free floors stay so.
 
 Every import of every module under rap_ros/ is read with ``ast``, at module level and inside
-functions. The checker also runs on small fake trees, to show that it fails where it must.
+functions, dynamic ones included (``importlib.import_module`` / ``__import__`` of a literal
+name). The checker also runs on small fake trees, to show that it fails where it must.
 """
 import ast
 import pathlib
@@ -62,8 +63,27 @@ def is_ros(name):
             or top.endswith("_msgs") or top.endswith("_srvs"))
 
 
+def _dynamic_import(call):
+    """The module name of ``importlib.import_module("...")``, ``import_module("...")`` or
+    ``__import__("...")`` with a literal absolute name, else None."""
+    func = call.func
+    if isinstance(func, ast.Name):
+        dynamic = func.id in ("import_module", "__import__")
+    else:
+        dynamic = (isinstance(func, ast.Attribute) and func.attr == "import_module"
+                   and isinstance(func.value, ast.Name) and func.value.id == "importlib")
+    if not dynamic or not call.args:
+        return None
+    name = call.args[0]
+    if isinstance(name, ast.Constant) and isinstance(name.value, str) \
+            and not name.value.startswith("."):
+        return name.value
+    return None
+
+
 def imports_of(path, module):
-    """(imported module name, line, inside a function?) for every import in a file."""
+    """(imported module name, line, inside a function?) for every import in a file, dynamic
+    imports of a literal name included."""
     tree = ast.parse(path.read_text(), filename=str(path))
     found = []
 
@@ -86,6 +106,8 @@ def imports_of(path, module):
                     found.append((f"{base}.{alias.name}" if _within(base, "rap_ros")
                                   and _is_module(base, alias.name) else base,
                                   child.lineno, local))
+            elif isinstance(child, ast.Call) and _dynamic_import(child):
+                found.append((_dynamic_import(child), child.lineno, local))
             visit(child, inside)
 
     def _is_module(base, name):
@@ -181,6 +203,16 @@ FAKE_CASES = {
          "model/checkpoint.py": ""}, "may not import torch at module level"),
     "evaluation imports rclpy at module level": (
         {"evaluation/run.py": "import rclpy\n"}, "may not import ROS at module level"),
+    "geometry imports the nodes through importlib": (
+        {"geometry/bad.py": "import importlib\n\n\ndef f():\n"
+                            "    return importlib.import_module('rap_ros.nodes.runner')\n",
+         "nodes/runner.py": ""}, "above rap_ros.geometry"),
+    "io imports the pipeline through __import__": (
+        {"io/bad.py": "__import__('rap_ros.pipeline.streaming')\n",
+         "pipeline/streaming.py": ""}, "above rap_ros.io"),
+    "pipeline imports torch through import_module": (
+        {"pipeline/bad.py": "from importlib import import_module\n\n"
+                            "torch = import_module('torch')\n"}, "may not import torch"),
     "a module on no floor": ({"helpers.py": ""}, "on no floor"),
 }
 

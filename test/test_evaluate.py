@@ -529,3 +529,65 @@ def test_live_playback_into_rap_ros_up(tmp_path, clip, model_spec):
     assert live["dropped_frames"] == FRAMES - live["estimated_frames"]
     assert live["latency_median_s"] > 0 and live["tf_transforms"] > 0
     assert result["ate_rmse"] is not None
+
+
+# ------------------------------------------------------------------ frame admission
+
+
+DISTORTION = ("plumb_bob", np.array([-0.25, 0.08, 0.001, -0.001, 0.0]))
+
+
+def test_evaluator_admits_frames_as_the_node_does(tmp_path, clip, capsys):
+    """A 4x larger distorted camera: the evaluator downscales over --max-image-pixels and
+    undistorts exactly as the trajectory_estimator's CameraInput (same images, same K), counts
+    the downscaled frames, and with --rectified takes camera_info's P and no undistortion."""
+    import threading
+    from types import SimpleNamespace
+
+    from rap_ros.io import bag as bag_io
+    from rap_ros.io.camera_frames import DEFAULT_MAX_IMAGE_PIXELS
+    from rap_ros.io.messages import camera_info_calibration
+    from rap_ros.nodes.camera_input import CameraInput
+
+    big = np.stack([cv2.resize(f, (WIDTH * 4, HEIGHT * 4), interpolation=cv2.INTER_CUBIC)
+                    for f in clip["frames"]])
+    K_big = np.diag([4.0, 4.0, 1.0]) @ clip["K"]
+    bag = bag_io.write_bag(tmp_path / "big", SimpleNamespace(
+        frames=big, K=K_big, c2w=clip["c2w"], stamps=clip["stamps"], meta={}),
+        distortion=DISTORTION)
+    reader = bag_io.open_bag(bag)
+    try:
+        info = next(msg for _, _, _, msg in reader.messages({"/camera/camera_info"}))
+    finally:
+        reader.close()
+    assert InputOptions().max_image_pixels == DEFAULT_MAX_IMAGE_PIXELS  # the node's default
+    diagnostics = SimpleNamespace(counted=[], count=lambda key: diagnostics.counted.append(key),
+                                  warn=lambda text: pytest.fail(text))
+    for rectified in (False, True):
+        source = open_input(bag, InputOptions(max_image_pixels=WIDTH * HEIGHT,
+                                              rectified=rectified))
+        node = CameraInput(threading.Lock(), diagnostics, max_image_pixels=WIDTH * HEIGHT)
+        node.calibrate(*camera_info_calibration(info, rectified))  # as _on_camera_info does
+        for n, ((_, frame), raw) in enumerate(zip(source.frames(), big)):
+            rgb, _, K = node.prepare(raw)
+            assert frame.shape == (HEIGHT, WIDTH, 3) and np.array_equal(frame, rgb), n
+            np.testing.assert_allclose(source.K, K)
+        assert source.camera.downscaled == FRAMES
+        scaled = np.diag([0.25, 0.25, 1.0]) @ K_big  # P = [K | 0] in write_bag's camera_info
+        if rectified:  # P, scaled with the image; no remap: the plain downscaled frame
+            np.testing.assert_allclose(source.K, scaled)
+            assert np.array_equal(frame, cv2.resize(big[-1], (WIDTH, HEIGHT),
+                                                    interpolation=cv2.INTER_AREA))
+            assert "distortion" not in source.info
+        else:
+            assert not np.allclose(source.K, scaled) and "plumb_bob" in source.info["distortion"]
+    assert len(diagnostics.counted) == 2 * FRAMES
+
+    out = tmp_path / "out"
+    assert evaluate(bag, "--out", out, "--method", "opencv-vo", "--rectified",
+                    "--max-image-pixels", str(WIDTH * HEIGHT)) == 0
+    result = metrics_of(out, "big")
+    assert result["images_downscaled"] == FRAMES and result["image_size"] == [WIDTH, HEIGHT]
+    assert "P: rectified images" in result["input_info"]["intrinsics_source"]
+    assert evaluate(bag, "--out", out, "--max-image-pixels", "-1") == 2
+    assert "--max-image-pixels" in capsys.readouterr().err

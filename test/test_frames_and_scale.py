@@ -171,3 +171,136 @@ def test_rectified_topics_use_the_projection_matrix():
     info.p = [0.0] * 12
     with pytest.raises(ValueError, match="projection"):
         camera_info_calibration(info, rectified=True)
+
+
+# ------------------------------------------------------------------ camera frame admission
+
+
+def _camera_info(K, P, width, height, model="plumb_bob", d=(-0.25, 0.08, 0.001, -0.001, 0.0)):
+    """A sensor_msgs/CameraInfo look-alike (the fields camera_info_calibration reads)."""
+    from types import SimpleNamespace
+    return SimpleNamespace(width=width, height=height, k=np.asarray(K, float).ravel(),
+                           p=np.asarray(P, float).ravel(), distortion_model=model,
+                           d=list(d))
+
+
+def _texture(height, width, seed=0):
+    import cv2
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 255, (height // 8, width // 8, 3), dtype=np.uint8)
+    return cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
+
+
+K_RAW = np.array([[500.0, 0, 319.5], [0, 500.0, 239.5], [0, 0, 1]])
+P_RECT = np.array([[480.0, 0, 322.0, 0], [0, 480.0, 236.0, 0], [0, 0, 1, 0]])
+
+
+def test_camera_frames_downscale_then_undistort_and_count():
+    from rap_ros.geometry.undistort import undistortion
+    from rap_ros.io.camera_frames import DEFAULT_MAX_IMAGE_PIXELS, CameraFrames
+    from rap_ros.io.images import limit_image_size
+
+    assert DEFAULT_MAX_IMAGE_PIXELS == 1280 * 1024
+    image = _texture(480, 640)
+    frames = CameraFrames(max_image_pixels=320 * 240)
+    assert frames.admit(image).K is None  # no calibration yet: downscaled only
+    assert frames.calibrate_from_info(_camera_info(K_RAW, P_RECT, 640, 480))
+    assert not frames.calibrate_from_info(_camera_info(K_RAW, P_RECT, 640, 480))  # repeated
+    frame = frames.admit(image)
+    assert frame.downscaled and frame.recorded_size == (640, 480) and frames.downscaled == 2
+    small, _ = limit_image_size(image, 320 * 240)
+    assert frame.rgb.shape == small.shape == (240, 320, 3)
+    maps, K_small, _ = undistortion(np.diag([0.5, 0.5, 1.0]) @ K_RAW,
+                                    [-0.25, 0.08, 0.001, -0.001, 0.0], "plumb_bob", 320, 240)
+    np.testing.assert_allclose(frame.K, K_small)
+    assert maps is not None and not np.array_equal(frame.rgb, small)  # remapped
+    np.testing.assert_allclose(frames.admitted_K(), frame.K)  # known before any image
+    assert frames.admitted_size((640, 480)) == (320, 240)
+    assert frames.admit(_texture(240, 320)).K is None  # camera_info for another size
+    unlimited = CameraFrames(max_image_pixels=0)
+    unlimited.calibrate_from_info(_camera_info(K_RAW, P_RECT, 640, 480))
+    full = unlimited.admit(image)
+    assert not full.downscaled and full.rgb.shape == image.shape and unlimited.downscaled == 0
+
+
+def test_camera_frames_rectified_uses_P_and_does_not_remap():
+    from rap_ros.io.camera_frames import CameraFrames
+
+    image = _texture(480, 640, seed=1)
+    frames = CameraFrames(max_image_pixels=0, rectified=True)
+    frames.calibrate_from_info(_camera_info(K_RAW, P_RECT, 640, 480))
+    frame = frames.admit(image)
+    assert frame.rgb is image or np.array_equal(frame.rgb, image)  # no undistortion
+    np.testing.assert_allclose(frame.K, P_RECT[:, :3])
+    halved = CameraFrames(max_image_pixels=320 * 240, rectified=True)
+    halved.calibrate_from_info(_camera_info(K_RAW, P_RECT, 640, 480))
+    frame = halved.admit(image)
+    np.testing.assert_allclose(frame.K, np.diag([0.5, 0.5, 1.0]) @ P_RECT[:, :3])
+    assert frame.rgb.shape == (240, 320, 3)
+
+
+def test_node_camera_input_is_the_shared_admission():
+    """The trajectory_estimator's CameraInput adapter gives CameraFrames' images and K, and
+    counts the downscaled ones on its diagnostics."""
+    import threading
+
+    from rap_ros.io.camera_frames import CameraFrames
+    from rap_ros.nodes.camera_input import CameraInput
+
+    class Diagnostics:
+        def __init__(self):
+            self.counts, self.warnings = {}, []
+
+        def count(self, key):
+            self.counts[key] = self.counts.get(key, 0) + 1
+
+        def warn(self, text):
+            self.warnings.append(text)
+
+    for rectified in (False, True):
+        info = _camera_info(K_RAW, P_RECT, 640, 480, model="equidistant", d=(0.1, -0.02, 0, 0))
+        diagnostics = Diagnostics()
+        node = CameraInput(threading.Lock(), diagnostics, max_image_pixels=320 * 240,
+                           rectified=rectified)
+        assert node.calibrate_from_info(info)
+        shared = CameraFrames(max_image_pixels=320 * 240, rectified=rectified)
+        shared.calibrate_from_info(info)
+        image = _texture(480, 640, seed=2)
+        rgb, recorded_size, K = node.prepare(image)
+        frame = shared.admit(image)
+        assert recorded_size == (640, 480) and np.array_equal(rgb, frame.rgb)
+        np.testing.assert_allclose(K, frame.K)
+        assert diagnostics.counts == {"images downscaled (max_image_pixels)": 1}
+        assert not diagnostics.warnings
+
+
+def test_the_scale_uncertainty_enters_the_odometry_covariance():
+    """What robot_localization reads: with wheel odometry, the scale's relative sigma times
+    the distance from the odom origin is added to the position variance of `odometry` (the
+    node's TrajectoryOutput, its publishers replaced by lists)."""
+    pytest.importorskip("rclpy")
+    from rap_ros.nodes.camera_mount import CameraMount
+    from rap_ros.nodes.trajectory_output import TrajectoryOutput
+
+    class Sink(list):
+        publish = list.append
+
+    class Diagnostics:
+        def tick(self, name):
+            pass
+
+    mount = CameraMount(None, Diagnostics(), None, ScaleAnchor(2.0), np.eye(4),
+                        odom_frame="odom", base_frame="", camera_frame="camera",
+                        mount_source="parameters", mount_timeout=0.0)
+    odometry = Sink()
+    output = TrajectoryOutput(mount, Diagnostics(), odom_pub=odometry, tf_pub=Sink(),
+                              path_pub=Sink(), map_pub=None, publish_tf=False,
+                              max_path_length=10, map_points_max=10)
+    c2w = np.eye(4)
+    c2w[:3, 3] = [0.0, 0.0, 5.0]  # 5 units = 10 m from the origin at scale 2
+    for sigma in (0.0, 0.1):
+        output.frame(0, c2w, np.eye(6) * 1e-4, None, 1.0, "camera", np.eye(4),
+                     relative_sigma=sigma)
+    without, with_scale = (np.diag(np.reshape(o.pose.covariance, (6, 6))) for o in odometry)
+    np.testing.assert_allclose(with_scale[:3] - without[:3], (0.1 * 10.0) ** 2)
+    np.testing.assert_allclose(with_scale[3:], without[3:])

@@ -4,17 +4,20 @@ degenerate scenarios, lost -> recovered, bounded map, and the model prior's plum
 The fake prior (ground truth plus noise) stands in for the model in unit tests; one test
 runs the shipped ONNX model to show the plumbing."""
 import hashlib
+import os
 
 import numpy as np
 import pytest
 
+from rap_ros.geometry.cameras import invert_pose
 from rap_ros.metrics import ate, path_length
 from rap_ros.odometry import (FrameResult, ModelPrior, MotionPrior, OdometryConfig,
                               PriorWindow, VisualOdometry)
 from rap_ros.odometry.backend import BAProblem, WindowBundleAdjuster
+from rap_ros.odometry.selfcal import _quiet_cpp_stdout, refine_focal
 from rap_ros.io.images import to_gray
 from rap_ros.odometry.frontend import Tracker, noise_sigma, normalise
-from rap_ros.odometry.twoview import invert, project, relative_rotation
+from rap_ros.odometry.twoview import project, relative_rotation
 from rap_ros.synth.dataset import held_out_seed, make_drive, sample_clip
 
 H, W = 120, 160
@@ -46,7 +49,7 @@ class FakePrior(MotionPrior):
         start = next(i for i in sorted(found[0])
                      if all(i + k in c for k, c in enumerate(found)))
         idx = [start + k for k in range(len(frames))]
-        rel = invert(self.c2w[idx[0]])[None] @ self.c2w[idx]
+        rel = invert_pose(self.c2w[idx[0]])[None] @ self.c2w[idx]
         scale = 1.0 / max(np.linalg.norm(rel[:, :3, 3], axis=1).mean(), 1e-9)
         rel[:, :3, 3] *= scale * 3.0  # an arbitrary scale
         for T in rel[1:]:
@@ -141,7 +144,6 @@ def _focal_window(turn_deg, sideways, f=250.0, seed=0):
 @pytest.mark.parametrize("start", [0.7, 1.5])
 @pytest.mark.parametrize("starts", [(1.0,), (1.0, 0.6, 1.6)])
 def test_focal_self_calibration_finds_the_focal_a_turning_window_observes(start, starts):
-    from rap_ros.odometry.selfcal import refine_focal
     K, poses, points, kf, lm, uv = _focal_window(turn_deg=3, sideways=0.2)
     K0 = K.copy()
     K0[0, 0] = K0[1, 1] = start * K[0, 0]
@@ -157,7 +159,6 @@ def test_focal_self_calibration_finds_the_focal_a_turning_window_observes(start,
 
 def test_focal_self_calibration_refuses_pure_translation():
     """Translation without rotation does not observe the focal: K is left as it is."""
-    from rap_ros.odometry.selfcal import refine_focal
     K, poses, points, kf, lm, uv = _focal_window(turn_deg=0, sideways=0.2)
     K0 = K.copy()
     K0[0, 0] = K0[1, 1] = 1.5 * K[0, 0]
@@ -166,16 +167,25 @@ def test_focal_self_calibration_refuses_pure_translation():
 
 
 def test_core_calibrates_its_focal_without_camera_info(drive):
-    """No K given: the core starts from a 60 degree guess (1.5x the drive's focal) and the
-    window solves with the focal free bring it nearer; with K given nothing changes. (How
-    near, over 24 clips: the no_camera_info sweep's focal table; on this small drive one
-    accepted solve moves it from 52 to 40 % off since the feature grid, to 14 % before.)"""
-    guessed, _ = _run(drive.frames, None, config=OdometryConfig(focal_refinements=0))
-    refined, _ = _run(drive.frames, None)
+    """No K given: the core starts from a 60 degree guess and the window solves with the focal
+    free bring it nearer where the motion observes the focal: hand-held shake (rotation about
+    every axis, with translation). Three clips, so that one machine's rendering or rounding
+    cannot decide it: here their guesses are 24, 42 and 23 % off and the solves end 1, 5 and
+    0 % off. (A forward drive need not observe it; over 24 clips: the no_camera_info sweep's
+    focal table.) With K given nothing changes."""
+    error = lambda vo, clip: abs(np.log(vo.K[0, 0] / clip.K[0, 0]))  # noqa: E731
+    guessed, refined, accepted = [], [], 0
+    for seed in (10, 12, 14):
+        clip = sample_clip(held_out_seed(seed), frames=80, height=H, width=W,
+                           trajectory="handheld", scene="room")
+        vo, _ = _run(clip.frames, None, config=OdometryConfig(focal_refinements=0))
+        guessed.append(error(vo, clip))
+        vo, _ = _run(clip.frames, None)
+        refined.append(error(vo, clip))
+        accepted += vo.stats["focal_refinements"] >= 1
+    assert min(guessed) > np.log(1.2)
+    assert accepted >= 2 and np.mean(refined) < 0.5 * np.mean(guessed), (guessed, refined)
     given, _ = _run(drive.frames, drive.K)
-    error = lambda vo: abs(np.log(vo.K[0, 0] / drive.K[0, 0]))  # noqa: E731
-    assert error(guessed) > np.log(1.3)
-    assert refined.stats["focal_refinements"] >= 1 and error(refined) < 0.9 * error(guessed)
     assert given.stats["focal_refinements"] == 0 and np.array_equal(given.K, drive.K)
 
 
@@ -275,7 +285,7 @@ def test_two_view_rotation_is_refused_for_tracks_that_fit_no_motion():
     c2w[:3, 3] = [0.3, 0, 0.1]
     p2 = project(K, c2w, X)[0].astype(np.float32)
     R, _, _ = relative_rotation(K, p1, p2, min_inlier_ratio=0.5)
-    R_true = invert(c2w)[:3, :3]  # x2 = R_21 x1 + t
+    R_true = invert_pose(c2w)[:3, :3]  # x2 = R_21 x1 + t
     assert np.degrees(np.arccos(np.clip((np.trace(R.T @ R_true) - 1) / 2, -1, 1))) < 0.2
     noise = rng.uniform(0, [160, 120], p1.shape).astype(np.float32)  # unrelated points
     assert relative_rotation(K, p1, noise, min_inlier_ratio=0.3, min_inliers=15)[0] is None
@@ -439,9 +449,13 @@ def test_a_ba_left_due_waits_for_at_most_max_deferred_keyframes(drive):
 
 
 def test_no_camera_info_with_prior_uses_its_k(drive):
+    """With ``model_intrinsics`` the prior's K is the start (its window's frames wait for it);
+    without, the core starts from the field-of-view guess as geometry does."""
     wrong = drive.K.copy()
     prior = FakePrior(drive.frames, drive.c2w, drive.K)
-    vo, results = _run(drive.frames, None, prior)
+    _, unheld = _run(drive.frames, None, prior)
+    assert unheld[0].source != "buffered"
+    vo, results = _run(drive.frames, None, prior, OdometryConfig(model_intrinsics=True))
     assert results[0].source == "buffered" and results[0].health == "initialising"
     # the prior's K, which the focal self-calibration may then refine (one focal for both
     # axes, so within the drive's fx/fy difference of 1.6 % and the refinement's own error;
@@ -607,3 +621,13 @@ def test_the_model_initialises_the_map_where_parallax_comes_slowly():
                       OdometryConfig(prior_check_every=0, prior_init_after=8))
     assert first(helped) < first(alone) and vo.stats["inits"] == 1 and len(calls) == 1
     assert _ate_pct(vo.trajectory(), clip.c2w) < 5.0
+
+
+def test_focal_solves_keep_gtsam_lines_off_stdout(capfd):
+    """GTSAM's GeneralSFMFactor2 prints a line per landmark moved behind a camera; the focal
+    solve's block keeps C-level writes to stdout out, and stdout works again after it."""
+    print("before", flush=True)
+    with _quiet_cpp_stdout():
+        os.write(1, b"CheiralityException: Landmark l1 behind Camera x1\n")
+    print("after", flush=True)
+    assert capfd.readouterr().out == "before\nafter\n"

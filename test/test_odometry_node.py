@@ -8,7 +8,7 @@ odometry and a synthetic drive at 10 Hz with /clock. Checked: a pose for every f
 (odometry, /tf odom -> base_link, path), the mount taken from /tf_static, covariance never
 zero, the metric scale from wheel odometry within 5 %, a zero stamp amid sim-time frames not
 taken for a time jump, ~/reset_to_pose, and no TF for a base frame that already has another
-parent.
+parent (on /tf_static, or from another node on /tf: a conflict, latched).
 """
 import contextlib
 
@@ -52,9 +52,10 @@ def base_poses(drive):
     return drive.c2w @ np.linalg.inv(MOUNT)
 
 
-def play(probe, pubs, drive, start, zero_stamp_at=None, wheel=True):
+def play(probe, pubs, drive, start, zero_stamp_at=None, wheel=True, each=None):
     """Publish the drive at HZ with /clock, camera_info and wheel odometry (true base
-    positions in metres); one frame gets a zero stamp when ``zero_stamp_at`` is set."""
+    positions in metres); one frame gets a zero stamp when ``zero_stamp_at`` is set;
+    ``each(i, stamp)`` is called before each image."""
     height, width = drive.frames.shape[1:3]
     info = cv.K_to_camera_info(drive.K, width, height, frame_id="camera_optical_frame")
     bases = base_poses(drive)
@@ -71,13 +72,15 @@ def play(probe, pubs, drive, start, zero_stamp_at=None, wheel=True):
             odometry.header.stamp, odometry.header.frame_id = stamp, "wheel_odom"
             odometry.pose.pose = cv.matrix_to_pose(bases[i])
             pubs["wheel"].publish(odometry)
+        if each is not None:
+            each(i, stamp)
         image_stamp = cv.seconds_to_stamp(0.0) if i == zero_stamp_at else stamp
         pubs["image"].publish(cv.array_to_image(frame, "rgb8", image_stamp,
                                                 "camera_optical_frame"))
         probe.spin_for(1.0 / HZ)
 
 
-def make_probe(name, conflict=False):
+def make_probe(name, conflict=False, static_mount=True):
     probe = Probe(name)
     for kind, topic in ((Odometry, "odometry"), (Path, "path"), (TFMessage, "/tf"),
                         (DiagnosticArray, "/diagnostics")):
@@ -87,10 +90,11 @@ def make_probe(name, conflict=False):
             "info": probe.node.create_publisher(CameraInfo, "camera_info", qos),
             "wheel": probe.node.create_publisher(Odometry, "wheel_odometry", 50),
             "clock": probe.node.create_publisher(Clock, "/clock", 10),
-            "static": probe.node.create_publisher(TFMessage, "/tf_static", static_qos())}
+            "static": probe.node.create_publisher(TFMessage, "/tf_static", static_qos()),
+            "tf": probe.node.create_publisher(TFMessage, "/tf", 100)}
     mount = cv.matrix_to_transform(MOUNT, cv.seconds_to_stamp(0.0), "base_link",
                                    "camera_optical_frame")
-    transforms = [mount]
+    transforms = [mount] if static_mount else []
     if conflict:  # a robot whose base_link already has a parent
         transforms.append(cv.matrix_to_transform(np.eye(4), cv.seconds_to_stamp(0.0),
                                                  "map", "base_link"))
@@ -107,12 +111,12 @@ def node_process(model_spec, *extra):
 
 @contextlib.contextmanager
 def running_node(model_spec, name, *extra, conflict=False, inputs=("image", "info", "clock"),
-                 collect=()):
+                 collect=(), static_mount=True):
     """A node process (``node_process`` with ``extra`` arguments) and a probe met on every
     topic -> (probe, publishers); afterwards the node's output must hold no traceback."""
     process = node_process(model_spec, *extra)
     rclpy.init()
-    probe, pubs = make_probe(name, conflict=conflict)
+    probe, pubs = make_probe(name, conflict=conflict, static_mount=static_mount)
     for kind, topic in collect:
         probe.collect(kind, topic, 50)
     try:
@@ -181,6 +185,28 @@ def test_robot_frames_scale_stamps_and_reset(model_spec, drive):
         np.testing.assert_allclose(first[:3, 3], [5.0, -2.0, 0.0], atol=1e-6)
 
 
+def test_the_mount_can_come_from_dynamic_tf(model_spec, drive):
+    """The mount published on /tf with every frame (no /tf_static: a driver or a moving
+    joint's robot_state_publisher) is read as one on /tf_static is; the node's odom ->
+    base_link goes on beside it, no conflict."""
+    def mount_on_tf(i, stamp):
+        pubs["tf"].publish(TFMessage(transforms=[cv.matrix_to_transform(
+            MOUNT, stamp, "base_link", "camera_optical_frame")]))
+
+    with running_node(model_spec, "dynamic_mount_probe", static_mount=False,
+                      inputs=("image", "info", "clock", "tf")) as (probe, pubs):
+        play(probe, pubs, drive, START, wheel=False, each=mount_on_tf)
+        odometry = probe.received["odometry"]
+        assert probe.spin_until(lambda: len(odometry) >= FRAMES, 30), len(odometry)
+        probe.spin_for(0.7)
+        values = diagnostic_values(probe.received["/diagnostics"], "trajectory_estimator")
+        assert values.get("camera mount", "").startswith("tf"), values
+        assert [t for m in probe.received["/tf"] for t in m.transforms
+                if t.child_frame_id == "base_link" and t.header.frame_id == "odom"]
+        assert not [s for a in probe.received["/diagnostics"] for s in a.status
+                    if s.level == DiagnosticStatus.ERROR], values
+
+
 def test_no_tf_for_a_base_frame_with_another_parent(model_spec, drive):
     # base_link is parented by `map` on /tf_static: the node must not add odom -> base_link.
     with running_node(model_spec, "odometry_conflict_probe", conflict=True) as (probe, pubs):
@@ -194,13 +220,58 @@ def test_no_tf_for_a_base_frame_with_another_parent(model_spec, drive):
         assert errors and errors[-1].level == DiagnosticStatus.ERROR
 
 
+FOREIGN_Z = -7.0  # the other node's transforms carry this height: told apart from ours
+
+
+@pytest.mark.parametrize("parent", ["map", "odom"])
+def test_no_tf_once_another_node_publishes_into_the_base_frame(model_spec, drive, parent):
+    """From frame 20 to 50 another node publishes ``parent -> base_link`` on /tf at camera
+    rate: another parent (map), or the node's own edge (odom, as a diff_drive_controller
+    would). The node's own odom -> base_link, coming back through its /tf subscription, is
+    not taken for a conflict before; after it, the node stops publishing odom -> base_link for
+    good (latched: also once the other node went quiet), keeps publishing odometry, and
+    /diagnostics says ERROR naming the conflict."""
+    start_at, stop_at, margin = 20, 50, 5
+    with running_node(model_spec, f"odometry_tf_{parent}_probe") as (probe, pubs):
+        other = probe.node.create_publisher(TFMessage, "/tf", 100)
+        assert probe.spin_until(lambda: other.get_subscription_count() >= 2, 30)
+        T = np.eye(4)
+        T[2, 3] = FOREIGN_Z
+
+        def publish_other(i, stamp):
+            if start_at <= i < stop_at:
+                other.publish(TFMessage(transforms=[
+                    cv.matrix_to_transform(T, stamp, parent, "base_link")]))
+
+        play(probe, pubs, drive, START, wheel=False, each=publish_other)
+        odometry = probe.received["odometry"]
+        assert probe.spin_until(lambda: len(odometry) >= FRAMES, 30), len(odometry)
+        probe.spin_for(0.7)
+        ours = [msgs.stamp_seconds(t.header.stamp) for m in probe.received["/tf"]
+                for t in m.transforms if t.child_frame_id == "base_link"
+                and t.header.frame_id == "odom" and t.transform.translation.z != FOREIGN_Z]
+        assert len([t for t in ours if t < START + start_at / HZ]) >= start_at // 2, ours
+        late = [t for t in ours if t >= START + (start_at + margin) / HZ]
+        assert not late, f"odom -> base_link published on after the conflict: {late}"
+        named = ("another node also publishes odom -> base_link on /tf" if parent == "odom"
+                 else "already has the parent map (map -> base_link on /tf")
+        errors = [s for a in probe.received["/diagnostics"] for s in a.status
+                  if named in s.message]
+        assert errors and all(s.level == DiagnosticStatus.ERROR for s in errors), [
+            s.message for a in probe.received["/diagnostics"] for s in a.status][-5:]
+        last = [s for s in probe.received["/diagnostics"][-1].status
+                if "trajectory_estimator" in s.name]
+        assert last and last[0].level == DiagnosticStatus.ERROR and named in last[0].message
+
+
 def test_rap_without_camera_info_answers_every_frame(model_spec, drive):
-    """Method rap, no camera_info: the first frames wait for it (camera_info_timeout), then
-    for the model's intrinsics (one window); each of them still gets its odometry message,
-    in order, and the intrinsics are published."""
+    """Method rap with model_intrinsics, no camera_info: the first frames wait for it
+    (camera_info_timeout), then for the model's intrinsics (one window); each of them still
+    gets its odometry message, in order, and the intrinsics are published."""
     frames = 30
     with running_node(model_spec, "no_info_probe", "-p", "method:=rap", "-p",
-                      "camera_info_timeout:=0.5", inputs=("image", "clock"),
+                      "camera_info_timeout:=0.5", "-p", "model_intrinsics:=true",
+                      inputs=("image", "clock"),
                       collect=[(CameraInfo, "estimated_camera_info")]) as (probe, pubs):
         for i, frame in enumerate(drive.frames[:frames]):
             stamp = cv.seconds_to_stamp(START + i / HZ)

@@ -256,6 +256,55 @@ def test_published_frames_follow_rep103(model_spec):
         rclpy.try_shutdown()
 
 
+def test_mount_tf_waits_and_never_reparents_a_camera_frame():
+    """publish_mount_tf: the parameters mount goes out on /tf_static once, after mount_timeout
+    seconds of frames with the camera frame still without a parent; never when the camera
+    frame has one (a URDF's), whether it was there at the start or came during the wait."""
+    from rap_ros.nodes.camera_mount import CameraMount
+    from rap_ros.nodes.diagnostics import NodeDiagnostics
+
+    class Topics:  # TfTopics as the mount uses it
+        backend = "tf topics"
+
+        def __init__(self, parents):
+            self.parents = parents
+
+        def parent(self, frame):
+            return self.parents.get(frame)
+
+        def lookup(self, target, source):
+            return None
+
+    class Log:
+        def info(self, text):
+            pass
+
+        warn = error = info
+
+    def mount(parents, published):
+        return CameraMount(Topics(parents), NodeDiagnostics("test"), Log(), None, np.eye(4),
+                           odom_frame="odom", base_frame="base_link", camera_frame="cam",
+                           mount_source="parameters", mount_timeout=1.0,
+                           publish_static=lambda: published.append(True))
+
+    published = []
+    bare = mount({}, published)
+    for now in (10.0, 10.5, 10.9):
+        np.testing.assert_allclose(bare.lookup("cam", now), np.eye(4))  # frames go on
+    assert not published
+    for now in (11.0, 12.0, 13.0):
+        bare.lookup("cam", now)
+    assert published == [True]
+    for parents in ({"cam": "camera_link"}, {}):
+        published = []
+        urdf = mount(parents, published)
+        urdf.lookup("cam", 10.0)
+        parents["cam"] = "camera_link"  # the URDF's, at the start or during the wait
+        for now in (10.5, 11.0, 12.0):
+            urdf.lookup("cam", now)
+        assert not published
+
+
 # ------------------------------------------------------------------ across processes
 
 
@@ -406,6 +455,56 @@ def test_estimator_across_processes(estimator_process, clip, model_spec):
         probe.node.destroy_node()
         rclpy.try_shutdown()
     assert estimator_process.poll() is None, "the estimator process died"
+
+
+def test_model_zero_stamp_is_not_a_time_jump(model_spec, clip):
+    """method model, a bag replayed without /clock (use_sim_time false: the node's clock is
+    the wall clock, decades after the frames' stamps): a zero-stamped frame amid stamped ones
+    is counted as unstamped and is never taken for a jump back in time (no reset), as in
+    rap/geometry (test_odometry_node.py)."""
+    from rap_ros.backend.shared import get_backend
+
+    window = int(get_backend(model_spec[0]).config.frames)
+    frames, zero_at, start = 20, 8, 500.0
+    process = start_process(node_command(
+        "estimator", model_spec[0], "-p", "method:=model", "-p", "base_frame:=''",
+        "-p", f"window_stride:={STRIDE}", "-p", "samples:=2", "-p", "diagnostics_period:=0.3",
+        "-p", "qos_reliability:=reliable", "-r", "__ns:=/unstamped"))
+    rclpy.init()
+    probe = Probe("unstamped_probe", namespace="/unstamped")
+    try:
+        probe.collect(Odometry, "odometry", 200)
+        probe.collect(DiagnosticArray, "/diagnostics", 200)
+        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        image_pub = probe.node.create_publisher(Image, "image", qos)
+        assert probe.wait_connected([image_pub])
+        probe.spin_for(0.3)
+        odometry = probe.received["odometry"]
+        for i in range(frames):
+            if i >= window + STRIDE:  # paced as publish_clip: no frame dropped as busy
+                probe.spin_until(lambda: len(odometry) >= i - STRIDE, 5)
+            stamp = cv.seconds_to_stamp(0.0 if i == zero_at else start + i / CAMERA_HZ)
+            image_pub.publish(cv.array_to_image(clip.frames[i], "rgb8", stamp,
+                                                "camera_optical_frame"))
+            probe.spin_for(1.0 / CAMERA_HZ)
+        assert probe.spin_until(lambda: len(odometry) >= frames - window, 30), len(odometry)
+
+        def values():
+            return diagnostic_values(probe.received["/diagnostics"], "trajectory_estimator")
+
+        assert probe.spin_until(lambda: int(values().get("resets", 0)) or int(
+            values().get("trajectory frames", 0)) >= len(odometry), 10), values()
+        assert int(values().get("resets", 0)) == 0, "the zero stamp was taken for a time jump"
+        assert int(values().get("unstamped frames", 0)) == 1, values()
+        # One trajectory, in order: the stamped frames keep their stamps.
+        seconds = [msgs.stamp_seconds(o.header.stamp) for o in odometry]
+        stamped = [t for t in seconds if t < start + frames]
+        assert len(stamped) >= len(odometry) - 1 and np.all(np.diff(stamped) > 0), seconds
+    finally:
+        probe.node.destroy_node()
+        rclpy.try_shutdown()
+        output = stop_process(process)
+    assert "Traceback" not in output, output[-3000:]
 
 
 def test_trajectory_accuracy(model_spec):

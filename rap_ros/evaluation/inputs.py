@@ -18,6 +18,12 @@ Supported inputs (``open_input`` detects the kind):
 * TUM RGB-D style folders: ``rgb.txt`` (``timestamp path`` lines) and ``groundtruth.txt``
   (``timestamp tx ty tz qx qy qz qw``); intrinsics from options or a small YAML/JSON file.
 
+Every input's frames go through ``rap_ros.io.camera_frames.CameraFrames``, the admission the
+trajectory_estimator node runs too: images over ``max_image_pixels`` are downscaled (counted
+in ``EvalInput.camera.downscaled``), then undistorted with camera_info's K and D, or, with
+``rectified``, taken as they are with camera_info's P; ``EvalInput.K`` is the intrinsics of
+the admitted images.
+
 Frames and units: images are uint8 RGB (H, W, 3); stamps are float seconds (or the
 sequence's own unit when it counts frames); intrinsics K are 3x3 in pixels with pixel centres
 at integer coordinates; ground truth is camera-to-world 4x4 (``T_parent_child`` for TF: child
@@ -35,8 +41,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from rap_ros.geometry.undistort import undistort, undistortion
 from rap_ros.io.bag import open_bag
+from rap_ros.io.camera_frames import DEFAULT_MAX_IMAGE_PIXELS, CameraFrames
 from rap_ros.io.errors import InputError
 from rap_ros.io.images import as_rgb8, decoded_to_rgb8
 from rap_ros.io.intrinsics import (find_intrinsics_file, intrinsics_matrix_from,
@@ -67,9 +73,13 @@ class InputOptions:
     image_topic, camera_info_topic, gt_topic: None = the defaults of ``rap-ros synth --bag``,
         falling back to the only topic of a fitting type when the default is absent.
     gt_frames: (PARENT, CHILD) for TF ground truth. gt_tum: a TUM file overriding any other
-        ground truth. K: (3, 3) intrinsics overriding the input's. max_time_diff: seconds
-        allowed between an image and its ground-truth pose. groundtruth: False reads no ground
-    truth from bags (pseudo-labelling a recording that has none).
+        ground truth. K: (3, 3) intrinsics overriding the input's (for the images as
+        recorded). max_time_diff: seconds allowed between an image and its ground-truth pose.
+        groundtruth: False reads no ground truth from bags (pseudo-labelling a recording that
+        has none). rectified: the bag's images are rectified (image_rect): camera_info's P,
+        no undistortion (else K and D). max_image_pixels: larger images are downscaled on
+        arrival, intrinsics with them (the trajectory_estimator's parameter of that name and
+        its default; None or 0: no limit).
     """
 
     image_topic: str = None
@@ -80,6 +90,8 @@ class InputOptions:
     K: np.ndarray = None
     max_time_diff: float = DEFAULT_MAX_TIME_DIFF
     groundtruth: bool = True
+    rectified: bool = False
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
 
 
 @dataclass
@@ -89,8 +101,10 @@ class EvalInput:
     name: short name (folder or file stem); path: where it was read; kind: "bag",
     "sequence" or "tum". K: (3, 3) intrinsics in pixels or None (unknown); groundtruth:
     StampedPoses or None; frame_count: frames the input announces (None if unknown).
-    info: what was read from where (topics and types, notes) for the report.
-    ``frames()`` yields (stamp seconds, uint8 RGB (H, W, 3)) in order.
+    info: what was read from where (topics and types, notes) for the report. camera: the
+    ``CameraFrames`` the frames are admitted through (its ``downscaled`` counts the frames
+    downscaled so far). ``frames()`` yields (stamp seconds, uint8 RGB (H, W, 3)) in order,
+    admitted (downscaled, undistorted); K is for them.
     """
 
     name: str
@@ -100,7 +114,9 @@ class EvalInput:
     groundtruth: StampedPoses = None
     frame_count: int = None
     info: dict = field(default_factory=dict)
+    camera: CameraFrames = None
     _frames: object = None
+    _calibration: tuple = None  # (K, (width, height) or None, model, d) of the recorded images
 
     def frames(self):
         return self._frames()
@@ -155,15 +171,62 @@ def open_input(path, options=None):
     kind = detect_kind(path)
     opener = {"bag": _open_bag, "sequence": _open_sequence, "tum": _open_tum}[kind]
     source = opener(pathlib.Path(path), options)
+    calibration = source._calibration
     if options.K is not None:
         if source.K is not None:
             source.info["intrinsics_overridden"] = True
         source.K = np.asarray(options.K, np.float64)
         source.info["intrinsics_source"] = "command line"
+        calibration = (source.K, None, "", np.zeros(0))
+    elif calibration is None and source.K is not None:
+        calibration = (source.K, None, "", np.zeros(0))
+    _admit_frames(source, calibration, options)
     if options.gt_tum:
         source.groundtruth = read_tum_trajectory(options.gt_tum)
         source.info["groundtruth_source"] = f"TUM file {options.gt_tum}"
     return source
+
+
+def _admit_frames(source, calibration, options):
+    """Put the input's frames through a CameraFrames (as the node admits them); K becomes
+    the admitted images' intrinsics."""
+    camera = CameraFrames(max_image_pixels=options.max_image_pixels,
+                          rectified=options.rectified)
+    source.camera = camera
+    if options.max_image_pixels:
+        source.info["max_image_pixels"] = int(options.max_image_pixels)
+    if calibration is not None:
+        K, size, model, d = calibration
+        size = size or _first_frame_size(source)
+        if size is not None:
+            camera.calibrate(K, size, model, d)
+            source.K = camera.admitted_K()
+            if camera.calibration.note:
+                source.info["distortion"] = camera.calibration.note
+    raw = source._frames
+
+    def admitted():
+        for n, (stamp, image) in enumerate(raw()):
+            frame = camera.admit(image)
+            calibrated = camera.calibration
+            if calibrated is not None and frame.K is None:
+                raise InputError(f"{source.path}: image {n} is {frame.recorded_size[0]}x"
+                                 f"{frame.recorded_size[1]}, the intrinsics are for "
+                                 f"{calibrated.size[0]}x{calibrated.size[1]} images")
+            yield stamp, frame.rgb
+
+    source._frames = admitted
+
+
+def _first_frame_size(source):
+    """(width, height) of the input's first frame, or None when it cannot be read (the
+    frames then report why)."""
+    try:
+        for _, image in source._frames():
+            return image.shape[1], image.shape[0]
+    except InputError:
+        return None
+    return None
 
 
 # ------------------------------------------------------------------ sequence folders
@@ -185,10 +248,12 @@ def _open_sequence(path, options):
         for stamp, frame in zip(stamps, frames):
             yield float(stamp), as_rgb8(frame)
 
-    return EvalInput(name=input_name(path), path=str(path), kind="sequence",
-                     K=np.asarray(clip.K, dtype=np.float64),
+    K = np.asarray(clip.K, dtype=np.float64)
+    size = (np.shape(frames[0])[1], np.shape(frames[0])[0]) if len(frames) else None
+    return EvalInput(name=input_name(path), path=str(path), kind="sequence", K=K,
                      groundtruth=sorted_poses(stamps.copy(), clip.c2w),
-                     frame_count=len(frames), info=info, _frames=generate)
+                     frame_count=len(frames), info=info, _frames=generate,
+                     _calibration=(K, size, "", np.zeros(0)))
 
 
 # ------------------------------------------------------------------ TUM RGB-D folders
@@ -267,14 +332,16 @@ def _open_bag(path, options):
         image_topic = _choose_topic(topics, options.image_topic, DEFAULT_IMAGE_TOPIC,
                                     IMAGE_TYPES, "image", path)
         info["image_topic"] = f"{image_topic} ({topics[image_topic].msgtype})"
-        K, maps = None, None
+        K, calibration = None, None
         if options.K is None:
             cam_topic = _choose_topic(topics, options.camera_info_topic,
                                       DEFAULT_CAMERA_INFO_TOPIC, (CAMERA_INFO_TYPE,),
                                       "camera info", path, required=False)
             if cam_topic:
-                K, maps, note = _read_camera_info(bag, cam_topic, path)
-                info["intrinsics_source"] = f"{cam_topic} ({CAMERA_INFO_TYPE})"
+                calibration, note = _read_camera_info(bag, cam_topic, path, options.rectified)
+                K = calibration[0] if calibration else None
+                info["intrinsics_source"] = (f"{cam_topic} ({CAMERA_INFO_TYPE}"
+                                             f"{', P: rectified images' if options.rectified else ''})")
                 if note:
                     info["distortion"] = note
         gt, notes = None, []
@@ -299,8 +366,6 @@ def _open_bag(path, options):
                     except ValueError as error:  # a message that is no usable image
                         raise InputError(f"bag {path}: image {n} of {image_topic}: "
                                          f"{error}") from None
-                    if maps is not None:
-                        image = undistort(image, maps)
                     n += 1
                     yield stamp_seconds(msg.header.stamp, timestamp), image
             except InputError:
@@ -315,22 +380,22 @@ def _open_bag(path, options):
             raise InputError(f"{damaged}; {n} images of {image_topic} were readable")
 
     return EvalInput(name=input_name(path), path=str(path), kind="bag", K=K, groundtruth=gt,
-                     frame_count=count, info=info, _frames=generate)
+                     frame_count=count, info=info, _frames=generate, _calibration=calibration)
 
 
-def _read_camera_info(bag, topic, path):
-    """-> (K, undistortion maps or None, note or None) of the first calibrated message."""
+def _read_camera_info(bag, topic, path, rectified=False):
+    """-> ((K, (width, height), model, d) or None, note or None) of the first calibrated
+    message: K and D, or P and no distortion when ``rectified`` (``camera_info_calibration``,
+    as the node reads camera_info)."""
     try:
         for _, _, _, msg in bag.messages({topic}):
             try:
-                K, (width, height), model, d = camera_info_calibration(msg)
+                return camera_info_calibration(msg, rectified), None
             except ValueError:
                 continue  # an uncalibrated camera publishes zeros
-            maps, K, note = undistortion(K, d, model, width, height)
-            return K, maps, note
     except Exception as error:
         raise InputError(f"bag {path}: cannot read {topic}: {type(error).__name__}: {error}") from None
-    return None, None, f"{topic} has no calibrated message"
+    return None, f"{topic} has no calibrated message"
 
 
 def _read_groundtruth(bag, topics, options, path):

@@ -44,7 +44,7 @@ from rap_ros.evaluation.run import RunOptions, score, unique_names
 from rap_ros.io.errors import InputError
 from rap_ros.io.messages import pose_to_matrix, stamp_seconds
 from rap_ros.nodes.conversions import K_to_camera_info, array_to_image, seconds_to_stamp
-from rap_ros.nodes.trajectory_estimator import METHODS as NODE_METHODS
+from rap_ros.nodes.estimator_settings import METHODS as NODE_METHODS
 from rap_ros.ros_env import prepare_ros_environment
 
 LIVE_IMAGE_TOPIC = "/rap_ros_eval/image"

@@ -130,6 +130,8 @@ def evaluate_input(path, out_dir, input_options=None, options=None, name=None):
                       fps=len(poses) / compute if compute > 0 else None,
                       fps_wall=len(poses) / wall if wall > 0 else None,
                       estimator=estimator.details())
+        if source.camera is not None:  # frames over max_image_pixels, as the node counts them
+            result["images_downscaled"] = int(source.camera.downscaled)
         report.write_tum(out_dir / "estimate_tum.txt", stamps, poses)
         _record_tracking(result, estimator, out_dir)
         if fault:

@@ -198,7 +198,7 @@ class MonocularVO:
             return None
         inl = inliers.ravel()
         rvec, tvec = cv2.solvePnPRefineLM(X[inl], x[inl], self.K, None, rvec, tvec)
-        return cv2.Rodrigues(rvec)[0], tvec.ravel()
+        return cv2.Rodrigues(rvec)[0], tvec.ravel()  # OpenCV's own rvec at the PnP boundary
 
     def _hold(self, kf, cur, ids):
         """Little parallax: no new keyframe. The frame is located against the points the last

@@ -24,6 +24,7 @@ from rap_ros.geometry.frames import (
     body_to_optical,
     matrix_from_xyz_rpy,
     optical_to_body,
+    translation_quaternion,
 )
 from rap_ros.geometry.poses import (
     align_sim3,
@@ -79,5 +80,6 @@ __all__ = [
     "scale_intrinsics",
     "skew",
     "slerp_rotations",
+    "translation_quaternion",
     "twist_between",
 ]

@@ -77,7 +77,9 @@ def invert_pose(c2w):
     """
     c2w = np.asarray(c2w, dtype=np.float64)
     R_inv = np.swapaxes(c2w[..., :3, :3], -1, -2)
-    return pose_from_rt(R_inv, -np.einsum("...ij,...j->...i", R_inv, c2w[..., :3, 3]))
+    # matmul, not einsum: bit for bit the inverse the odometry core always used (its RANSAC
+    # paths change with the last bit of a pose)
+    return pose_from_rt(R_inv, -(R_inv @ c2w[..., :3, 3, None])[..., 0])
 
 
 def camera_centres(c2w):

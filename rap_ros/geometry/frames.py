@@ -11,6 +11,8 @@ float64, batched over leading axes where stated.
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from rap_ros.geometry.rotations import project_to_so3, quat_from_matrix
+
 # Rotation taking optical-frame coordinates to body-frame coordinates: its columns are the
 # optical x (right), y (down), z (forward) axes written in the body frame (x fwd, y left,
 # z up). A static transform body -> optical has this rotation (rpy = (-pi/2, 0, -pi/2)).
@@ -42,3 +44,16 @@ def optical_to_body(T_world_optical):
     T = np.array(T_world_optical, dtype=np.float64)
     T[..., :3, :3] = T[..., :3, :3] @ OPTICAL_FROM_BODY
     return T
+
+
+def translation_quaternion(T):
+    """4x4 pose ``T_parent_child`` -> (translation (3,), quaternion (x, y, z, w) with w >= 0),
+    the two halves of a ROS Pose or Transform message. The rotation block is projected onto
+    SO(3) first (poses chained in float64 drift off it). ValueError for a shape other than
+    4x4 or NaN/inf values."""
+    T = np.asarray(T, dtype=np.float64)
+    if T.shape != (4, 4):
+        raise ValueError(f"a pose must be 4x4, got {T.shape}")
+    if not np.isfinite(T).all():
+        raise ValueError("pose has NaN or inf values")
+    return T[:3, 3].copy(), quat_from_matrix(project_to_so3(T[:3, :3]))

@@ -2,8 +2,8 @@
 
 ``undistortion(K, d, model, width, height)`` gives the OpenCV remap tables that turn a
 distorted image into a pinhole image of the same size and the intrinsics of that image, so
-that everything downstream keeps the pinhole conventions of ``geometry.cameras``. The node and
-`rap-ros evaluate` both undistort through it.
+that everything downstream keeps the pinhole conventions of ``geometry.cameras``. The nodes and
+`rap-ros evaluate` both undistort through it, by way of ``rap_ros.io.camera_frames``.
 """
 import cv2
 import numpy as np
@@ -78,9 +78,17 @@ class Undistorter:
         if tuple(recorded_size) != self.size:
             return image, None
         height, width = image.shape[:2]
+        maps, K_new = self._table(width, height)
+        return (image if maps is None else undistort(image, maps)), K_new
+
+    def K_for(self, width, height):
+        """K (3, 3) of this camera's images once resized to width x height and undistorted
+        (what ``__call__`` returns with them), without an image."""
+        return self._table(int(width), int(height))[1]
+
+    def _table(self, width, height):
         if (width, height) not in self._tables:
             scaled = np.diag([width / self.size[0], height / self.size[1], 1.0]) @ self.K
             maps, K_new, _ = undistortion(scaled, self.d, self.model, width, height)
             self._tables[(width, height)] = (maps, K_new)
-        maps, K_new = self._tables[(width, height)]
-        return (image if maps is None else undistort(image, maps)), K_new
+        return self._tables[(width, height)]

@@ -24,7 +24,7 @@ from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
-from rap_ros.geometry.rotations import quat_from_matrix
+from rap_ros.geometry.frames import translation_quaternion
 from rap_ros.io.clip import Clip
 from rap_ros.io.errors import InputError
 from rap_ros.io.messages import image_to_rgb8, pose_message_to_matrix
@@ -78,9 +78,10 @@ def camera_info_message(types, header, K: np.ndarray, width: int, height: int,
 
 
 def pose_message(types, header, c2w: np.ndarray):
-    """geometry_msgs/PoseStamped from a 4x4 pose."""
-    x, y, z, w = quat_from_matrix(c2w[:3, :3])
-    tx, ty, tz = (float(value) for value in c2w[:3, 3])
+    """geometry_msgs/PoseStamped from a 4x4 pose (``translation_quaternion``: rotation
+    projected onto SO(3), ValueError for NaN/inf, as the nodes publish poses)."""
+    translation, (x, y, z, w) = translation_quaternion(c2w)
+    tx, ty, tz = (float(value) for value in translation)
     position = types["geometry_msgs/msg/Point"](x=tx, y=ty, z=tz)
     orientation = types["geometry_msgs/msg/Quaternion"](x=x, y=y, z=z, w=w)
     pose = types["geometry_msgs/msg/Pose"](position=position, orientation=orientation)

@@ -29,7 +29,8 @@ import torch
 from rap_ros.contract import preprocess
 from rap_ros.geometry.cameras import relative_to_first
 from rap_ros.geometry.raxels import encode_raxels
-from rap_ros.io.clip_cache import CACHE_VERSION, FrameCache  # noqa: F401 (the cache format)
+from rap_ros.io.clip_cache import (CACHE_VERSION, FrameCache,  # noqa: F401 (the cache format)
+                                   write_clip_cache)
 from rap_ros.model.codec import encode_raxels_latent
 from rap_ros.synth import dataset
 
@@ -138,7 +139,6 @@ def letterbox_cache(source_dir, cache_dir, seed: int = 0, aspects=LETTERBOX_ASPE
     was) and the renderer's field of view on the strip's longer side; the rays (raxels) of
     the padding are the camera's. box.npy (N, 4) holds each clip's strip (x0, y0, w, h),
     which the warp condition uses (``_clip_inputs``). Written once; returns the folder."""
-    from rap_ros.io.clip_cache import write_clip_cache
     cache_dir = Path(cache_dir)
     if (cache_dir / "meta.json").is_file() and (cache_dir / "box.npy").is_file():
         return cache_dir

@@ -17,7 +17,7 @@ from geometry_msgs.msg import Pose, PoseStamped, TransformStamped
 from nav_msgs.msg import Odometry, Path
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 
-from rap_ros.geometry.rotations import project_to_so3, quat_from_matrix
+from rap_ros.geometry.frames import translation_quaternion
 from rap_ros.io.messages import IMAGE_ENCODINGS, fill_pointcloud2
 
 
@@ -92,25 +92,11 @@ def K_to_camera_info(K: np.ndarray, width: int, height: int, stamp=None,
     return msg
 
 
-def _check_matrix(T) -> np.ndarray:
-    T = np.asarray(T, dtype=np.float64)
-    if T.shape != (4, 4):
-        raise ValueError(f"a pose must be 4x4, got {T.shape}")
-    if not np.isfinite(T).all():
-        raise ValueError("pose has NaN or inf values")
-    return T
-
-
-def _quaternion(R) -> np.ndarray:
-    return quat_from_matrix(project_to_so3(R))
-
-
 def matrix_to_pose(T) -> Pose:
     """4x4 -> geometry_msgs/Pose."""
-    T = _check_matrix(T)
-    q = _quaternion(T[:3, :3])
+    t, q = translation_quaternion(T)
     pose = Pose()
-    pose.position.x, pose.position.y, pose.position.z = (float(v) for v in T[:3, 3])
+    pose.position.x, pose.position.y, pose.position.z = (float(v) for v in t)
     o = pose.orientation
     o.x, o.y, o.z, o.w = (float(v) for v in q)
     return pose
@@ -127,14 +113,13 @@ def matrix_to_pose_stamped(T, stamp=None, frame_id: str = "") -> PoseStamped:
 
 def matrix_to_transform(T, stamp=None, parent: str = "", child: str = "") -> TransformStamped:
     """4x4 T_parent_child -> geometry_msgs/TransformStamped parent -> child."""
-    T = _check_matrix(T)
-    q = _quaternion(T[:3, :3])
+    t, q = translation_quaternion(T)
     msg = TransformStamped(child_frame_id=child)
     if stamp is not None:
         msg.header.stamp = stamp
     msg.header.frame_id = parent
     tr = msg.transform.translation
-    tr.x, tr.y, tr.z = (float(v) for v in T[:3, 3])
+    tr.x, tr.y, tr.z = (float(v) for v in t)
     r = msg.transform.rotation
     r.x, r.y, r.z, r.w = (float(v) for v in q)
     return msg

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rap_ros.io.camera_frames import DEFAULT_MAX_IMAGE_PIXELS
 from rap_ros.nodes.params import (ParameterError, declare, declare_model_parameters,
                                   declare_mount_parameters)
 from rap_ros.odometry import OdometryConfig
@@ -31,6 +32,7 @@ class EstimatorSettings:
     refine: bool
     ba_fallback: str
     klt_predict: str
+    model_intrinsics: bool
     image_transport: str        # raw, compressed
     qos_reliability: str        # best_effort, reliable
     qos_depth: int
@@ -81,6 +83,11 @@ def declare_settings(node):
                           "more keyframes), rotation, or previous (where it was: fewer "
                           "keyframes, lower latency; docs/evaluation.md).",
                           choices=("map", "rotation", "previous"))
+    model_intrinsics = declare(node, "model_intrinsics", OdometryConfig.model_intrinsics,
+                               "rap without camera_info: start from the model's intrinsics "
+                               "(its first window's frames wait for them) instead of a 60 "
+                               "deg field of view; off: the shipped model's focal does not "
+                               "follow the camera (benchmarks/results/model_focal_draws.md).")
     image_transport = declare(node, "image_transport", "raw",
                               "raw: subscribe 'image' (sensor_msgs/Image); "
                               "compressed: 'image/compressed' (CompressedImage).",
@@ -108,12 +115,12 @@ def declare_settings(node):
     camera_info_timeout = declare(node, "camera_info_timeout", 1.0,
                                   "rap, geometry: seconds of frames to wait for "
                                   "camera_info at start before going on without "
-                                  "(rap: the model's intrinsics; geometry: a 60 deg "
-                                  "field of view).", 0.0, 3600.0)
+                                  "(then a 60 deg field of view, self-calibrated; rap "
+                                  "with model_intrinsics: the model's).", 0.0, 3600.0)
     rectified = declare(node, "rectified", False,
                         "The images are rectified (image_rect): use camera_info P "
                         "and no undistortion; false: K and D of camera_info.")
-    max_image_pixels = declare(node, "max_image_pixels", 1280 * 1024,
+    max_image_pixels = declare(node, "max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS,
                                "Larger images are downscaled on arrival (counted), "
                                "intrinsics with them.", 64 * 64, 100_000_000)
     odom_frame = declare(node, "odom_frame", "odom",
@@ -164,7 +171,8 @@ def declare_settings(node):
         raise ParameterError("publish_mount_tf needs base_frame and camera_frame set")
     return EstimatorSettings(
         method=method, model=model, samples=samples, refine=refine, ba_fallback=ba_fallback,
-        klt_predict=klt_predict, image_transport=image_transport, qos_reliability=qos_reliability,
+        klt_predict=klt_predict, model_intrinsics=model_intrinsics,
+        image_transport=image_transport, qos_reliability=qos_reliability,
         qos_depth=qos_depth, queue_size=queue_size, frame_interval=frame_interval,
         window_stride=window_stride, camera_info_timeout=camera_info_timeout, rectified=rectified,
         max_image_pixels=max_image_pixels, odom_frame=odom_frame, base_frame=base_frame,

@@ -61,7 +61,8 @@ class ModelWindows:
 
     def add(self, rgb, seconds, stamp):
         """Give the stream one frame -> whether it was taken (refusals are counted; a time
-        jump resets the trajectory). Caller holds the lock."""
+        jump resets the trajectory). ``seconds`` None: an unstamped frame, which passes no
+        stamp check (``WindowStream.add``). Caller holds the lock."""
         admission = self.stream.add(rgb, seconds, stamp)
         if admission.reset:
             self.logger.warn(f"{admission.detail}: resetting the trajectory")

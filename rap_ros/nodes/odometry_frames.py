@@ -146,7 +146,8 @@ class OdometryFrames:
                                           config=OdometryConfig(
                                               history=False, prior_async=True,
                                               ba_fallback=settings.ba_fallback,
-                                              klt_predict=settings.klt_predict),
+                                              klt_predict=settings.klt_predict,
+                                              model_intrinsics=settings.model_intrinsics),
                                           samples=settings.samples,
                                           steps=settings.model["steps"],
                                           seed=settings.model["seed"])

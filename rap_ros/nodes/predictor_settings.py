@@ -39,6 +39,7 @@ class PredictorSettings:
     max_preview_paths: int
     preview_chunk_size: int
     max_image_pixels: int       # 0: no limit
+    rectified: bool             # image_rect: camera_info P, no undistortion
     preview: str                # one of PREVIEW_MODES
     warp_depth: float           # m; 0: rotation only
     depth_source: str           # one of DEPTH_SOURCES
@@ -79,6 +80,8 @@ def declare_settings(node):
     add("max_image_pixels", 3840 * 2160, "Images (and goal images) with more pixels are "
         "downscaled on arrival, aspect kept, and counted on /diagnostics; 0: no limit.",
         0, 10 ** 9)
+    add("rectified", False, "The images are rectified (image_rect): use camera_info P and no "
+        "undistortion; false: K and D of camera_info (as trajectory_estimator's).")
     add("preview", "warp+model", "Preview frames: warp+model (the source warped into each camera "
         "where the warp has data, the model's frame elsewhere, full frame), guided (as "
         "warp+model, the model's frames generated from the warp), warp (the warp alone) or model "

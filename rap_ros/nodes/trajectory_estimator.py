@@ -21,8 +21,12 @@ Subscribes
   /tf_static, /tf: the camera mount (base_frame -> the image's header.frame_id), and who
       parents which frame
 Publishes
-  /tf (tf2_msgs/TFMessage): odom_frame -> base_frame (REP-105), never when base_frame
-      already has another parent (an ERROR on /diagnostics says so)
+  /tf (tf2_msgs/TFMessage): odom_frame -> base_frame (REP-105), never once another node
+      publishes an edge into base_frame (another parent on /tf or /tf_static, or odom_frame
+      -> base_frame itself, e.g. a diff_drive_controller): latched for the node's life, an
+      ERROR on /diagnostics every period and one log line say so (``camera_mount``)
+  /tf_static: base_frame -> camera_frame of the mount parameters with ``publish_mount_tf``,
+      once mount_timeout seconds of frames passed with the camera frame without a parent
   odometry (nav_msgs/Odometry): every processed frame, covariance from the bundle adjustment
       (never zero); while tracking is lost a null pose with covariance 9999 (rtabmap's
       convention) and ERROR on /diagnostics
@@ -56,8 +60,10 @@ transforms, ``camera_mount``; the messages built from the poses, ``trajectory_ou
 Frames are processed on a worker thread; a frame arriving while the worker is busy waits in
 a queue of ``queue_size`` frames, the oldest is dropped (and counted) when the queue is full.
 A jump back in time larger than 1 s (a looping bag, a restarted simulation) restarts the
-trajectory; smaller steps back are dropped; a zero stamp (an unstamped driver) is stamped
-with the node's clock and never taken for a jump.
+trajectory; smaller steps back are dropped; a zero stamp (an unstamped driver) is counted
+("unstamped frames") and passes no stamp check, so it is never taken for a jump (rap,
+geometry: ``OdometryFrames.admit(None)``; model: ``WindowStream.add`` with stamp None); its
+messages carry the node's clock.
 """
 import sys
 import threading
@@ -156,8 +162,11 @@ class TrajectoryEstimator(Node):
                                  odom_frame=settings.odom_frame, base_frame=settings.base_frame,
                                  camera_frame=settings.camera_frame,
                                  mount_source=settings.mount_source,
-                                 mount_timeout=settings.mount_timeout)
-        self.tf_pub = self.create_publisher(TFMessage, "/tf", 100)
+                                 mount_timeout=settings.mount_timeout,
+                                 publish_static=(self._publish_mount_tf
+                                                 if settings.publish_mount_tf else None))
+        # What goes out on /tf is recorded: our own transforms coming back are not conflicts.
+        self.tf_pub = self.tf_topics.publisher(self.create_publisher(TFMessage, "/tf", 100))
         self.path_pub = self.create_publisher(Path, "path", 10)
         self.odom_pub = self.create_publisher(Odometry, "odometry", 50)
         self.info_pub = self.create_publisher(CameraInfo, "estimated_camera_info", 10)
@@ -190,12 +199,11 @@ class TrajectoryEstimator(Node):
         self.worker = WorkerThread(self._lock, has_work=jobs[0], take_work=jobs[1],
                                    process=jobs[2], on_error=self._job_failed,
                                    name="rap_ros_estimator")
-        if settings.publish_mount_tf:  # the parameters mount, for a robot without a URDF
+        if settings.publish_mount_tf:  # the parameters mount, for a robot without a URDF:
+            # published by the mount once mount_timeout s of frames found no camera parent
             qos = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
                              reliability=ReliabilityPolicy.RELIABLE)
             self.static_pub = self.create_publisher(TFMessage, "/tf_static", qos)
-            self.static_pub.publish(TFMessage(transforms=[
-                self.mount.static_transform(self.get_clock().now().to_msg())]))
         services = MutuallyExclusiveCallbackGroup()
         self.reset_srv = self.create_service(Trigger, "~/reset", self._on_reset,
                                              callback_group=services)
@@ -215,6 +223,11 @@ class TrajectoryEstimator(Node):
     def T_base_camera_parameters(self):
         """The camera_mount_xyz/rpy mount: (4, 4) optical frame in base_frame, metres."""
         return self.settings.T_base_camera_parameters
+
+    def _publish_mount_tf(self):
+        """The parameters mount on /tf_static (``CameraMount``, under the lock)."""
+        self.static_pub.publish(TFMessage(transforms=[
+            self.mount.static_transform(self.get_clock().now().to_msg())]))
 
     def _on_set_parameters(self, parameters):
         for parameter in parameters:
@@ -262,21 +275,21 @@ class TrajectoryEstimator(Node):
         self.diagnostics.tick("input")
         seconds = messages.stamp_seconds(msg.header.stamp)
         unstamped = seconds == 0.0
-        if unstamped:  # an unstamped driver: the node's clock, never taken for a time jump
-            now = self.get_clock().now()
-            msg.header.stamp = now.to_msg()
+        if unstamped:  # an unstamped driver: counted; its messages get the node's clock
+            msg.header.stamp = self.get_clock().now().to_msg()
             self.diagnostics.count("unstamped frames")
+        # Both admissions take None for an unstamped frame: no stamp check, so the node's
+        # clock (sim time, a bag's) is never compared with the frames' stamps (no time jump).
+        checked = None if unstamped else seconds
         if self.method == "model":
-            if unstamped:
-                seconds = self.get_clock().now().nanoseconds * 1e-9
             with self._lock:
-                refused = self.windows.stream.screen(seconds)
+                refused = self.windows.stream.screen(checked)
             if refused:
                 self.diagnostics.count(refused)
                 return
         else:
             with self._lock:
-                take, reset = self.frames.admit(None if unstamped else seconds)
+                take, reset = self.frames.admit(checked)
                 if reset:
                     self.get_logger().warn(f"{reset}: resetting the trajectory")
                     self.frames.queue.clear()
@@ -284,7 +297,7 @@ class TrajectoryEstimator(Node):
             if not take:
                 return
             if unstamped:
-                seconds = self.get_clock().now().nanoseconds * 1e-9
+                seconds = messages.stamp_seconds(msg.header.stamp)
         try:
             rgb = decode(msg)  # only frames that may be used are decoded
         except ValueError as error:
@@ -293,7 +306,7 @@ class TrajectoryEstimator(Node):
         rgb, recorded_size, K = self.camera.prepare(rgb)
         with self._lock:
             if self.method == "model":
-                if not self.windows.add(rgb, seconds, msg.header.stamp):
+                if not self.windows.add(rgb, checked, msg.header.stamp):
                     return
             else:
                 self.frames.put(QueuedFrame(seconds, msg.header.stamp, msg.header.frame_id,
@@ -399,8 +412,7 @@ class TrajectoryEstimator(Node):
     def _publish_diagnostics(self):
         with self._lock:
             held = self._buffered()
-            if self.mount.tf_conflict:
-                self.diagnostics.error(self.mount.tf_conflict)
+            self.mount.check_tf_conflicts()  # latched: ERROR every period
         self.diagnostics.set_value("buffered frames", held)
         self.diagnostics.set_value("max buffered frames", self.max_buffered)
         self.diagnostics.set_value("resident memory (MB)", float(resident_memory_mb()))

@@ -32,8 +32,10 @@ Services
       of the last frame to it (``pipeline.goal_scores``)
 
 Memory
-  Images over ``max_image_pixels`` are downscaled on arrival (counted on /diagnostics); the
-  process's resident memory is reported on /diagnostics.
+  Images over ``max_image_pixels`` are downscaled on arrival (counted on /diagnostics), then
+  undistorted with camera_info's K and D (P and no undistortion when ``rectified``), through
+  ``rap_ros.io.camera_frames`` as the trajectory_estimator's frames; the process's resident
+  memory is reported on /diagnostics.
 
 Frames and units
   Camera poses along the plan are plan_pose @ T_base_camera, T_base_camera from
@@ -108,7 +110,7 @@ class ViewPredictor(Node):
         self.inputs = PredictorInputs(self._lock, self.diagnostics, self.get_logger(),
                                       self._bad_input,
                                       max_image_pixels=settings.max_image_pixels,
-                                      fov_deg=settings.fov_deg)
+                                      fov_deg=settings.fov_deg, rectified=settings.rectified)
         # the warp needs a depth in the warp modes, and for a warp-conditioned model in all
         self.needs_depth = settings.preview != "model" or self.pipeline.conditioned
         self.depths = WarpDepths(settings, needs_depth=self.needs_depth,

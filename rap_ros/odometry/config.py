@@ -106,19 +106,27 @@ class OdometryConfig:
     focal_refinements: int = 3       # accepted window solves with the focal free (0: off)
     focal_every: int = 4             # keyframes between attempts, from a full window on
     focal_attempts: int = 10         # attempts at most (each ~0.1-0.2 s at 320x240 here)
-    focal_start_guess: bool = False  # with the model's K (rap), the self-calibration's solves
+    model_intrinsics: bool = False   # rap: K from the model's first window (its frames wait
+    #                                  for it, then are tracked) instead of the
+    #                                  default_hfov_deg guess geometry starts from. Off: the
+    #                                  shipped model's focal does not follow the camera (the
+    #                                  field of view it reads stays near 70 deg, correlation
+    #                                  0.17 with the truth over 24 clips; one constant scores
+    #                                  as well; benchmarks/results/model_focal_draws.md), and
+    #                                  rap without camera_info was 1.44x geometry's ATE with it
+    focal_start_guess: bool = False  # with the model's K (rap, model_intrinsics), the solves
     #                                  also start from the default_hfov_deg guess: rap without
     #                                  camera_info 2.57 -> 2.29 % (geometry 1.79), focal median
-    #                                  error 17.8 -> 10.4 %; off because the far start makes
-    #                                  GTSAM print ~16 "CheiralityException" lines a clip on
-    #                                  stdout (odometry_focal_start_guess.md)
+    #                                  error 17.8 -> 10.4 % (odometry_focal_start_guess.md;
+    #                                  GTSAM's lines on stdout that kept it off are now kept
+    #                                  out: selfcal._quiet_cpp_stdout)
     focal_max_sigma: float = 0.05    # accept only if f's standard deviation <= this x f
     focal_starts: tuple = (1.0,)     # each solve starts from these multiples of the current
     #                                  focal; the accepted solve with the lowest error is kept.
     #                                  (1, 0.6, 1.6): rap's ATE without camera_info 2.46 ->
     #                                  2.12 %, geometry's 2.51 -> 2.63 % (odometry_focal_
-    #                                  starts.md), but GTSAM prints a stdout line for every
-    #                                  landmark a far start puts behind a camera
+    #                                  starts.md; then GTSAM also printed a line for every
+    #                                  landmark a far start puts behind a camera)
     # -- motion prior (method "rap") ------------------------------------------------------
     prior_stride: int = 0            # frames between model windows; 0: window length - 1
     prior_rot_floor_deg: float = 2.0  # floor of the prior's rotation sigma per factor

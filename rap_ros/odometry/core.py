@@ -19,23 +19,25 @@ window's keyframes and the window (``window_keyframes``) is bundle-adjusted on G
 (iSAM2 by default, LM where iSAM2 cannot solve a window). Non-keyframes are stored relative
 to their keyframe, so ``trajectory()`` follows the BA's corrections.
 
-Without K (no camera_info), the focal length the core starts from (the model's, or a 60°
-field-of-view guess) is refined: once the window is full, every ``focal_every`` keyframes the
+Without K (no camera_info), the focal length the core starts from (a 60° field-of-view
+guess; with ``model_intrinsics``, the model's) is refined: once the window is full, every ``focal_every`` keyframes the
 window is solved once more with the focal free (``selfcal.refine_focal``), and the result is
 kept only where the motion observes the focal (its marginal sigma at most
 ``focal_max_sigma`` of it; pure translation does not); at most ``focal_refinements``
 accepted solves and ``focal_attempts`` tries (benchmarks/results/odometry_focal.md).
 
-The prior (method "rap"), by default (``prior_factors="off"``): gives K when none is passed,
-and every ``prior_check_every`` frames the model/geometry rotation disagreement for the
-health signal. Optionally (``prior_factors="weak"``/``"always"``, ``prior_on_fallback``) its
+The prior (method "rap"), by default (``prior_factors="off"``, ``model_intrinsics`` off):
+every ``prior_check_every`` frames the model/geometry rotation disagreement for the health
+signal. Optionally (``prior_factors="weak"``/``"always"``, ``prior_on_fallback``) its
 relative motion between keyframes, scaled to the map on the frames its window shares with
 the geometry, enters the BA as between-factors, and it places frames the map cannot;
 measured on 9 synthetic drives, 2 real sequences and 6 degenerate scenarios both raised the
 ATE more often than they lowered it (benchmarks/results/odometry.md), hence off by default.
 Also optional (``prior_init_after`` > 0): after that many frames of too little parallax its
 direction of travel initialises the map; on slow starts that began tracking 13 frames sooner
-at 4.3x the ATE (benchmarks/results/model_init.md), hence off by default too.
+at 4.3x the ATE (benchmarks/results/model_init.md), hence off by default too. And optional
+(``model_intrinsics``): without K, the model's focal as the start; the shipped model's does
+not follow the camera (benchmarks/results/model_focal_draws.md), hence off.
 """
 import time
 from collections import deque
@@ -44,7 +46,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rap_ros.geometry.cameras import K_from_fov
+from rap_ros.geometry.cameras import K_from_fov, invert_pose
 from rap_ros.geometry.rotations import project_to_so3
 from rap_ros.io.images import to_gray
 from rap_ros.odometry.backend import WindowBundleAdjuster
@@ -56,9 +58,8 @@ from rap_ros.odometry.initialisation import MapInitialiser, two_view_rotation
 from rap_ros.odometry.local_map import LocalMap, lookup, scaled
 from rap_ros.odometry.prior import MotionPrior
 from rap_ros.odometry.prior_fusion import PriorFusion, lower_thread_priority
-from rap_ros.odometry.twoview import (epipolar_error, invert, pnp,
-                                      pose_covariance_from_points, project, rotate_pixels,
-                                      rotation_compensated_parallax)
+from rap_ros.odometry.twoview import (epipolar_error, pnp, pose_covariance_from_points,
+                                      project, rotate_pixels, rotation_compensated_parallax)
 
 __all__ = ["FrameResult", "LOST_COVARIANCE", "VisualOdometry", "lower_thread_priority"]
 
@@ -181,7 +182,8 @@ class VisualOdometry:
         t0 = time.perf_counter()
         image = np.asarray(image)
         self._defer_ba = not optimise
-        if self.K is None and self.prior is not None and self.K_given is None:
+        if self.K is None and self.K_given is None and self.prior is not None \
+                and self.cfg.model_intrinsics:
             return self._push_without_k(image, stamp, t0)
         return self._push(image, stamp, t0)
 
@@ -195,7 +197,7 @@ class VisualOdometry:
         self._ba_due = 0
         self._run_ba()
         if self._velocity_from is not None:  # as if the BA had run inside push()
-            self._velocity = self._bounded_step(invert(self._velocity_from) @ self._last_pose)
+            self._velocity = self._bounded_step(invert_pose(self._velocity_from) @ self._last_pose)
         return True
 
     def trajectory(self):
@@ -296,7 +298,7 @@ class VisualOdometry:
             result = self._step_track(index, stamp, gray, timing)
         # motion model
         if index > 0 and result.source != "buffered":
-            self._velocity = self._bounded_step(invert(prev_pose) @ result.c2w)
+            self._velocity = self._bounded_step(invert_pose(prev_pose) @ result.c2w)
             self._velocity_from = prev_pose
         self._last_pose = result.c2w.copy()
         if len(self._ids) < cfg.min_features:
@@ -343,7 +345,7 @@ class VisualOdometry:
             return np.eye(4)
         R = step[:3, :3]
         # a rotation block off SO(3) grows when the step is chained and inverted frame after
-        # frame (``invert`` transposes); projected only once it is measurably off, so that
+        # frame (``invert_pose`` transposes); projected only once it is measurably off, so that
         # tracking which never drifts is not perturbed at the rounding level (RANSAC's
         # sampling then differs and single sequences move by chance)
         if np.abs(R.T @ R - np.eye(3)).max() > 1e-9:
@@ -438,7 +440,7 @@ class VisualOdometry:
             self._inliers.pop(index - 64, None)
         timing["fallback"] = time.perf_counter() - t
         kf = self._map.window[-1]
-        self._map.records[index] = (kf.kid, invert(kf.c2w) @ c2w)
+        self._map.records[index] = (kf.kid, invert_pose(kf.c2w) @ c2w)
         # the prior's regular window
         t = time.perf_counter()
         if self.prior is not None:

@@ -8,9 +8,10 @@ pixels; K (3, 3) pixels; angles in degrees where a name says so.
 """
 import numpy as np
 
+from rap_ros.geometry.cameras import invert_pose, pose_from_rt
 from rap_ros.odometry.local_map import scaled
-from rap_ros.odometry.twoview import (invert, pnp, pose, relative_rotation,
-                                      rotation_compensated_parallax, triangulate)
+from rap_ros.odometry.twoview import (pnp, relative_rotation, rotation_compensated_parallax,
+                                      triangulate)
 
 MAX_PENDING = 60  # frames waiting for a map before the reference frame is renewed
 
@@ -83,9 +84,9 @@ class MapInitialiser:
             baseline = self._baseline(index - ref["frame"])
             prior = self.fusion.prior
             if parallax >= cfg.init_parallax_frac * diag:
-                T_21 = pose(R, tdir * baseline)
+                T_21 = pose_from_rt(R, tdir * baseline)
                 done = self._make_map(index, K, ids, pts, common, p_ref, p_cur, mask,
-                                      ref["c2w"] @ invert(T_21), cfg.init_min_angle_deg)
+                                      ref["c2w"] @ invert_pose(T_21), cfg.init_min_angle_deg)
             elif prior is not None and cfg.prior_init_after > 0 \
                     and index - ref["frame"] >= cfg.prior_init_after \
                     and index - self.last_model_try >= cfg.prior_init_after \
@@ -99,7 +100,7 @@ class MapInitialiser:
                 rel = self.fusion.relative(ref["frame"], index, K, to_map=False)
                 length = np.inf if rel is None else np.linalg.norm(rel[:3, 3])
                 if np.isfinite(length) and length > 1e-9:
-                    rel = pose(R.T, rel[:3, 3] / length * baseline)
+                    rel = pose_from_rt(R.T, rel[:3, 3] / length * baseline)
                     done = self._make_map(index, K, ids, pts, common, p_ref, p_cur, mask,
                                           ref["c2w"] @ rel, 0.5 * cfg.init_min_angle_deg)
                     self.stats["model_inits"] += done
@@ -150,7 +151,7 @@ class MapInitialiser:
                 a = (f - ref["frame"]) / max(index - ref["frame"], 1)
                 c2w = local_map.records[f][1].copy()
                 c2w[:3, 3] = (1 - a) * ref["c2w"][:3, 3] + a * c2w_cur[:3, 3]
-            local_map.records[f] = (k0.kid, invert(ref["c2w"]) @ c2w)
+            local_map.records[f] = (k0.kid, invert_pose(ref["c2w"]) @ c2w)
         self.pending = []
         self.ref = None
         self.speed_hint = None

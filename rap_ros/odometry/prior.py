@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rap_ros.odometry.twoview import invert
+from rap_ros.geometry.cameras import invert_pose
 
 
 @dataclass
@@ -60,7 +60,7 @@ class ModelPrior(MotionPrior):
         start = time.perf_counter()
         est = self.estimator.estimate_window(np.asarray(frames), K)
         c2w = np.asarray(est.c2w, float)
-        c2w = invert(c2w[0])[None] @ c2w  # relative to the first frame
+        c2w = invert_pose(c2w[0])[None] @ c2w  # relative to the first frame
         cov = np.asarray(getattr(est, "covariance", None) if getattr(est, "covariance", None)
                          is not None else np.zeros((len(c2w), 6, 6)), float)
         return PriorWindow(c2w=c2w, covariance=cov, K=np.asarray(est.K, float),
@@ -77,8 +77,8 @@ def window_scale(model_c2w, geo_c2w, valid):
     if len(idx) < 2:
         return None
     ref = idx[0]
-    m = np.stack([(invert(model_c2w[ref]) @ model_c2w[i])[:3, 3] for i in idx[1:]])
-    g = np.stack([(invert(geo_c2w[ref]) @ geo_c2w[i])[:3, 3] for i in idx[1:]])
+    m = np.stack([(invert_pose(model_c2w[ref]) @ model_c2w[i])[:3, 3] for i in idx[1:]])
+    g = np.stack([(invert_pose(geo_c2w[ref]) @ geo_c2w[i])[:3, 3] for i in idx[1:]])
     mm = float(np.sum(m * m))
     if mm < 1e-10:
         return None
@@ -89,7 +89,7 @@ def relative_factor(prior: PriorWindow, i, j, scale, rot_floor_rad, trans_floor,
     """Between-factor (T_ij (4, 4), cov (6, 6) translation then rotation) from window frame i
     to j, translation scaled by ``scale``; covariance = scaled sum of the two frames'
     covariances, floored."""
-    T = invert(prior.c2w[i]) @ prior.c2w[j]
+    T = invert_pose(prior.c2w[i]) @ prior.c2w[j]
     T[:3, 3] *= scale
     cov = np.zeros((6, 6))
     if prior.covariance is not None and len(prior.covariance) > max(i, j):

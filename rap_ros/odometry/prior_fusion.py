@@ -16,8 +16,9 @@ from collections import deque
 
 import numpy as np
 
+from rap_ros.geometry.cameras import invert_pose
+from rap_ros.geometry.rotations import rotation_angle_deg
 from rap_ros.odometry.prior import relative_factor, window_scale
-from rap_ros.odometry.twoview import invert, rotation_angle
 
 
 class PriorFusion:
@@ -94,7 +95,7 @@ class PriorFusion:
         frames, window = self._estimate(K)
         if a not in frames or b not in frames:
             return None
-        rel = invert(window.c2w[frames.index(a)]) @ window.c2w[frames.index(b)]
+        rel = invert_pose(window.c2w[frames.index(a)]) @ window.c2w[frames.index(b)]
         if not to_map:
             return rel
         geo, valid = self._geo_poses(frames)
@@ -193,9 +194,9 @@ class PriorFusion:
         idx = np.flatnonzero(valid)
         if len(idx) >= 2:
             a, b = idx[0], idx[-1]
-            R_geo = (invert(geo[a]) @ geo[b])[:3, :3]
-            R_mod = (invert(window.c2w[a]) @ window.c2w[b])[:3, :3]
-            self.disagreement = float(np.degrees(rotation_angle(R_geo.T @ R_mod)))
+            R_geo = (invert_pose(geo[a]) @ geo[b])[:3, :3]
+            R_mod = (invert_pose(window.c2w[a]) @ window.c2w[b])[:3, :3]
+            self.disagreement = float(rotation_angle_deg(R_geo.T @ R_mod))
         if s is None:
             return
         weak = (~valid).any() or self._geometry_weak(frames)

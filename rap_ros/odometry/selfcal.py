@@ -17,6 +17,9 @@ whether the window observes it (pure translation along the optical axis, for one
 not), and ``refine_focal`` returns None when it is not observed to ``max_sigma_rel`` or the
 solve fails; the caller then keeps its K.
 """
+import contextlib
+import os
+import sys
 import time
 from dataclasses import dataclass
 
@@ -110,13 +113,14 @@ def refine_focal(problem: BAProblem, pixel_noise, iterations=8,
         start_values.insert(C(0), gtsam.Cal3f(factor * f0, K[0, 2], K[1, 2]))
         return start_values
 
-    error_before = graph.error(start_at(1.0))  # the window as it is
-    best = None
-    for factor in starts:
-        solved = _solve_focal(graph, start_at(factor), iterations, max_sigma_rel,
-                              error_before)
-        if solved is not None and (best is None or solved[3] < best[3]):
-            best = solved
+    with _quiet_cpp_stdout():
+        error_before = graph.error(start_at(1.0))  # the window as it is
+        best = None
+        for factor in starts:
+            solved = _solve_focal(graph, start_at(factor), iterations, max_sigma_rel,
+                                  error_before)
+            if solved is not None and (best is None or solved[3] < best[3]):
+                best = solved
     if best is None:
         return None
     result, f, sigma, error_after = best
@@ -158,6 +162,28 @@ def _solve_focal(graph, values, iterations, max_sigma_rel, error_limit):
             and sigma <= max_sigma_rel * f):
         return None
     return result, f, sigma, error_after
+
+
+@contextlib.contextmanager
+def _quiet_cpp_stdout():
+    """File descriptor 1 points at /dev/null inside the block.
+
+    GTSAM's ``GeneralSFMFactor2`` writes a line to std::cout for every landmark a solve step
+    moves behind a camera, and has no switch for it (the projection factors with a
+    calibration variable that have one, ``ProjectionFactorPPPC``, are not in the Python
+    wrapper). Such landmarks are handled here (dropped after the solve), so the lines only
+    flood a node's console. Python's ``sys.stdout`` is flushed first so nothing written
+    before is lost; a print from another thread during the solve would be (ROS logging goes
+    to stderr)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _near_and_in_front(problem, max_depth):

@@ -8,33 +8,13 @@ unless the name says ``deg``.
 import cv2
 import numpy as np
 
+from rap_ros.geometry.cameras import invert_pose, pose_from_rt
 from rap_ros.geometry.rotations import skew
-
-
-def invert(T):
-    """Inverse of a rigid 4x4 transform."""
-    out = np.eye(4)
-    R = T[:3, :3]
-    out[:3, :3] = R.T
-    out[:3, 3] = -R.T @ T[:3, 3]
-    return out
-
-
-def pose(R, t):
-    T = np.eye(4)
-    T[:3, :3] = R
-    T[:3, 3] = np.ravel(t)
-    return T
-
-
-def rotation_angle(R):
-    """Angle (rad) of a rotation matrix."""
-    return float(np.arccos(np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0)))
 
 
 def project(K, c2w, X):
     """Pixels (N, 2) and depths (N,) of world points X (N, 3) seen from camera c2w."""
-    w2c = invert(c2w)
+    w2c = invert_pose(c2w)
     Xc = X @ w2c[:3, :3].T + w2c[:3, 3]
     z = Xc[:, 2]
     uv = (Xc[:, :2] / np.where(np.abs(z) < 1e-12, 1e-12, z)[:, None]) * [K[0, 0], K[1, 1]] \
@@ -83,8 +63,8 @@ def triangulate(K, c2w_a, c2w_b, pa, pb, min_angle_deg=1.0, max_reprojection_px=
     n = len(pa)
     if n == 0:
         return np.zeros((0, 3)), np.zeros(0, bool), np.zeros(0)
-    Pa = K @ invert(c2w_a)[:3]
-    Pb = K @ invert(c2w_b)[:3]
+    Pa = K @ invert_pose(c2w_a)[:3]
+    Pb = K @ invert_pose(c2w_b)[:3]
     Xh = cv2.triangulatePoints(Pa, Pb, pa.T.astype(np.float64), pb.T.astype(np.float64))
     w = Xh[3]
     w = np.where(np.abs(w) < 1e-12, 1e-12, w)
@@ -107,7 +87,7 @@ def epipolar_error(K, c2w_a, c2w_b, pa, pb):
     camera a, pb in camera b (N, 2) from the epipolar geometry of the two poses: about how
     far a point must move to be seen by both cameras as one static point. Zeros when the
     cameras share their centre (no epipolar geometry)."""
-    rel = invert(c2w_b) @ c2w_a  # camera a -> camera b: x_b = R x_a + t
+    rel = invert_pose(c2w_b) @ c2w_a  # camera a -> camera b: x_b = R x_a + t
     R, t = rel[:3, :3], rel[:3, 3]
     norm = np.linalg.norm(t)
     if norm < 1e-12 or len(pa) == 0:
@@ -136,7 +116,9 @@ def pnp(K, X, uv, guess_c2w=None, threshold=2.0):
     use_guess = guess_c2w is not None
     rvec = tvec = None
     if use_guess:
-        w2c = invert(guess_c2w)
+        w2c = invert_pose(guess_c2w)
+        # OpenCV's own rvec at the PnP boundary (geometry.rotations' rotation vectors agree
+        # to 1e-14 only, and the RANSAC paths change with the last bit)
         rvec = cv2.Rodrigues(w2c[:3, :3])[0]
         tvec = w2c[:3, 3].reshape(3, 1).copy()
     try:
@@ -151,8 +133,8 @@ def pnp(K, X, uv, guess_c2w=None, threshold=2.0):
     mask = np.zeros(n, bool)
     mask[inl.ravel()] = True
     rvec, tvec = cv2.solvePnPRefineLM(X[mask], uv[mask], K, None, rvec, tvec)
-    R = cv2.Rodrigues(rvec)[0]
-    c2w = invert(pose(R, tvec))
+    R = cv2.Rodrigues(rvec)[0]  # OpenCV's rvec convention at the PnP boundary (as above)
+    c2w = invert_pose(pose_from_rt(R, tvec.ravel()))
     proj, z = project(K, c2w, X)
     err = np.linalg.norm(proj - uv, axis=1)
     mask = (err < threshold) & (z > 0)
@@ -164,7 +146,7 @@ def pose_covariance_from_points(K, c2w, X, sigma_px=1.0):
     """6x6 covariance of the camera pose from the projections of X (N, 3), in the camera's
     local tangent (right perturbation c2w * exp(xi)), ordered translation then rotation:
     sigma^2 (J^T J)^-1 with J the projection Jacobian."""
-    w2c = invert(c2w)
+    w2c = invert_pose(c2w)
     Xc = X @ w2c[:3, :3].T + w2c[:3, 3]
     x, y, z = Xc[:, 0], Xc[:, 1], np.maximum(Xc[:, 2], 1e-6)
     fx, fy = K[0, 0], K[1, 1]

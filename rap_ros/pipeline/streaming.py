@@ -7,6 +7,7 @@
    frame older than the last is dropped, or, ``time_jump_s`` or more older (a looping bag, a
    restarted clock), restarts the run; a change of image size restarts it too; while a
    complete window waits for the model (``full``), new frames are dropped ("model busy");
+   an unstamped frame (stamp None) passes no stamp check and never restarts the run;
 2. cuts windows of ``window = pipeline.config.frames`` frames, one every ``stride`` frames,
    and hands out up to ``batch`` of them at a time (``take``);
 3. estimates them with the ``TrajectoryPipeline`` in one batched call (``estimate``; no stream
@@ -254,7 +255,10 @@ class WindowStream(PoseStream):
     def screen(self, stamp):
         """Decide what can be decided about a frame from its stamp alone, before it is
         decoded: its reason (SKIPPED or BUSY) when it will not be taken (the stamp is
-        recorded), else None (decode it and ``add`` it)."""
+        recorded), else None (decode it and ``add`` it). ``stamp`` None: an unstamped frame
+        (see ``add``), refused only when the stream is full."""
+        if stamp is None:
+            return BUSY if self.full else None
         if self.ordered and self._last_stamp is not None and stamp < self._last_stamp:
             return None  # a step back: ``add`` decides (drop, or restart the run)
         if self._too_early(stamp):
@@ -266,26 +270,38 @@ class WindowStream(PoseStream):
         return None
 
     def add(self, frame, stamp, tag=None):
-        """Admit one frame (uint8 RGB (H, W, 3)) at ``stamp`` (s); returns an Admission."""
+        """Admit one frame (uint8 RGB (H, W, 3)) at ``stamp`` (s); returns an Admission.
+
+        ``stamp`` None is an unstamped frame (a driver's zero stamp), as the odometry's
+        ``admit(None)``: it passes no stamp check (order, time jump, frame_interval), leaves
+        the last stamp as it was, and is held at the last stamp taken (0 before any), so it
+        can neither reset the run nor make the next stamped frame look like a jump."""
         reset = detail = None
-        if self.ordered and self._last_stamp is not None and stamp < self._last_stamp:
+        stamped = stamp is not None
+        if stamped and self.ordered and self._last_stamp is not None \
+                and stamp < self._last_stamp:
             back = self._last_stamp - stamp
             if self.time_jump_s is None or back <= self.time_jump_s:
                 return Admission(False, OUT_OF_ORDER)
             reset, detail = "time jumped back", f"time jumped back {back:.1f} s"
             self.reset()
-        self._last_stamp = stamp
+        if stamped:
+            self._last_stamp = stamp
         if self._frames and self._frames[-1].rgb.shape != frame.shape:
             reset = "image size changed"
             detail = (f"image size changed {self._frames[-1].rgb.shape[:2]} -> "
                       f"{frame.shape[:2]}")
+            last = self._last_stamp
             self.reset()
-            self._last_stamp = stamp
+            self._last_stamp = last
         if self.full:
             return Admission(False, BUSY, reset, detail)
-        if self._too_early(stamp):
+        if stamped and self._too_early(stamp):
             return Admission(False, SKIPPED, reset, detail)
-        self._next_accept = stamp + INTERVAL_TOLERANCE * self.frame_interval
+        if stamped:
+            self._next_accept = stamp + INTERVAL_TOLERANCE * self.frame_interval
+        else:  # held at the last stamp taken
+            stamp = self._last_stamp if self._last_stamp is not None else 0.0
         self._frames.append(_Frame(frame, float(stamp), tag))
         return Admission(True, ACCEPTED, reset, detail)
 

@@ -14,7 +14,6 @@ METHODS = ("rap", "geometry", "model", "opencv-vo")
 
 DEFAULT_OUT = "evaluation_out"
 
-
 def register(subparsers):
     parser = subparsers.add_parser(
         "evaluate",
@@ -58,6 +57,16 @@ def register(subparsers):
         camera.add_argument(f"--{name}", type=float, help=f"{name} in pixels")
     camera.add_argument("--intrinsics", metavar="FILE",
                         help="YAML/JSON with fx, fy, cx, cy or K / camera_matrix")
+    camera.add_argument("--rectified", action="store_true",
+                        help="the bag's images are rectified (image_rect): use camera_info's "
+                             "P and no undistortion (default: K and D, distortion removed), "
+                             "as the node's `rectified` parameter")
+    # default None: the node's default (rap_ros.io.camera_frames.DEFAULT_MAX_IMAGE_PIXELS,
+    # resolved in main: importing it here would pull OpenCV into `rap-ros --help`)
+    camera.add_argument("--max-image-pixels", type=int, default=None, metavar="N",
+                        help="images with more pixels are downscaled on arrival, intrinsics "
+                             "with them, as the node's `max_image_pixels` parameter (default: "
+                             "the node's default, 1280x1024; 0: no limit)")
     model = parser.add_argument_group("method")
     model.add_argument("--steps", type=int, default=2,
                        help="rap, model: flow integration steps per model window (default 2)")
@@ -102,6 +111,7 @@ def main(args) -> int:
     # scipy, onnxruntime and OpenCV (1.4 s measured), so it is imported when the tool runs.
     from rap_ros.evaluation.inputs import InputOptions, intrinsics_from_flags
     from rap_ros.evaluation.run import RunOptions, evaluate_inputs
+    from rap_ros.io.camera_frames import DEFAULT_MAX_IMAGE_PIXELS
     from rap_ros.io.errors import InputError
     from rap_ros.io.intrinsics import load_intrinsics
 
@@ -116,6 +126,11 @@ def main(args) -> int:
             K = load_intrinsics(args.intrinsics)
         if args.max_frames is not None and args.max_frames < 1:
             raise InputError("--max-frames must be >= 1")
+        max_image_pixels = args.max_image_pixels
+        if max_image_pixels is None:
+            max_image_pixels = DEFAULT_MAX_IMAGE_PIXELS
+        if max_image_pixels < 0:
+            raise InputError("--max-image-pixels must be >= 0 (0: no limit)")
         if args.workers < 1:
             raise InputError("--workers must be >= 1")
         if args.rate <= 0:
@@ -132,7 +147,9 @@ def main(args) -> int:
     input_options = InputOptions(image_topic=args.image_topic,
                                  camera_info_topic=args.camera_info_topic,
                                  gt_topic=args.gt_topic, gt_frames=args.gt_frames,
-                                 gt_tum=args.gt_tum, K=K, max_time_diff=args.max_time_diff)
+                                 gt_tum=args.gt_tum, K=K, max_time_diff=args.max_time_diff,
+                                 rectified=args.rectified,
+                                 max_image_pixels=max_image_pixels)
     options = RunOptions(method=args.method, steps=args.steps, refine=args.refine,
                          stride=args.stride,
                          batch=args.batch, backend=args.backend, max_frames=args.max_frames,

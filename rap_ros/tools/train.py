@@ -131,6 +131,7 @@ def main(args) -> int:
 def finetune(args) -> int:
     """``--finetune``: pseudo-label the recordings, then adapt the weights to them;
     ``--warp-condition``: learn the warp condition (with the recordings' clips if any)."""
+    # torch is optional (training extra) and slow to import: imported when the tool runs.
     from rap_ros.backend.shared import default_weights
     from rap_ros.contract.files import ModelFileError
     from rap_ros.evaluation.pseudo_labels import label_recordings
