@@ -479,10 +479,7 @@ def report(results, command):
                          f"{r.get('tracked', '–')}/{r.get('frames', '–')} | "
                          f"{fmt(r['fps'], 1)} | {fmt(r['ba_ms'], 1)} | "
                          f"{r.get('fallbacks', '–')} | {r.get('failed_windows', 0)} |")
-        labels = []
-        for r in results["solvers"]:
-            if r["solver"] not in labels:
-                labels.append(r["solver"])
+        labels = list(dict.fromkeys(r["solver"] for r in results["solvers"]))  # in first-seen order
         lines += ["", "| configuration | geometric mean ATE % | mean fps | mean BA ms |",
                   "|---|---:|---:|---:|"]
         for lab in labels:
@@ -501,10 +498,7 @@ def report(results, command):
                          f"{fmt(r['geometry_ate_pct'])} | {fmt(r['fps'], 1)} | "
                          f"{r['prior_windows']} | {r['prior_factors']} | "
                          f"{r['prior_fallback']} |")
-        labels = []
-        for r in results["fusion"]:
-            if r["variant"] not in labels:
-                labels.append(r["variant"])
+        labels = list(dict.fromkeys(r["variant"] for r in results["fusion"]))  # in first-seen order
         lines += ["", "| variant | geometric mean ATE % rap / geometry | sequences worse than "
                   "geometry by > 5 % |", "|---|---:|---:|"]
         for lab in labels:

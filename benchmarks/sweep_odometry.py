@@ -58,6 +58,9 @@ VARIANTS = {
     "no feature grid": {"grid_cells": 0},
     "no epipolar check": {"epipolar_px": 0.0},
     "moving-track mask 0.06": {"moving_mask_frac": 0.06},
+    # the mask only where three or more dropped tracks lie within its radius of each other
+    "moving-track mask 0.06, clusters of 3": {"moving_mask_frac": 0.06,
+                                              "moving_mask_cluster": 3},
     "no feature grid, no epipolar check": {"grid_cells": 0, "epipolar_px": 0.0},
     "epipolar check 4 px": {"epipolar_px": 4.0},
     "600 features": {"max_features": 600, "min_features": 300},

@@ -110,3 +110,36 @@ def test_demo_and_node_path_run_without_torch():
                             capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     assert result.returncode == 0 and "runtime path ok" in result.stdout, \
         result.stderr[-3000:]
+
+
+NO_INIT = """
+import os, sys, rclpy
+class Seen(Exception):
+    pass
+def init(*args, **kwargs):  # record what the entry point left, start nothing
+    raise Seen(os.environ.get('ROS_AUTOMATIC_DISCOVERY_RANGE', 'unset'))
+rclpy.init = init
+from rap_ros.nodes import trajectory_estimator, view_predictor
+from rap_ros.tools import cli
+for name, start in (('trajectory_estimator', lambda: trajectory_estimator.main([])),
+                    ('view_predictor', lambda: view_predictor.main([])),
+                    ('rap-ros up', lambda: cli.main(['up']))):
+    try:
+        start()
+    except Seen as seen:
+        print(name, seen)
+"""
+
+
+def test_node_entry_points_leave_dds_discovery_as_the_user_set_it():
+    """On a robot the nodes must be visible to RViz on a laptop: the console entry points
+    (and `rap-ros up`) reach rclpy.init without having set ROS_AUTOMATIC_DISCOVERY_RANGE
+    (only the demo, `evaluate --live`, the Makefile and the tests keep it on localhost).
+    rclpy.init is replaced, so nothing joins DDS here."""
+    env = {k: v for k, v in os.environ.items() if k != "ROS_AUTOMATIC_DISCOVERY_RANGE"}
+    env["PYTHONPATH"] = str(ROOT)
+    result = subprocess.run([sys.executable, "-c", NO_INIT], capture_output=True, text=True,
+                            env=env, cwd=ROOT, timeout=120)
+    assert result.stdout.split("\n")[:3] == [
+        "trajectory_estimator unset", "view_predictor unset", "rap-ros up unset"], (
+        result.stdout + result.stderr[-2000:])

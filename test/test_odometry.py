@@ -631,3 +631,21 @@ def test_focal_solves_keep_gtsam_lines_off_stdout(capfd):
         os.write(1, b"CheiralityException: Landmark l1 behind Camera x1\n")
     print("after", flush=True)
     assert capfd.readouterr().out == "before\nafter\n"
+
+
+def test_the_moving_mask_keeps_only_clustered_drops():
+    """An object moving on its own drops tracks side by side; a lone dropped track (noise, an
+    occlusion edge) gets no mask once ``moving_mask_cluster`` asks for company."""
+    from rap_ros.odometry.frontend import clustered
+    box = np.array([[100, 100], [104, 101], [101, 106], [107, 107]], np.float32)
+    lone = np.array([[30, 40]], np.float32)
+    drops = np.concatenate([box, lone])
+    np.testing.assert_array_equal(clustered(drops, 10, 3), box)
+    np.testing.assert_array_equal(clustered(drops, 10, 1), drops)
+    tracker = Tracker(OdometryConfig(moving_mask_frac=0.06, moving_mask_cluster=3), (W, H))
+    y, x = np.indices((H, W))
+    gray = ((x // 6 + y // 6) % 2 * 200 + 20).astype(np.uint8)  # a chessboard: corners all over
+    near = lambda corners, p: np.linalg.norm(corners - p, axis=1).min()  # noqa: E731
+    corners = tracker.detect(gray, np.zeros((0, 2)), 500, avoid=drops, spread=False)
+    assert near(corners, box.mean(0)) > 0.06 * np.hypot(W, H) - 3
+    assert near(corners, lone[0]) < 0.06 * np.hypot(W, H)

@@ -3,7 +3,8 @@
 * ``rap`` (the default): the odometry core (``rap_ros.odometry.VisualOdometry``: KLT tracks,
   PnP against a local map, sliding-window bundle adjustment) with the joint model as its
   motion prior (``ModelPrior`` over a ``TrajectoryPipeline``: ``steps`` Euler steps, one
-  sample, no flow refinement). Without intrinsics the core takes K from the model.
+  sample, no flow refinement). Without intrinsics, as ``geometry``: a 60 degree guess,
+  self-calibrated (the model's K only with ``OdometryConfig.model_intrinsics``).
 * ``geometry``: the same core without the prior (without intrinsics: a 60 degree guess).
 * ``model``: the windowed model alone through ``WindowStream``, the code path of the
   trajectory_estimator node before the odometry core: windows of ``T =

@@ -46,6 +46,10 @@ class OdometryConfig:
     #                                  camera-effects clips: moving object 1.91 -> 1.26 %, all
     #                                  1.15x better; on the standard set 0.96x (4 % worse):
     #                                  off by default (benchmarks/results/odometry_moving_mask_*)
+    moving_mask_cluster: int = 1     # mask only around a dropped track with at least this
+    #                                  many dropped tracks (itself included) within the mask
+    #                                  radius: an object moving on its own drops tracks side by
+    #                                  side, noise and occlusion edges one here and there
     # -- pose from the map ----------------------------------------------------------------
     epipolar_px: float = 2.0         # after PnP, tracks without a landmark farther than this
     #                                  from the epipolar line of where the last keyframe saw

@@ -5,6 +5,7 @@ Images: uint8 (H, W) grey or (H, W, 3) RGB in; uint8 (H, W) normalised grey out.
 """
 import cv2
 import numpy as np
+from scipy.spatial import cKDTree
 
 
 def normalise(gray, mean=128.0, std=48.0):
@@ -133,7 +134,9 @@ class Tracker:
             cv2.circle(mask, (int(x), int(y)), self.min_distance, 0, -1)
         if avoid is not None and self.cfg.moving_mask_frac > 0:
             radius = int(round(self.cfg.moving_mask_frac * self.diagonal))
-            for x, y in np.asarray(avoid, np.float32).reshape(-1, 2):
+            avoid = clustered(np.asarray(avoid, np.float32).reshape(-1, 2), radius,
+                              self.cfg.moving_mask_cluster)
+            for x, y in avoid:
                 cv2.circle(mask, (int(x), int(y)), radius, 0, -1)
         spread = spread and self.cfg.grid_cells > 0
         # spreading needs every candidate (the strongest few may all lie on one object)
@@ -175,3 +178,12 @@ class Tracker:
         starts = np.searchsorted(c[order], np.arange(rows * cols))
         rank[order] = np.arange(len(c)) - starts[c[order]]
         return corners[np.argsort(held[c] + rank, kind="stable")]
+
+
+def clustered(points, radius, count):
+    """The points (N, 2) with at least ``count`` of the points (themselves included) within
+    ``radius`` pixels; all of them when ``count`` <= 1."""
+    if count <= 1 or len(points) == 0:
+        return points
+    neighbours = cKDTree(points).query_ball_point(points, radius, return_length=True)
+    return points[np.asarray(neighbours) >= count]
