@@ -75,6 +75,8 @@ VARIANTS = {
     # tracks are left (before session 12), not also when it holds under half the live ones
     "initialisation reference kept while it has init_min_points": {"init_renew_ratio": 0.0},
     "triangulation angle 2 deg": {"tri_min_angle_deg": 2.0},
+    # landmarks at keyframes of weak tracking (fewer inliers than kf_min_tracked) at 0.5 deg
+    "weak-tracking triangulation 0.5 deg": {"tri_min_angle_weak_deg": 0.5},
     # the front end before its noise and two-view checks (docs/evaluation.md, "Front-end
     # checks"): corners of any strength, any two-view motion with 8 inliers
     "no front-end checks": {"corner_noise_ratio": 0.0, "twoview_min_inlier_ratio": 0.0,

@@ -539,11 +539,12 @@ DISTORTION = ("plumb_bob", np.array([-0.25, 0.08, 0.001, -0.001, 0.0]))
 
 def test_evaluator_admits_frames_as_the_node_does(tmp_path, clip, capsys):
     """A 4x larger distorted camera: the evaluator downscales over --max-image-pixels and
-    undistorts exactly as the trajectory_estimator's CameraInput (same images, same K), counts
+    undistorts exactly as the trajectory_estimator's CameraInput (same images, same K) and as
+    an independent reference (cv2 area resize, then OpenCV's undistortion), counts
     the downscaled frames, and with --rectified takes camera_info's P and no undistortion."""
-    import threading
     from types import SimpleNamespace
 
+    from rap_ros.geometry.undistort import undistort, undistortion
     from rap_ros.io import bag as bag_io
     from rap_ros.io.camera_frames import DEFAULT_MAX_IMAGE_PIXELS
     from rap_ros.io.messages import camera_info_calibration
@@ -566,7 +567,7 @@ def test_evaluator_admits_frames_as_the_node_does(tmp_path, clip, capsys):
     for rectified in (False, True):
         source = open_input(bag, InputOptions(max_image_pixels=WIDTH * HEIGHT,
                                               rectified=rectified))
-        node = CameraInput(threading.Lock(), diagnostics, max_image_pixels=WIDTH * HEIGHT)
+        node = CameraInput(diagnostics, max_image_pixels=WIDTH * HEIGHT)
         node.calibrate(*camera_info_calibration(info, rectified))  # as _on_camera_info does
         for n, ((_, frame), raw) in enumerate(zip(source.frames(), big)):
             rgb, _, K = node.prepare(raw)
@@ -579,7 +580,11 @@ def test_evaluator_admits_frames_as_the_node_does(tmp_path, clip, capsys):
             assert np.array_equal(frame, cv2.resize(big[-1], (WIDTH, HEIGHT),
                                                     interpolation=cv2.INTER_AREA))
             assert "distortion" not in source.info
-        else:
+        else:  # an independent reference: downscale, then OpenCV's undistortion of the scaled K
+            maps, K_ref, _ = undistortion(scaled, DISTORTION[1], DISTORTION[0], WIDTH, HEIGHT)
+            small = cv2.resize(big[-1], (WIDTH, HEIGHT), interpolation=cv2.INTER_AREA)
+            assert np.array_equal(frame, undistort(small, maps))
+            np.testing.assert_allclose(source.K, K_ref)
             assert not np.allclose(source.K, scaled) and "plumb_bob" in source.info["distortion"]
     assert len(diagnostics.counted) == 2 * FRAMES
 

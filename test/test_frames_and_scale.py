@@ -242,7 +242,6 @@ def test_camera_frames_rectified_uses_P_and_does_not_remap():
 def test_node_camera_input_is_the_shared_admission():
     """The trajectory_estimator's CameraInput adapter gives CameraFrames' images and K, and
     counts the downscaled ones on its diagnostics."""
-    import threading
 
     from rap_ros.io.camera_frames import CameraFrames
     from rap_ros.nodes.camera_input import CameraInput
@@ -260,7 +259,7 @@ def test_node_camera_input_is_the_shared_admission():
     for rectified in (False, True):
         info = _camera_info(K_RAW, P_RECT, 640, 480, model="equidistant", d=(0.1, -0.02, 0, 0))
         diagnostics = Diagnostics()
-        node = CameraInput(threading.Lock(), diagnostics, max_image_pixels=320 * 240,
+        node = CameraInput(diagnostics, max_image_pixels=320 * 240,
                            rectified=rectified)
         assert node.calibrate_from_info(info)
         shared = CameraFrames(max_image_pixels=320 * 240, rectified=rectified)

@@ -123,6 +123,39 @@ def test_admission_interval_order_and_jumps():
     assert resized.taken and resized.reset == "image size changed" and stream.frames == 1
 
 
+def test_unstamped_frames_keep_the_callers_stamps_without_checks():
+    """Frames of an unstamped driver (``check=False``, stamped by the caller's clock): their
+    windows' stamps are the clock's, increasing and nonzero; they pass no stamp check
+    (frame_interval, order, time jump) and leave the last checked stamp as it was."""
+    stream = WindowStream(TruthPipeline(_trajectory(30)), stride=2, frame_interval=0.5,
+                          keep_history=False)
+    clock = 1000.0 + np.arange(9) / 30.0  # 30 Hz, under frame_interval: all taken unchecked
+    windows, fixed = [], []
+    for i, seconds in enumerate(clock):
+        assert stream.screen(seconds, check=False) is None
+        admission = stream.add(frame(i), seconds, tag=i, check=False)
+        assert admission.taken and admission.reset is None
+        if stream.full:
+            taken = stream.take()
+            windows += taken
+            fixed.append(stream.chain(taken, stream.estimate(taken)))
+    assert [w.first for w in windows] == [0, 2, 4]
+    for window in windows:
+        np.testing.assert_allclose(window.stamps, clock[window.first:window.first + 5])
+        assert np.all(window.stamps > 0) and np.all(np.diff(window.stamps) > 0)
+    np.testing.assert_allclose(FixedPoses.concat(fixed).stamps, clock)
+    # Amid stamped frames: an unstamped one far ahead (a wall clock) or far behind is no jump
+    # and no drop, and the next stamped frame is compared with the last stamped one only.
+    mixed = WindowStream(TruthPipeline(_trajectory(30)), stride=2)
+    assert mixed.add(frame(0), 500.0).taken
+    for seconds in (1.7e9, 1.0):
+        admission = mixed.add(frame(1), seconds, check=False)
+        assert admission.taken and admission.reset is None
+    nxt = mixed.add(frame(2), 500.1)
+    assert nxt.taken and nxt.reset is None and mixed.frames == 4
+    assert mixed.add(frame(3), 500.05).reason == OUT_OF_ORDER
+
+
 def test_reset_discards_windows_in_flight():
     truth = _trajectory(20)
     stream = WindowStream(TruthPipeline(truth), stride=2, keep_history=False)

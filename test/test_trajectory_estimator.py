@@ -266,25 +266,32 @@ def test_mount_tf_waits_and_never_reparents_a_camera_frame():
     class Topics:  # TfTopics as the mount uses it
         backend = "tf topics"
 
-        def __init__(self, parents):
-            self.parents = parents
+        def __init__(self, parents, mounts=None):
+            self.parents, self.mounts = parents, {} if mounts is None else mounts
 
         def parent(self, frame):
             return self.parents.get(frame)
 
         def lookup(self, target, source):
-            return None
+            return self.mounts.get((target, source))
 
     class Log:
+        def __init__(self):
+            self.warnings = []
+
         def info(self, text):
             pass
 
-        warn = error = info
+        def warn(self, text):
+            self.warnings.append(text)
 
-    def mount(parents, published):
-        return CameraMount(Topics(parents), NodeDiagnostics("test"), Log(), None, np.eye(4),
+        error = warn
+
+    def mount(parents, published, mount_source="parameters", T=np.eye(4), log=None):
+        topics = parents if isinstance(parents, Topics) else Topics(parents)
+        return CameraMount(topics, NodeDiagnostics("test"), log or Log(), None, T,
                            odom_frame="odom", base_frame="base_link", camera_frame="cam",
-                           mount_source="parameters", mount_timeout=1.0,
+                           mount_source=mount_source, mount_timeout=1.0,
                            publish_static=lambda: published.append(True))
 
     published = []
@@ -303,6 +310,22 @@ def test_mount_tf_waits_and_never_reparents_a_camera_frame():
         for now in (10.5, 11.0, 12.0):
             urdf.lookup("cam", now)
         assert not published
+    # mount_source tf (the default): the frames wait for a mount on /tf_static (lookup None)
+    # until the parameters mount goes out, then take it, also once it has come back on
+    # /tf_static; no "no transform ... using the parameters" warning.
+    T_parameters = geo.matrix_from_xyz_rpy((0.2, 0.0, 0.5), (0.0, 0.0, 0.0))
+    published, topics, log = [], Topics({}), Log()
+    tf_mount = mount(topics, published, mount_source="tf", T=T_parameters, log=log)
+    for now in (10.0, 10.5, 10.9):
+        assert tf_mount.lookup("cam", now) is None
+    assert not published
+    np.testing.assert_allclose(tf_mount.lookup("cam", 11.0), T_parameters)
+    assert published == [True]
+    topics.parents["cam"] = "base_link"  # ours, back through /tf_static
+    topics.mounts[("base_link", "cam")] = T_parameters
+    for now in (11.5, 20.0):
+        np.testing.assert_allclose(tf_mount.lookup("cam", now), T_parameters)
+    assert published == [True] and not log.warnings, log.warnings
 
 
 # ------------------------------------------------------------------ across processes

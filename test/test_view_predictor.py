@@ -103,6 +103,40 @@ def test_limit_image_size():
     assert grey.shape == (50, 50, 1)
 
 
+def test_source_image_comes_with_its_own_K_undistorted_once():
+    """PredictorInputs keeps the latest image downscaled, undistorts it when it is read,
+    once per image and calibration, and gives it with the K it was undistorted with."""
+    import threading
+    from types import SimpleNamespace
+
+    from rap_ros.nodes.predictor_inputs import PredictorInputs
+
+    counts, bad = [], []
+    diagnostics = SimpleNamespace(tick=lambda key: None, count=counts.append,
+                                  set_value=lambda key, value: None)
+    inputs = PredictorInputs(threading.Lock(), diagnostics, SimpleNamespace(warn=bad.append),
+                             bad.append, max_image_pixels=1024, fov_deg=60.0)
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    inputs.on_image(cv.array_to_image(image, "rgb8", cv.seconds_to_stamp(5.0)))
+    assert inputs.has_source and counts == ["images downscaled"]
+    source = inputs.source
+    assert source.seconds == 5.0 and source.rgb.shape == (27, 36, 3) and source.K is None
+    assert inputs.intrinsics(36, 27, source.K)[1] == "fov_deg"
+    K = np.array([[50.0, 0.0, 31.5], [0.0, 50.0, 23.5], [0.0, 0.0, 1.0]])
+    info = cv.K_to_camera_info(K, 64, 48, cv.seconds_to_stamp(5.0))
+    info.distortion_model, info.d = "plumb_bob", [0.1, -0.05, 0.0, 0.0, 0.0]
+    inputs.on_camera_info(info)
+    undistorted = inputs.source  # the same image, with the new calibration and its K
+    assert undistorted is inputs.source  # undistorted once
+    assert undistorted.K is not None and not np.array_equal(undistorted.rgb, source.rgb)
+    K_used, origin = inputs.intrinsics(36, 27, undistorted.K)
+    assert origin == "camera_info" and K_used is undistorted.K
+    info.k = [0.0] * 9
+    inputs.on_camera_info(info)  # unusable: reported, the calibration in use kept
+    assert bad[-1].startswith("camera info ignored: ") and inputs.source is undistorted
+
+
 def test_resident_memory_helpers():
     now, peak = resident_memory_mb(), peak_memory_mb()
     assert 1.0 < now <= peak + 1.0

@@ -116,7 +116,8 @@ class EvalInput:
     info: dict = field(default_factory=dict)
     camera: CameraFrames = None
     _frames: object = None
-    _calibration: tuple = None  # (K, (width, height) or None, model, d) of the recorded images
+    _calibration: tuple = None  # the opener's (K, (width, height) or None[, model, d]) of the
+    #                             recorded images, for ``open_input`` to admit the frames with
 
     def frames(self):
         return self._frames()
@@ -177,9 +178,9 @@ def open_input(path, options=None):
             source.info["intrinsics_overridden"] = True
         source.K = np.asarray(options.K, np.float64)
         source.info["intrinsics_source"] = "command line"
-        calibration = (source.K, None, "", np.zeros(0))
-    elif calibration is None and source.K is not None:
-        calibration = (source.K, None, "", np.zeros(0))
+        calibration = None
+    if calibration is None and source.K is not None:
+        calibration = (source.K, None)  # pinhole; the size is the first frame's
     _admit_frames(source, calibration, options)
     if options.gt_tum:
         source.groundtruth = read_tum_trajectory(options.gt_tum)
@@ -196,10 +197,10 @@ def _admit_frames(source, calibration, options):
     if options.max_image_pixels:
         source.info["max_image_pixels"] = int(options.max_image_pixels)
     if calibration is not None:
-        K, size, model, d = calibration
+        K, size, *distortion = calibration  # (K, size or None[, model, d])
         size = size or _first_frame_size(source)
         if size is not None:
-            camera.calibrate(K, size, model, d)
+            camera.calibrate(K, size, *distortion)
             source.K = camera.admitted_K()
             if camera.calibration.note:
                 source.info["distortion"] = camera.calibration.note
@@ -253,7 +254,7 @@ def _open_sequence(path, options):
     return EvalInput(name=input_name(path), path=str(path), kind="sequence", K=K,
                      groundtruth=sorted_poses(stamps.copy(), clip.c2w),
                      frame_count=len(frames), info=info, _frames=generate,
-                     _calibration=(K, size, "", np.zeros(0)))
+                     _calibration=(K, size))
 
 
 # ------------------------------------------------------------------ TUM RGB-D folders

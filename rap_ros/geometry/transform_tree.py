@@ -21,7 +21,8 @@ class TransformTree:
     """Latest transforms between frames; each child has one parent.
 
     ``max_frames`` bounds memory whatever a publisher sends: edges past the bound are
-    refused (``set`` returns False).
+    refused (``set`` returns False). Not thread-safe: a caller that sets from one thread and
+    reads from another serialises the calls (``nodes.tf_listener.TfTopics``).
     """
 
     def __init__(self, max_frames=10000):
@@ -45,10 +46,10 @@ class TransformTree:
             return False
         if child not in self._parent and len(self._parent) >= self.max_frames:
             return False
-        self._parent[child] = parent
-        self._T[child] = T
+        self._T[child] = T  # the parent last: a child is in the tree once its edge is
         self._static[child] = bool(static)
         self._stamp[child] = float(stamp)
+        self._parent[child] = parent
         return True
 
     def parent(self, child):

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rap_ros.geometry.undistort import SUPPORTED_MODELS, Undistorter
-from rap_ros.io.images import limit_image_size
+from rap_ros.io.images import limit_image_size, limited_size
 from rap_ros.io.messages import camera_info_calibration
 
 # Images with more pixels are downscaled on arrival: the trajectory_estimator's
@@ -57,7 +57,6 @@ class CameraFrames:
         self.rectified = bool(rectified)
         self.downscaled = 0
         self._undistorter = None  # Undistorter of the calibration in use
-        self._sizes = {}          # recorded (width, height) -> admitted (width, height)
 
     @property
     def calibration(self):
@@ -90,14 +89,8 @@ class CameraFrames:
 
     def admitted_size(self, recorded_size):
         """(width, height) of the admitted images of a recorded (width, height)."""
-        recorded_size = (int(recorded_size[0]), int(recorded_size[1]))
-        if recorded_size not in self._sizes:
-            if len(self._sizes) >= 64:  # bounded whatever sizes a stream sends
-                self._sizes.clear()
-            probe = np.zeros((recorded_size[1], recorded_size[0]), np.uint8)
-            probe, _ = limit_image_size(probe, self.max_image_pixels)  # the same rounding
-            self._sizes[recorded_size] = (probe.shape[1], probe.shape[0])
-        return self._sizes[recorded_size]
+        return limited_size(int(recorded_size[0]), int(recorded_size[1]),
+                            self.max_image_pixels)
 
     def admitted_K(self, recorded_size=None):
         """K of the admitted images of a recorded size (default: the calibrated one), or None

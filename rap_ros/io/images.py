@@ -41,24 +41,33 @@ def to_gray(image):
     return cv2.cvtColor(np.ascontiguousarray(image[..., :3], dtype=np.uint8), cv2.COLOR_RGB2GRAY)
 
 
+def limited_size(width, height, max_pixels):
+    """(width, height) of a width x height image after ``limit_image_size``: the same when it
+    has at most ``max_pixels`` pixels (None or <= 0: no limit), else scaled down with the
+    aspect ratio kept, each side rounded down, at least 1 pixel."""
+    if not max_pixels or max_pixels <= 0 or height * width <= max_pixels:
+        return width, height
+    factor = math.sqrt(max_pixels / float(height * width))
+    new_width = max(1, int(width * factor))
+    new_height = max(1, int(height * factor))
+    new_width = min(new_width, max(1, max_pixels // new_height))  # a side clamped to 1
+    new_height = min(new_height, max(1, max_pixels // new_width))
+    return new_width, new_height
+
+
 def limit_image_size(rgb, max_pixels):
-    """An image of at most ``max_pixels`` pixels: larger ones are downscaled (area
-    interpolation, aspect ratio kept, each side rounded down, at least 1 pixel).
+    """An image of at most ``max_pixels`` pixels: larger ones are downscaled to
+    ``limited_size`` (area interpolation).
 
     rgb: (H, W) or (H, W, C) array; max_pixels: the largest H * W kept as is (None or <= 0:
     no limit). Returns (image, downscaled: bool); the input itself when it fits.
     """
     rgb = np.asarray(rgb)
     height, width = rgb.shape[:2]
-    if not max_pixels or max_pixels <= 0 or height * width <= max_pixels:
+    size = limited_size(width, height, max_pixels)
+    if size == (width, height):
         return rgb, False
-    factor = math.sqrt(max_pixels / float(height * width))
-    new_width = max(1, int(width * factor))
-    new_height = max(1, int(height * factor))
-    new_width = min(new_width, max(1, max_pixels // new_height))  # a side clamped to 1
-    new_height = min(new_height, max(1, max_pixels // new_width))
-    resized = cv2.resize(np.ascontiguousarray(rgb), (new_width, new_height),
-                         interpolation=cv2.INTER_AREA)
+    resized = cv2.resize(np.ascontiguousarray(rgb), size, interpolation=cv2.INTER_AREA)
     if rgb.ndim == 3 and resized.ndim == 2:  # cv2 drops a single channel
         resized = resized[..., None]
     return resized, True

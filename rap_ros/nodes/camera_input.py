@@ -2,8 +2,8 @@
 
 A thin adapter over ``rap_ros.io.camera_frames.CameraFrames``, the admission `rap-ros
 evaluate` runs too (images above ``max_image_pixels`` downscaled first, intrinsics with them;
-then K and D of camera_info, or its P when ``rectified``): this class adds the node's lock
-and diagnostics (downscaled images counted, an unsupported distortion model or a camera_info
+then K and D of camera_info, or its P when ``rectified``): this class adds the node's
+diagnostics (downscaled images counted, an unsupported distortion model or a camera_info
 for another image size warned of). Images are (H, W, 3) uint8 rgb; K is the (3, 3) pinhole
 intrinsics of the returned image in pixels (OpenCV camera axes), or None without a usable
 camera_info. Sizes are (width, height).
@@ -12,30 +12,32 @@ from rap_ros.io.camera_frames import CameraFrames
 
 
 class CameraInput:
-    """The calibration in use and the images through it. ``lock``: the node's lock, under
-    which the calibration is replaced and read; ``diagnostics``: where downscaled images and
-    unusable calibrations are reported; ``rectified``: use camera_info's P (image_rect
-    topics) in ``calibrate_from_info``."""
+    """The calibration in use and the images through it (the node serialises calibrations
+    under its own lock, see ``calibrate``). ``diagnostics``: where downscaled images
+    and unusable calibrations are reported; ``rectified``: use camera_info's P (image_rect
+    topics) in ``calibrate_from_info``. A calibration is replaced by one assignment, so
+    ``prepare`` may run on another thread (``CameraFrames``)."""
 
-    def __init__(self, lock, diagnostics, *, max_image_pixels, rectified=False):
-        self._lock = lock
+    def __init__(self, diagnostics, *, max_image_pixels, rectified=False):
         self.diagnostics = diagnostics
         self.frames = CameraFrames(max_image_pixels=max_image_pixels, rectified=rectified)
 
     @property
-    def max_image_pixels(self):
-        return self.frames.max_image_pixels
+    def calibration(self):
+        """The calibration in use (``Undistorter``: K, size (width, height), model, d), or
+        None."""
+        return self.frames.calibration
 
     def calibrate_from_info(self, msg):
         """Use a sensor_msgs/CameraInfo (P when rectified, else K and D) -> True when it
-        differs from the one in use; raises ValueError for an unusable one. Caller holds the
-        lock."""
+        differs from the one in use; raises ValueError for an unusable one (the one in use
+        kept). Caller holds the node's lock."""
         return self._changed(self.frames.calibrate_from_info(msg))
 
     def calibrate(self, K, size, model, d):
         """Use camera_info's calibration (intrinsics K of images of ``size``, distortion
         ``model`` and coefficients ``d``) -> True when it differs from the one in use.
-        Caller holds the lock."""
+        Caller holds the node's lock."""
         return self._changed(self.frames.calibrate(K, size, model, d))
 
     def _changed(self, changed):

@@ -67,7 +67,7 @@ class CameraMount:
         self._static_wait_start = None  # seconds of the first frame (publish_mount_tf)
         self._static_published = False  # the parameters mount went out on /tf_static
         self._logged_conflicts = set()  # children whose TF conflict was logged
-        self._tf_children = set()       # children of odom_frame published (watched)
+        self._logged_unwatched = False  # a child that could not be watched was logged
 
     def camera_frame_of(self, frame_id):
         """The camera frame of an image's header.frame_id (``camera_frame`` overrides it)."""
@@ -139,17 +139,23 @@ class CameraMount:
 
     def tf_allowed(self, child):
         """False (with an ERROR) when another node publishes an edge into ``child`` (see the
-        module docstring: latched); the first call for a child declares the edge
-        odom_frame -> child this node publishes on /tf."""
-        if child not in self._tf_children and len(self._tf_children) < 64:
-            self._tf_children.add(child)
-            self.tf_topics.watch(self.odom_frame, child)
+        module docstring: latched), or when ``child`` cannot be watched for such edges
+        (``TfTopics.watch``: too many children); the first call for a child declares the
+        edge odom_frame -> child this node publishes on /tf."""
+        if not self.tf_topics.watch(self.odom_frame, child):
+            text = (f"not publishing {self.odom_frame} -> {child} on /tf: too many child "
+                    f"frames published to watch {child} for other parents")
+            self.diagnostics.error(text)
+            if not self._logged_unwatched:
+                self._logged_unwatched = True
+                self.logger.error(f"{text} (logged once)")
+            return False
         return self.check_tf_conflict(child) is None
 
     def check_tf_conflicts(self):
         """Raise the conflicts over the children published so far (the diagnostics timer:
         a conflict shows even while no frame comes)."""
-        for child in sorted(self._tf_children):
+        for child in self.tf_topics.watched():
             self.check_tf_conflict(child)
 
     def check_tf_conflict(self, child):

@@ -141,7 +141,11 @@ def declare_settings(node):
     T_base_camera_parameters = declare_mount_parameters(node)
     publish_mount_tf = declare(node, "publish_mount_tf", False,
                                "Publish base_frame -> camera_frame from the mount "
-                               "parameters on /tf_static (only without a URDF).")
+                               "parameters on /tf_static (only without a URDF), once "
+                               "mount_timeout s of frames found no parent of the camera "
+                               "frame. With mount_source tf, rap and geometry hold the "
+                               "frames of that wait (at most queue_size) and track them "
+                               "once it is published.")
     scale = declare(node, "scale", 1.0,
                     "Metres per odometry unit until wheel odometry gives the scale "
                     "(settable at run time). Monocular units: the first "

@@ -59,11 +59,12 @@ class ModelWindows:
         """Frames held: those buffered, and a whole window while the worker is ``busy``."""
         return self.stream.buffered + (self.length if busy else 0)
 
-    def add(self, rgb, seconds, stamp):
-        """Give the stream one frame -> whether it was taken (refusals are counted; a time
-        jump resets the trajectory). ``seconds`` None: an unstamped frame, which passes no
-        stamp check (``WindowStream.add``). Caller holds the lock."""
-        admission = self.stream.add(rgb, seconds, stamp)
+    def add(self, rgb, seconds, stamp, check=True):
+        """Give the stream one frame at ``seconds`` -> whether it was taken (refusals are
+        counted; a time jump resets the trajectory). ``check`` False: an unstamped frame,
+        ``seconds`` the node's clock, which passes no stamp check (``WindowStream.add``).
+        Caller holds the lock."""
+        admission = self.stream.add(rgb, seconds, stamp, check=check)
         if admission.reset:
             self.logger.warn(f"{admission.detail}: resetting the trajectory")
             self.request_reset(admission.reset)

@@ -1,17 +1,20 @@
 """The view_predictor's inputs: the latest of each topic, decoded, under the node's lock.
 
-``PredictorInputs`` keeps the source image of every prediction (stamp in seconds, the stamp
-message, (H, W, 3) uint8 rgb) admitted as the trajectory_estimator admits its frames
-(``rap_ros.io.camera_frames.CameraFrames``: downscaled to ``max_image_pixels`` on arrival,
-then undistorted with camera_info's K and D, or taken with its P when ``rectified``), the
+``PredictorInputs`` keeps the source image of every prediction, admitted as the
+trajectory_estimator admits its frames (``rap_ros.io.camera_frames.CameraFrames``: downscaled
+to ``max_image_pixels`` on arrival, then undistorted with camera_info's K and D, or taken with
+its P when ``rectified``). Images come at the camera's rate and only the latest is used when a
+request comes: the undistortion is done when the source is read (``source``), once per image
+and calibration, and gives the image and its own K together (a ``Source``). It keeps too the
 intrinsics of camera_info and of the estimator's estimated_camera_info ((3, 3) K in pixels,
-OpenCV camera axes, with the (width, height) they are for; the source's own K when it was
-undistorted), the latest odometry (frame_id,
+OpenCV camera axes, with the (width, height) they are for), the latest odometry (frame_id,
 child_frame_id, 4x4 T_frame_child, metres) and the latest map_points (frame_id, stamp
 seconds, (N, 3) points in metres, at most ``MAX_MAP_POINTS``). It decodes messages with
 ``rap_ros.io.messages`` (no rclpy); a message it cannot use goes to ``bad_input(text)`` and is
 dropped, the state before it kept.
 """
+from typing import NamedTuple
+
 import numpy as np
 
 from rap_ros.geometry.cameras import K_from_fov, scale_intrinsics
@@ -25,6 +28,26 @@ from rap_ros.io.images import limit_image_size
 MAX_MAP_POINTS = 20000
 
 
+class Source(NamedTuple):
+    """The source image of the predictions: stamp ``seconds``, the ``stamp`` message, ``rgb``
+    (H, W, 3) uint8 as admitted (downscaled, undistorted) and ``K``, its own (3, 3)
+    intrinsics when camera_info undistorted it (or gave its P), else None."""
+
+    seconds: float
+    stamp: object
+    rgb: np.ndarray
+    K: np.ndarray
+
+
+class _Received(NamedTuple):
+    """An image as received: stamp, downscaled rgb, its recorded (width, height)."""
+
+    seconds: float
+    stamp: object
+    rgb: np.ndarray
+    recorded_size: tuple
+
+
 class PredictorInputs:
     """The latest inputs. ``lock``: the node's lock, under which they are replaced and read;
     ``diagnostics``: where thinned clouds and downscaled images are counted; ``logger``:
@@ -36,10 +59,10 @@ class PredictorInputs:
                  rectified=False):
         self._lock = lock
         self.diagnostics, self.logger, self.bad_input = diagnostics, logger, bad_input
-        self.max_image_pixels, self.fov_deg = max_image_pixels, fov_deg
+        self.fov_deg = fov_deg
         self.camera = CameraFrames(max_image_pixels=max_image_pixels, rectified=rectified)
-        self._source = None  # (seconds, stamp msg, rgb (H, W, 3))
-        self._source_K = None  # ((width, height), K) of the source when camera_info gave it
+        self._received = None  # _Received: the latest image, not undistorted yet
+        self._source = None  # (_Received, calibration, Source): its undistortion, once made
         self._camera_info = None  # (K, (width, height))
         self._estimated_info = None
         self._odometry = None  # (frame_id, child_frame_id, T_frame_child)
@@ -51,9 +74,27 @@ class PredictorInputs:
             return getattr(self, attribute)
 
     @property
+    def has_source(self):
+        """Whether an image was received (without undistorting it)."""
+        return self._latest("_received") is not None
+
+    @property
     def source(self):
-        """(seconds, stamp msg, rgb) of the latest image, or None."""
-        return self._latest("_source")
+        """The ``Source`` of the latest image (undistorted now with the calibration in use,
+        the first time it is read with it), or None."""
+        with self._lock:
+            received, cached = self._received, self._source
+        if received is None:
+            return None
+        calibration = self.camera.calibration
+        if cached is not None and cached[0] is received and cached[1] is calibration:
+            return cached[2]
+        rgb, K = self.camera.undistort(received.rgb, received.recorded_size)
+        source = Source(received.seconds, received.stamp, rgb, K)
+        with self._lock:
+            if self._received is received:  # not replaced meanwhile: keep it for the next
+                self._source = (received, calibration, source)
+        return source
 
     @property
     def odometry(self):
@@ -74,25 +115,23 @@ class PredictorInputs:
             return None
 
     def on_image(self, msg):
-        """Take a sensor_msgs/Image as the source of the next predictions."""
+        """Take a sensor_msgs/Image as the source of the next predictions: downscaled now,
+        undistorted when read (``source``)."""
         self.diagnostics.tick("input")
         rgb = self._decode(messages.image_to_rgb8, msg, "image dropped")
         if rgb is None:
             return
-        frame = self.camera.admit(rgb)  # downscaled, undistorted: as the estimator's frames
-        if frame.downscaled:
-            self._downscaled("image", frame.recorded_size, frame.rgb)
-        source_K = None if frame.K is None else (frame.rgb.shape[1::-1], frame.K)
-        seconds = messages.stamp_seconds(msg.header.stamp)
+        received = _Received(messages.stamp_seconds(msg.header.stamp), msg.header.stamp,
+                             self.limit_size(rgb, "image"), (rgb.shape[1], rgb.shape[0]))
         with self._lock:
-            self._source = (seconds, msg.header.stamp, frame.rgb)
-            self._source_K = source_K
+            self._received = received
 
     def limit_size(self, rgb, what):
-        """rgb within ``max_image_pixels`` (downscaled and counted when over it); goal images
-        (a target to compare with, not a camera frame to undistort)."""
+        """rgb within ``max_image_pixels`` (downscaled and counted when over it): images
+        before their undistortion, goal images (a target to compare with, not a camera
+        frame to undistort)."""
         height, width = rgb.shape[:2]
-        resized, downscaled = limit_image_size(rgb, self.max_image_pixels)
+        resized, downscaled = limit_image_size(rgb, self.camera.max_image_pixels)
         if downscaled:
             self._downscaled(what, (width, height), resized)
         return resized
@@ -108,20 +147,22 @@ class PredictorInputs:
             self._warned_downscale = True
             self.logger.warn(
                 f"{what} of {width}x{height} pixels is over max_image_pixels="
-                f"{self.max_image_pixels}: downscaled to {rgb.shape[1]}x{rgb.shape[0]} "
+                f"{self.camera.max_image_pixels}: downscaled to {rgb.shape[1]}x{rgb.shape[0]} "
                 f"(counted on /diagnostics; logged once)")
 
     def on_camera_info(self, msg):
         """Take the calibration of camera_info (sensor_msgs/CameraInfo): K and D, or P when
-        rectified; the next images are undistorted with it."""
-        calibration = self._decode(
-            lambda msg: messages.camera_info_calibration(msg, self.camera.rectified), msg,
-            "camera info ignored")
-        if calibration is None:
-            return
+        rectified; the images read from now on are undistorted with it."""
         with self._lock:
-            self.camera.calibrate(*calibration)
-            self._camera_info = calibration[:2]
+            try:
+                self.camera.calibrate_from_info(msg)
+            except ValueError as error:
+                error_text = str(error)
+            else:
+                calibration = self.camera.calibration
+                self._camera_info = (calibration.K, calibration.size)
+                return
+        self.bad_input(f"camera info ignored: {error_text}")
 
     def on_estimated_info(self, msg):
         """Take the estimator's estimated_camera_info, used only without camera_info."""
@@ -156,19 +197,17 @@ class PredictorInputs:
         with self._lock:
             self._map = (msg.header.frame_id, seconds, points)
 
-    def intrinsics(self, width, height):
-        """K (3, 3) for a source image of width x height and where it came from: the latest
-        source's own K when camera_info undistorted it (and it is that size), else camera_info's
-        (or estimated_camera_info's) K scaled to the size (a source that arrived before
-        camera_info stays as recorded)."""
+    def intrinsics(self, width, height, own_K=None):
+        """K (3, 3) for a source image of width x height and where it came from: ``own_K``,
+        the source's own K (``Source.K``: camera_info undistorted it), when given, else
+        camera_info's (or estimated_camera_info's) K scaled to the size, else a pinhole camera
+        of ``fov_deg``."""
+        if own_K is not None:
+            return own_K, "camera_info"
         with self._lock:
             info, source = self._camera_info, "camera_info"
-            own = self._source_K
             if info is None:
                 info, source = self._estimated_info, "estimated_camera_info"
-        if info is not None and source == "camera_info" and own is not None \
-                and tuple(own[0]) == (width, height):
-            return own[1], source
         if info is None:
             return K_from_fov(self.fov_deg, width, height), "fov_deg"
         K, (info_width, info_height) = info

@@ -74,7 +74,9 @@ class RecordingPublisher:
 
 class TfTopics:
     """Listens to /tf and /tf_static for ``node`` (in ``callback_group``, default the node's);
-    see the module docstring for ``watch``, ``publisher`` and ``conflict``. Thread-safe."""
+    see the module docstring for ``watch``, ``publisher`` and ``conflict``. Thread-safe: the
+    tree and the records are read and changed under one lock, which is never held while
+    calling out (a caller may hold its own lock around any method, never the reverse)."""
 
     def __init__(self, node, max_frames=1000, callback_group=None):
         self.tree = TransformTree(max_frames=max_frames)
@@ -112,16 +114,26 @@ class TfTopics:
 
     def watch(self, parent, child):
         """This node publishes ``parent -> child`` on /tf: from now on any other edge into
-        ``child`` is a conflict; one already known (the node has not published yet) is."""
+        ``child`` is a conflict; one already known (the node has not published yet) is.
+        Returns whether ``child`` is watched: False once MAX_WATCHED other children are (the
+        node must not publish an edge it cannot check)."""
         parent, child = frame_name(parent), frame_name(child)
         with self._lock:
-            if child in self._watched or len(self._watched) >= MAX_WATCHED:
-                return
+            if child in self._watched:
+                return True
+            if len(self._watched) >= MAX_WATCHED:
+                return False
             self._watched[child] = parent
             known = self.tree.parent(child)
             if known is not None and child not in self._conflicts:
                 topic = "/tf_static" if self.tree.is_static(child) else "/tf"
                 self._conflicts[child] = Conflict(known, child, topic, known == parent)
+            return True
+
+    def watched(self):
+        """The children watched (``watch``), sorted."""
+        with self._lock:
+            return sorted(self._watched)
 
     def conflict(self, child):
         """The first Conflict over ``child`` (latched), or None."""
@@ -176,8 +188,10 @@ class TfTopics:
                 return messages.transform_to_matrix(stamped.transform)
             except Exception:  # tf2 raises LookupException, ConnectivityException, ...
                 return None
-        return self.tree.lookup(target, source)
+        with self._lock:  # the /tf callbacks change the tree (``_store``)
+            return self.tree.lookup(target, source)
 
     def parent(self, frame):
         """The frame that last parented ``frame`` on /tf or /tf_static, or None."""
-        return self.tree.parent(frame)
+        with self._lock:
+            return self.tree.parent(frame)

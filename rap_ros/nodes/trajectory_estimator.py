@@ -62,8 +62,8 @@ a queue of ``queue_size`` frames, the oldest is dropped (and counted) when the q
 A jump back in time larger than 1 s (a looping bag, a restarted simulation) restarts the
 trajectory; smaller steps back are dropped; a zero stamp (an unstamped driver) is counted
 ("unstamped frames") and passes no stamp check, so it is never taken for a jump (rap,
-geometry: ``OdometryFrames.admit(None)``; model: ``WindowStream.add`` with stamp None); its
-messages carry the node's clock.
+geometry: ``OdometryFrames.admit(None)``; model: ``WindowStream.add`` with ``check=False``);
+it is stamped, processed and published at the node's clock.
 """
 import sys
 import threading
@@ -126,8 +126,9 @@ class TrajectoryEstimator(Node):
         self.anchor = ScaleAnchor(settings.scale)
         self.wheel = WheelScale()
         self.max_buffered = 0                  # most frames ever held (diagnostics)
-        self.camera = CameraInput(self._lock, self.diagnostics,
-                                  max_image_pixels=settings.max_image_pixels)
+        self.camera = CameraInput(self.diagnostics,
+                                  max_image_pixels=settings.max_image_pixels,
+                                  rectified=settings.rectified)
         self.frames = self.windows = None      # OdometryFrames or ModelWindows (below)
 
         # One callback group per input, so no input waits for another's callback.
@@ -244,14 +245,17 @@ class TrajectoryEstimator(Node):
     # -------------------------------------------------------------- input
 
     def _on_camera_info(self, msg):
-        try:
-            K, size, model, d = messages.camera_info_calibration(msg, self.settings.rectified)
-        except ValueError as error:
-            self._bad_input(f"camera_info ignored: {error}")
-            return
         with self._lock:
-            if self.camera.calibrate(K, size, model, d) and self.method == "model":
-                self.windows.stream.set_intrinsics(K, size)
+            try:
+                changed = self.camera.calibrate_from_info(msg)
+            except ValueError as error:
+                error_text = str(error)
+            else:
+                if changed and self.method == "model":
+                    calibration = self.camera.calibration
+                    self.windows.stream.set_intrinsics(calibration.K, calibration.size)
+                return
+        self._bad_input(f"camera_info ignored: {error_text}")
 
     def _on_wheel_odometry(self, msg):
         try:
@@ -278,18 +282,20 @@ class TrajectoryEstimator(Node):
         if unstamped:  # an unstamped driver: counted; its messages get the node's clock
             msg.header.stamp = self.get_clock().now().to_msg()
             self.diagnostics.count("unstamped frames")
-        # Both admissions take None for an unstamped frame: no stamp check, so the node's
-        # clock (sim time, a bag's) is never compared with the frames' stamps (no time jump).
-        checked = None if unstamped else seconds
+        # An unstamped frame passes no stamp check (odometry: ``admit(None)``; model:
+        # ``check=False``), so the node's clock (sim time, a bag's) is never compared with the
+        # frames' stamps (no time jump); it is processed at the node's clock.
         if self.method == "model":
+            if unstamped:
+                seconds = messages.stamp_seconds(msg.header.stamp)
             with self._lock:
-                refused = self.windows.stream.screen(checked)
+                refused = self.windows.stream.screen(seconds, check=not unstamped)
             if refused:
                 self.diagnostics.count(refused)
                 return
         else:
             with self._lock:
-                take, reset = self.frames.admit(checked)
+                take, reset = self.frames.admit(None if unstamped else seconds)
                 if reset:
                     self.get_logger().warn(f"{reset}: resetting the trajectory")
                     self.frames.queue.clear()
@@ -306,7 +312,8 @@ class TrajectoryEstimator(Node):
         rgb, recorded_size, K = self.camera.prepare(rgb)
         with self._lock:
             if self.method == "model":
-                if not self.windows.add(rgb, checked, msg.header.stamp):
+                if not self.windows.add(rgb, seconds, msg.header.stamp,
+                                        check=not unstamped):
                     return
             else:
                 self.frames.put(QueuedFrame(seconds, msg.header.stamp, msg.header.frame_id,

@@ -34,8 +34,9 @@ Services
 Memory
   Images over ``max_image_pixels`` are downscaled on arrival (counted on /diagnostics), then
   undistorted with camera_info's K and D (P and no undistortion when ``rectified``), through
-  ``rap_ros.io.camera_frames`` as the trajectory_estimator's frames; the process's resident
-  memory is reported on /diagnostics.
+  ``rap_ros.io.camera_frames`` as the trajectory_estimator's frames: only the latest image is
+  undistorted, once, when a request uses it; the process's resident memory is reported on
+  /diagnostics.
 
 Frames and units
   Camera poses along the plan are plan_pose @ T_base_camera, T_base_camera from
@@ -170,8 +171,12 @@ class ViewPredictor(Node):
     # -------------------------------------------------------------- state lookups
 
     def intrinsics(self, width, height):
-        """K (3, 3) for a source image of width x height and where it came from."""
-        return self.inputs.intrinsics(width, height)
+        """K (3, 3) for a source image of width x height and where it came from (the latest
+        source's own K when it is that size)."""
+        source = self.inputs.source
+        own_K = (source.K if source is not None
+                 and tuple(source.rgb.shape[1::-1]) == (width, height) else None)
+        return self.inputs.intrinsics(width, height, own_K)
 
     def current_camera(self, plan_frame, first_plan_pose):
         """T_plan_camera (4, 4) of the camera now, optical axes, and how it was found."""
@@ -220,7 +225,7 @@ class ViewPredictor(Node):
             self.image_pub.publish(image)
 
     def _publish_diagnostics(self):
-        have_source = self.inputs.source is not None
+        have_source = self.inputs.has_source
         self.diagnostics.set_value("source image", "yes" if have_source else "no")
         self.diagnostics.set_value("resident memory (MB)", resident_memory_mb())
         self.diagnostics.set_value("peak resident memory (MB)", peak_memory_mb())

@@ -42,16 +42,17 @@ class ViewRequests:
         the plan is unusable."""
         plan_stamps, plan_poses = messages.path_to_arrays(plan, self.settings.max_plan_poses)
         T_now, _ = self.current_camera(plan.header.frame_id, plan_poses[0])
-        return plan_cameras(plan_poses, plan_stamps, T_now, source[0],
+        return plan_cameras(plan_poses, plan_stamps, T_now, source.seconds,
                             self.settings.T_base_camera, self.frames,
                             self.settings.default_speed)
 
     def predict(self, source, rel, worlds, plan_frame):
-        """Frames (P, T, h, w, 3) uint8, scores (P, T) dB (None without consistency) and
-        the warp's depth source."""
-        rgb = source[2]
+        """From ``source`` (a ``predictor_inputs.Source``: the image with its own K): frames
+        (P, T, h, w, 3) uint8, scores (P, T) dB (None without consistency) and the warp's
+        depth source."""
+        rgb = source.rgb
         chunk_size = self.settings.preview_chunk_size
-        K, _ = self.inputs.intrinsics(rgb.shape[1], rgb.shape[0])
+        K, _ = self.inputs.intrinsics(rgb.shape[1], rgb.shape[0], source.K)  # rgb's own K
         depth, depth_used = self.depths.depths(source, K, worlds, plan_frame)
         self.diagnostics.set_value("warp depth", depth_used)
         start = time.perf_counter()
@@ -74,7 +75,7 @@ class ViewRequests:
         view = PredictedView()
         view.header.frame_id = header_frame
         view.header.stamp = path.header.stamp
-        view.source_stamp = source[1]
+        view.source_stamp = source.stamp
         stamp_msgs = [cv.seconds_to_stamp(max(0.0, s)) for s in stamps]
         view.frames = [cv.array_to_image(frame, "rgb8", stamp, self.settings.camera_frame)
                        for frame, stamp in zip(frames, stamp_msgs)]

@@ -80,6 +80,10 @@ class OdometryConfig:
     #                                  (benchmarks/results/model_init.md)
     # -- triangulation checks -------------------------------------------------------------
     tri_min_angle_deg: float = 1.0
+    tri_min_angle_weak_deg: float = 0.0  # at a keyframe of weak tracking (fewer PnP inliers
+    #                                  than kf_min_tracked) new landmarks need only this angle
+    #                                  (0: tri_min_angle_deg), so a slow turn keeps points in
+    #                                  view for PnP; their depth is poor, their bearing good
     tri_max_reprojection_px: float = 2.0
     # -- keyframes and map ----------------------------------------------------------------
     kf_parallax_frac: float = 0.012  # rotation-compensated median parallax for a keyframe
@@ -123,9 +127,11 @@ class OdometryConfig:
     focal_start_guess: bool = False  # with the model's K (rap, model_intrinsics), the solves
     #                                  also start from the default_hfov_deg guess: rap without
     #                                  camera_info 2.57 -> 2.29 % (geometry 1.79), focal median
-    #                                  error 17.8 -> 10.4 % (odometry_focal_start_guess.md;
-    #                                  GTSAM's lines on stdout that kept it off are now kept
-    #                                  out: selfcal._quiet_cpp_stdout)
+    #                                  error 17.8 -> 10.4 % (odometry_focal_start_guess.md);
+    #                                  still worse than the guess alone (geometry), so
+    #                                  model_intrinsics is off and this with it. (GTSAM's stdout
+    #                                  lines, once a reason, are kept out since session 14:
+    #                                  selfcal._quiet_cpp_stdout)
     focal_max_sigma: float = 0.05    # accept only if f's standard deviation <= this x f
     focal_starts: tuple = (1.0,)     # each solve starts from these multiples of the current
     #                                  focal; the accepted solve with the lowest error is kept.

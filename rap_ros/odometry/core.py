@@ -99,8 +99,9 @@ class FrameResult:
 
 
 class VisualOdometry:
-    """Monocular VO core. ``K`` (3, 3) pixels or None (then the prior's K, or a guess with
-    ``config.default_hfov_deg``); ``prior``: a ``MotionPrior`` or None.
+    """Monocular VO core. ``K`` (3, 3) pixels or None (then a guess with
+    ``config.default_hfov_deg``, self-calibrated; the prior's K with
+    ``config.model_intrinsics``); ``prior``: a ``MotionPrior`` or None.
 
     Its parts (created by ``reset``): ``_map`` (``local_map.LocalMap``: window keyframes,
     landmarks, frame records), ``_init`` (``initialisation.MapInitialiser``), ``_fusion``
@@ -466,8 +467,10 @@ class VisualOdometry:
                                          inliers)
             new.cov = cov
             self._map.records[index] = (new.kid, np.eye(4))
-            self._map.triangulate_new(self.K, new, cfg.tri_min_angle_deg,
-                                      cfg.tri_max_reprojection_px)
+            weak = cfg.tri_min_angle_weak_deg and inliers < cfg.kf_min_tracked
+            self._map.triangulate_new(
+                self.K, new, cfg.tri_min_angle_weak_deg if weak else cfg.tri_min_angle_deg,
+                cfg.tri_max_reprojection_px)
             self._map.slide(cfg.window_keyframes, self._ids)
             timing["keyframe"] = time.perf_counter() - t
             t = time.perf_counter()

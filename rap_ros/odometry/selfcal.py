@@ -20,6 +20,7 @@ solve fails; the caller then keeps its K.
 import contextlib
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -164,6 +165,11 @@ def _solve_focal(graph, values, iterations, max_sigma_rel, error_limit):
     return result, f, sigma, error_after
 
 
+_QUIET = threading.Lock()
+_quiet_depth = 0  # solves inside _quiet_cpp_stdout now (fd 1 is /dev/null while > 0)
+_saved_stdout = None
+
+
 @contextlib.contextmanager
 def _quiet_cpp_stdout():
     """File descriptor 1 points at /dev/null inside the block.
@@ -174,16 +180,24 @@ def _quiet_cpp_stdout():
     wrapper). Such landmarks are handled here (dropped after the solve), so the lines only
     flood a node's console. Python's ``sys.stdout`` is flushed first so nothing written
     before is lost; a print from another thread during the solve would be (ROS logging goes
-    to stderr)."""
-    sys.stdout.flush()
-    saved = os.dup(1)
+    to stderr). Blocks may overlap across threads: the first one in redirects, the last one
+    out restores."""
+    global _quiet_depth, _saved_stdout
+    with _QUIET:
+        if _quiet_depth == 0:
+            sys.stdout.flush()
+            _saved_stdout = os.dup(1)
+            with open(os.devnull, "wb") as null:
+                os.dup2(null.fileno(), 1)
+        _quiet_depth += 1
     try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 1)
         yield
     finally:
-        os.dup2(saved, 1)
-        os.close(saved)
+        with _QUIET:
+            _quiet_depth -= 1
+            if _quiet_depth == 0:
+                os.dup2(_saved_stdout, 1)
+                os.close(_saved_stdout)
 
 
 def _near_and_in_front(problem, max_depth):

@@ -7,7 +7,8 @@
    frame older than the last is dropped, or, ``time_jump_s`` or more older (a looping bag, a
    restarted clock), restarts the run; a change of image size restarts it too; while a
    complete window waits for the model (``full``), new frames are dropped ("model busy");
-   an unstamped frame (stamp None) passes no stamp check and never restarts the run;
+   a frame added with ``check=False`` (an unstamped driver's, stamped by the caller's clock)
+   keeps its stamp but passes no stamp check, so it never restarts the run;
 2. cuts windows of ``window = pipeline.config.frames`` frames, one every ``stride`` frames,
    and hands out up to ``batch`` of them at a time (``take``);
 3. estimates them with the ``TrajectoryPipeline`` in one batched call (``estimate``; no stream
@@ -252,12 +253,12 @@ class WindowStream(PoseStream):
         return (self.frame_interval > 0 and self._next_accept is not None
                 and stamp < self._next_accept)
 
-    def screen(self, stamp):
+    def screen(self, stamp, check=True):
         """Decide what can be decided about a frame from its stamp alone, before it is
-        decoded: its reason (SKIPPED or BUSY) when it will not be taken (the stamp is
-        recorded), else None (decode it and ``add`` it). ``stamp`` None: an unstamped frame
-        (see ``add``), refused only when the stream is full."""
-        if stamp is None:
+        decoded: its reason (SKIPPED or BUSY) when it will not be taken (a checked stamp is
+        recorded), else None (decode it and ``add`` it). ``check`` False: a frame whose stamp
+        is not its own (see ``add``), refused only when the stream is full."""
+        if not check:
             return BUSY if self.full else None
         if self.ordered and self._last_stamp is not None and stamp < self._last_stamp:
             return None  # a step back: ``add`` decides (drop, or restart the run)
@@ -269,23 +270,24 @@ class WindowStream(PoseStream):
             return BUSY
         return None
 
-    def add(self, frame, stamp, tag=None):
+    def add(self, frame, stamp, tag=None, check=True):
         """Admit one frame (uint8 RGB (H, W, 3)) at ``stamp`` (s); returns an Admission.
 
-        ``stamp`` None is an unstamped frame (a driver's zero stamp), as the odometry's
-        ``admit(None)``: it passes no stamp check (order, time jump, frame_interval), leaves
-        the last stamp as it was, and is held at the last stamp taken (0 before any), so it
-        can neither reset the run nor make the next stamped frame look like a jump."""
+        ``check`` False: the stamp is not the frame's own (an unstamped driver's frame, which
+        the caller stamps with its clock), as the odometry's ``admit(None)``: the frame keeps
+        ``stamp`` (its window's stamps, and so the poses', advance with the caller's clock)
+        but passes no stamp check (order, time jump, frame_interval) and leaves the last
+        checked stamp as it was, so it can neither reset the run nor make the next stamped
+        frame look like a jump."""
         reset = detail = None
-        stamped = stamp is not None
-        if stamped and self.ordered and self._last_stamp is not None \
+        if check and self.ordered and self._last_stamp is not None \
                 and stamp < self._last_stamp:
             back = self._last_stamp - stamp
             if self.time_jump_s is None or back <= self.time_jump_s:
                 return Admission(False, OUT_OF_ORDER)
             reset, detail = "time jumped back", f"time jumped back {back:.1f} s"
             self.reset()
-        if stamped:
+        if check:
             self._last_stamp = stamp
         if self._frames and self._frames[-1].rgb.shape != frame.shape:
             reset = "image size changed"
@@ -296,12 +298,10 @@ class WindowStream(PoseStream):
             self._last_stamp = last
         if self.full:
             return Admission(False, BUSY, reset, detail)
-        if stamped and self._too_early(stamp):
-            return Admission(False, SKIPPED, reset, detail)
-        if stamped:
+        if check:
+            if self._too_early(stamp):
+                return Admission(False, SKIPPED, reset, detail)
             self._next_accept = stamp + INTERVAL_TOLERANCE * self.frame_interval
-        else:  # held at the last stamp taken
-            stamp = self._last_stamp if self._last_stamp is not None else 0.0
         self._frames.append(_Frame(frame, float(stamp), tag))
         return Admission(True, ACCEPTED, reset, detail)
 
