@@ -8,7 +8,9 @@ view the model sees (its centre square, degrees) against the one it estimates (m
 draws): does the estimate follow the camera at all?
 
     python benchmarks/eval_model_focal_draws.py   # results: results/model_focal_draws.md
+    python benchmarks/eval_model_focal_draws.py --backend torch:runs/X/rap_small.pt
 """
+import argparse
 import sys
 from pathlib import Path
 
@@ -22,8 +24,13 @@ from rap_ros.pipeline import TrajectoryPipeline  # noqa: E402
 
 
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--backend", default="onnx",
+                        help="backend spec (default: the shipped ONNX graphs; e.g. "
+                             "torch:runs/X/rap_small.pt for a run's weights)")
+    args = parser.parse_args()
     cache = "/tmp/rap_odometry_cache"
-    pipeline = TrajectoryPipeline(get_backend("onnx"), steps=2, samples=1, seed=0)
+    pipeline = TrajectoryPipeline(get_backend(args.backend), steps=2, samples=1, seed=0)
     clips = odometry_data.variety(cache) + [
         dict(name="arc-room (seed 300)", **odometry_data.arc_clip(cache))] + odometry_data.real()
     print("| clip | f / f_true mean | sd | one draw mean abs log error | median of 8 | "
