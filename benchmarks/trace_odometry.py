@@ -17,6 +17,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from eval_odometry import score  # noqa: E402
 
+from rap_ros.evaluation.estimators import tracking_summary  # noqa: E402
 from rap_ros.geometry.rotations import rotation_angle_deg  # noqa: E402
 from rap_ros.odometry import OdometryConfig, VisualOdometry  # noqa: E402
 from rap_ros.synth.dataset import held_out_seed, make_drive  # noqa: E402
@@ -47,7 +48,7 @@ def main():
             print(f"| {i} | {r.health}{' (recovered)' if r.recovered else ''} | {r.source} | "
                   f"{'yes' if r.is_keyframe else ''} | {r.inliers} | {vo.map_size()['tracks']} "
                   f"| {vo.map_size()['landmarks']} | {step[i]:.3f} | {turn[i]:.2f} |")
-    tracked = sum(r.health in ("ok", "degraded") for r in results)
+    tracked = tracking_summary(results, initialised=vo.stats["inits"] > 0)["frames_tracked"]
     s = score(vo.trajectory(), c2w, tracked, 1.0)
     health = {k: sum(r.health == k for r in results) for k in ("initialising", "ok",
                                                                 "degraded", "lost")}
