@@ -45,6 +45,7 @@ from rap_ros.io.errors import InputError
 from rap_ros.io.messages import pose_to_matrix, stamp_seconds
 from rap_ros.nodes.conversions import K_to_camera_info, array_to_image, seconds_to_stamp
 from rap_ros.nodes.estimator_settings import METHODS as NODE_METHODS
+from rap_ros.nodes.runner import spinner_stopped
 from rap_ros.ros_env import prepare_ros_environment
 
 LIVE_IMAGE_TOPIC = "/rap_ros_eval/image"
@@ -229,7 +230,8 @@ def evaluate_live_input(path, out_dir, input_options, options, live, name):
                 time.sleep(0.1)
         finally:
             executor.shutdown(timeout_sec=1.0)
-            node.destroy_node()
+            if not spinner.is_alive() or spinner_stopped(spinner):
+                node.destroy_node()
             rclpy.try_shutdown(context=context)
         node_log = stop_process(process)
         process = None

@@ -34,7 +34,7 @@ def run_nodes(factories, args=None):
     code 2. Returns a process exit code."""
     prepare_ros_environment()
     rclpy.init(args=args)
-    nodes, executors = [], []
+    nodes, executors, spinners = [], [], []
     try:
         try:
             for factory in factories:
@@ -46,17 +46,33 @@ def run_nodes(factories, args=None):
             executors.append(make_executor(node))
             executors[-1].add_node(node)
         for executor in executors[1:]:
-            threading.Thread(target=_spin, args=(executor,), daemon=True).start()
+            spinners.append(threading.Thread(target=_spin, args=(executor,), daemon=True))
+            spinners[-1].start()
         executors[0].spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
         for executor in executors:
             executor.shutdown(timeout_sec=1.0)
-        for node in reversed(nodes):
-            node.destroy_node()
+        if all(spinner_stopped(spinner) for spinner in spinners):
+            for node in reversed(nodes):
+                node.destroy_node()
+        else:  # destroying its nodes under it would hang; the process ends anyway
+            print("warning: an executor thread did not stop; nodes left to the OS",
+                  file=sys.stderr)
         rclpy.try_shutdown()
     return 0
+
+
+def spinner_stopped(spinner, timeout_s=10.0):
+    """Wait up to ``timeout_s`` for a thread spinning an executor (already shut down) to
+    leave ``spin``; True once it has. Nodes may be destroyed only after that: rclpy's
+    ``Executor.shutdown`` does not wait for a spinning thread (Jazzy), and destroying a node
+    whose subscriptions that thread still held in its wait set deadlocked the process, the
+    spinning thread busy inside rmw with the GIL and the main thread never scheduled again
+    (a CI run hung so in `rap-ros evaluate --live`)."""
+    spinner.join(timeout_s)
+    return not spinner.is_alive()
 
 
 def _spin(executor):
