@@ -77,6 +77,8 @@ VARIANTS = {
     "triangulation angle 2 deg": {"tri_min_angle_deg": 2.0},
     # landmarks at keyframes of weak tracking (fewer inliers than kf_min_tracked) at 0.5 deg
     "weak-tracking triangulation 0.5 deg": {"tri_min_angle_weak_deg": 0.5},
+    "scale after a loss from depth": {"loss_scale": "depth"},
+    "scale after a loss from depth and speed": {"loss_scale": "blend"},
     # the front end before its noise and two-view checks (docs/evaluation.md, "Front-end
     # checks"): corners of any strength, any two-view motion with 8 inliers
     "no front-end checks": {"corner_noise_ratio": 0.0, "twoview_min_inlier_ratio": 0.0,

@@ -9,6 +9,7 @@ benchmark sets' (100.., 200..).
     python benchmarks/trace_odometry.py --scene street --seed 62      # slow turn: lost, 7 %
 """
 import argparse
+import ast
 import sys
 from pathlib import Path
 
@@ -23,13 +24,24 @@ from rap_ros.odometry import OdometryConfig, VisualOdometry  # noqa: E402
 from rap_ros.synth.dataset import held_out_seed, make_drive  # noqa: E402
 
 
+def _literal(text):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scene", default="street")
     parser.add_argument("--seed", type=int, default=62, help="held_out_seed index")
     parser.add_argument("--frames", type=int, default=200)
     parser.add_argument("--size", default="320x240", help="WxH")
+    parser.add_argument("--option", nargs=2, action="append", default=[],
+                        metavar=("NAME", "VALUE"), help="an OdometryConfig field (Python literal "
+                        "or string), e.g. --option loss_scale depth")
     args = parser.parse_args()
+    options = {name: _literal(value) for name, value in args.option}
     w, h = map(int, args.size.split("x"))
     drive = make_drive(held_out_seed(args.seed), frames=args.frames, height=h, width=w,
                        scene=args.scene)
@@ -37,7 +49,7 @@ def main():
     step = np.r_[0.0, np.linalg.norm(np.diff(c2w[:, :3, 3], axis=0), axis=1)]
     turn = np.r_[0.0, [float(rotation_angle_deg(c2w[i - 1][:3, :3].T @ c2w[i][:3, :3]))
                        for i in range(1, len(c2w))]]
-    vo = VisualOdometry(drive.K, OdometryConfig())
+    vo = VisualOdometry(drive.K, OdometryConfig(**options))
     print("| frame | health | source | keyframe | inliers | tracks | landmarks | true step m | "
           "true turn ° |\n|---:|---|---|---|---:|---:|---:|---:|---:|")
     results = []

@@ -5,6 +5,7 @@ The fake prior (ground truth plus noise) stands in for the model in unit tests; 
 runs the shipped ONNX model to show the plumbing."""
 import hashlib
 import os
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -268,6 +269,33 @@ def test_the_initialisation_renews_a_reference_that_holds_few_of_the_live_tracks
     assert not renewed(0.5, 120)
     assert not renewed(0.0, 60)        # only fewer than init_min_points renew it then
     assert renewed(0.0, 30)
+
+
+@pytest.mark.parametrize("loss_scale", ["speed", "depth"])
+def test_the_map_after_a_loss_takes_its_scale_from_the_lost_map(loss_scale):
+    """A loss at 0.01 m a frame, tracking back 10 frames later after 0.5 m: "speed" makes the
+    new map's baseline 0.1 m (the speed times the frames), "depth" gives its landmarks the
+    lost map's median depth (here the true one, 6 m), so the baseline comes out near the
+    true 0.5 m."""
+    from rap_ros.odometry.initialisation import MapInitialiser
+    from rap_ros.odometry.local_map import LocalMap
+    K = np.array([[200.0, 0, 160], [0, 200.0, 120], [0, 0, 1]])
+    rng = np.random.default_rng(3)
+    X = np.c_[rng.uniform(-3, 3, (200, 2)), rng.uniform(4, 8, 200)]
+    c2w = np.eye(4)
+    c2w[:3, 3] = [0.5, 0.0, 0.0]
+    p0 = project(K, np.eye(4), X)[0].astype(np.float32)
+    p1 = project(K, c2w, X)[0].astype(np.float32)
+    ids = np.arange(len(X))
+    init = MapInitialiser(OdometryConfig(loss_scale=loss_scale), {"inits": 0},
+                          LocalMap({"keyframes": 0}), SimpleNamespace(prior=None), [])
+    init.after_loss(0.01, float(np.median(X[:, 2])))
+    init.start(0, np.eye(4), ids, p0)
+    _, done, _ = init.attempt(10, K, ids, p1, np.eye(4), 400.0)
+    assert done
+    baseline = np.linalg.norm(init.map.window[-1].c2w[:3, 3])
+    expected = 0.1 if loss_scale == "speed" else 0.5
+    assert baseline == pytest.approx(expected, rel=0.05)
 
 
 def test_two_view_rotation_is_refused_for_tracks_that_fit_no_motion():

@@ -70,6 +70,20 @@ class OdometryConfig:
     #                                  triangulate init_min_points while top-ups refill the
     #                                  live ones; 0: only when fewer than init_min_points are
     #                                  left). benchmarks/results/odometry_init_renew_*.md
+    loss_scale: str = "speed"        # the scale of the map made after a loss: "speed" (the
+    #                                  baseline is the speed before the loss times the frames
+    #                                  since), "depth" (the new map's median landmark depth
+    #                                  equals the lost map's, as ORB-SLAM sets its first map's
+    #                                  median depth to 1: losses come at low parallax, i.e.
+    #                                  slow motion, and tracking returns once the camera is
+    #                                  faster, so "speed" makes the new map too small) or
+    #                                  "blend" (halfway in log scale). Slow street turn
+    #                                  (trace_odometry.py --seed 62): 7.40 / 4.99 / 2.77 % ATE.
+    #                                  Against "speed", three starts per clip: "depth" standard
+    #                                  set 0.95x [0.86, 1.04] (5 better, 4 worse: a 640x480
+    #                                  street 5.1 -> 6.8 %), variety 0.99x [0.97, 1.00];
+    #                                  "blend" 0.99x on both (benchmarks/results/
+    #                                  odometry_loss_scale_*.md). Not significant: "speed" stays.
     twoview_min_inlier_ratio: float = 0.3  # two-view motion (initialisation, fallback)
     twoview_min_inliers: int = 15    # trusted only if this fraction of the tracks, and this
     #                                  many, fit it (a bare wall's noise tracks fit no motion)

@@ -113,6 +113,9 @@ class VisualOdometry:
         if self.cfg.klt_predict not in ("previous", "rotation", "map"):
             raise ValueError(f"klt_predict must be 'previous', 'rotation' or 'map', got "
                              f"{self.cfg.klt_predict!r}")
+        if self.cfg.loss_scale not in ("speed", "depth", "blend"):
+            raise ValueError(f"loss_scale must be 'speed', 'depth' or 'blend', got "
+                             f"{self.cfg.loss_scale!r}")
         self.prior = prior
         self.K_given = None if K is None else np.asarray(K, float)
         self.ba = WindowBundleAdjuster(self.cfg.ba_pixel_sigma, self.cfg.ba_huber,
@@ -452,7 +455,8 @@ class VisualOdometry:
         if state == "lost":
             # start again from here, keeping the trajectory continuous
             self._mode = "init"
-            self._init.after_loss(np.linalg.norm(self._velocity[:3, 3]))
+            self._init.after_loss(np.linalg.norm(self._velocity[:3, 3]),
+                                  self._map.median_depth())
             self._map.freeze_window()
             self._map.records[index] = (None, c2w.copy())
             self._start_init(index, c2w, gray)

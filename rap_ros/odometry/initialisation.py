@@ -2,8 +2,9 @@
 again after tracking is lost — from a reference frame and the frames tracked since.
 
 Conventions: poses are camera-to-world 4x4 float64 with OpenCV camera axes (x right, y down,
-z forward); the first map's baseline has length 1 (monocular: arbitrary scale), after a loss
-the speed before it times the frames elapsed; tracks are (N,) int64 ids and (N, 2) float32
+z forward); the first map's baseline has length 1 (monocular: arbitrary scale); after a loss
+the speed before it times the frames elapsed, or (``loss_scale`` "depth") the length that
+gives the new map the lost map's median landmark depth; tracks are (N,) int64 ids and (N, 2) float32
 pixels; K (3, 3) pixels; angles in degrees where a name says so.
 """
 import numpy as np
@@ -26,7 +27,8 @@ def two_view_rotation(cfg, K, p1, p2):
 class MapInitialiser:
     """The initialisation state: the reference frame (``ref``: frame, c2w, ids, pts), the
     frames tracked since (``pending``: frame, ids, pts), the speed before a loss
-    (``speed_hint``, map units per frame) and the frame of the last model attempt.
+    (``speed_hint``, map units per frame), the lost map's median landmark depth
+    (``depth_hint``, map units) and the frame of the last model attempt.
 
     ``stats``: the core's counters dict; ``local_map``: its ``LocalMap`` (rebuilt here on
     success); ``fusion``: its ``PriorFusion`` (the model's direction of travel, with
@@ -38,6 +40,7 @@ class MapInitialiser:
         self.ref = None
         self.pending = []
         self.speed_hint = None
+        self.depth_hint = None
         self.last_model_try = -10**9
 
     def start(self, index, c2w, ids, pts):
@@ -45,11 +48,13 @@ class MapInitialiser:
         self.ref = dict(frame=index, c2w=c2w.copy(), ids=ids.copy(), pts=pts.copy())
         self.pending = []
 
-    def after_loss(self, speed):
-        """Tracking was lost while moving ``speed`` per frame: the next map's baseline
-        follows it (the first loss's speed is kept until a map is made)."""
+    def after_loss(self, speed, depth=None):
+        """Tracking was lost while moving ``speed`` per frame with the map's landmarks at a
+        median ``depth`` (None: unknown): the next map's scale follows one of them
+        (``loss_scale``; the first loss's are kept until a map is made)."""
         if self.speed_hint is None:
             self.speed_hint = max(float(speed), 1e-6)
+            self.depth_hint = depth
 
     def scale(self, f):
         """Multiply the reference pose and the speed by ``f`` (``set_scale``)."""
@@ -57,6 +62,8 @@ class MapInitialiser:
             self.ref["c2w"] = scaled(self.ref["c2w"], f)
         if self.speed_hint is not None:
             self.speed_hint *= f
+        if self.depth_hint is not None:
+            self.depth_hint *= f
 
     def _baseline(self, frames):
         if self.speed_hint:
@@ -126,6 +133,9 @@ class MapInitialiser:
         good &= mask
         if good.sum() < cfg.init_min_points or np.median(angle[good]) < min_angle:
             return False
+        if cfg.loss_scale in ("depth", "blend") and self.depth_hint:
+            X, c2w_cur = self._to_lost_depth(X, good, c2w_cur,
+                                             1.0 if cfg.loss_scale == "depth" else 0.5)
         # the map: two keyframes and their landmarks
         local_map.restart(zip(common[good], X[good]))
         k0 = local_map.add_keyframe(ref["frame"], ref["c2w"], ref["ids"], ref["pts"],
@@ -154,5 +164,19 @@ class MapInitialiser:
             local_map.records[f] = (k0.kid, invert_pose(ref["c2w"]) @ c2w)
         self.pending = []
         self.ref = None
-        self.speed_hint = None
+        self.speed_hint = self.depth_hint = None
         return True
+
+    def _to_lost_depth(self, X, good, c2w_cur, power=1.0):
+        """The new map (points X (N, 3), the frame's c2w) scaled about the reference camera
+        so that its median depth there (over ``good``) is the lost map's (``power`` 1; 0.5:
+        halfway in log scale between that and the speed's baseline)."""
+        w2c_ref = invert_pose(self.ref["c2w"])
+        z = X[good] @ w2c_ref[2, :3] + w2c_ref[2, 3]
+        depth = np.median(z)
+        if not depth > 0:
+            return X, c2w_cur
+        s, centre = (self.depth_hint / depth) ** power, self.ref["c2w"][:3, 3]
+        c2w_cur = c2w_cur.copy()
+        c2w_cur[:3, 3] = centre + s * (c2w_cur[:3, 3] - centre)
+        return centre + s * (X - centre), c2w_cur

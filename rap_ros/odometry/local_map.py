@@ -90,6 +90,19 @@ class LocalMap:
         for kf in self.window:
             self.kf_pose[kf.kid] = kf.c2w.copy()
 
+    def median_depth(self):
+        """Median depth (z in the camera, map units) of the landmarks the window's keyframes
+        observe, over all of them; None without any in front of a keyframe."""
+        depths = []
+        for kf in self.window:
+            X = [self.landmarks[i] for i in kf.ids.tolist() if i in self.landmarks]
+            if X:
+                w2c = np.linalg.inv(kf.c2w)
+                z = np.asarray(X) @ w2c[2, :3] + w2c[2, 3]
+                depths.append(z[z > 0])
+        depths = np.concatenate(depths) if depths else np.zeros(0)
+        return float(np.median(depths)) if len(depths) else None
+
     def restart(self, landmarks):
         """Drop the window, its landmarks and factors (the keyframes' poses stay in
         ``kf_pose``) and start from ``landmarks`` (pairs of track id, world point)."""
