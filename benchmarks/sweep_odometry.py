@@ -79,6 +79,8 @@ VARIANTS = {
     "weak-tracking triangulation 0.5 deg": {"tri_min_angle_weak_deg": 0.5},
     "scale after a loss from depth": {"loss_scale": "depth"},
     "scale after a loss from depth and speed": {"loss_scale": "blend"},
+    "weak-tracking triangulation 0.5 deg, scale after a loss from depth":
+        {"tri_min_angle_weak_deg": 0.5, "loss_scale": "depth"},
     # the front end before its noise and two-view checks (docs/evaluation.md, "Front-end
     # checks"): corners of any strength, any two-view motion with 8 inliers
     "no front-end checks": {"corner_noise_ratio": 0.0, "twoview_min_inlier_ratio": 0.0,
