@@ -4,8 +4,9 @@ again after tracking is lost — from a reference frame and the frames tracked s
 Conventions: poses are camera-to-world 4x4 float64 with OpenCV camera axes (x right, y down,
 z forward); the first map's baseline has length 1 (monocular: arbitrary scale); after a loss
 the speed before it times the frames elapsed, or (``loss_scale`` "depth") the length that
-gives the new map the lost map's median landmark depth; tracks are (N,) int64 ids and (N, 2) float32
-pixels; K (3, 3) pixels; angles in degrees where a name says so.
+gives the new map the lost map's median landmark depth ("blend": halfway in log scale);
+tracks are (N,) int64 ids and (N, 2) float32 pixels; K (3, 3) pixels; angles in degrees
+where a name says so.
 """
 import numpy as np
 
