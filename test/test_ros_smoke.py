@@ -96,3 +96,36 @@ def test_tf_message_hash_matches_upstream():
     ours = next(h["hash_string"] for h in hashes if h["type_name"] == "tf2_msgs/msg/TFMessage")
     upstream = get_typestore(Stores.ROS2_JAZZY).hash_rihs01("tf2_msgs/msg/TFMessage")
     assert ours == upstream
+
+
+def test_a_spinning_thread_is_stopped_before_its_node_is_destroyed():
+    """``spinner_stopped``: after ``Executor.shutdown`` the spinning thread leaves ``spin``
+    and is joined, so destroying the node cannot race it (the CI hang of `evaluate --live`);
+    a thread never started counts as stopped, one still running after the timeout does not."""
+    import threading
+
+    from rclpy.executors import SingleThreadedExecutor
+
+    from rap_ros.nodes.runner import spinner_stopped
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        node = rclpy.create_node("spinner_probe", context=context)
+        node.create_subscription(Path, "/spinner_probe", lambda msg: None, 10)
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        spinner = threading.Thread(target=executor.spin, daemon=True)
+        spinner.start()
+        time.sleep(0.2)
+        executor.shutdown(timeout_sec=1.0)
+        assert spinner_stopped(spinner, timeout_s=10.0)
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=context)
+    assert spinner_stopped(threading.Thread(target=lambda: None))
+    release = threading.Event()
+    busy = threading.Thread(target=release.wait, daemon=True)
+    busy.start()
+    assert not spinner_stopped(busy, timeout_s=0.1)
+    release.set()
+    assert spinner_stopped(busy, timeout_s=5.0)

@@ -230,7 +230,7 @@ def evaluate_live_input(path, out_dir, input_options, options, live, name):
                 time.sleep(0.1)
         finally:
             executor.shutdown(timeout_sec=1.0)
-            if not spinner.is_alive() or spinner_stopped(spinner):
+            if spinner_stopped(spinner):
                 node.destroy_node()
             rclpy.try_shutdown(context=context)
         node_log = stop_process(process)

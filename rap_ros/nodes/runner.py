@@ -70,8 +70,10 @@ def spinner_stopped(spinner, timeout_s=10.0):
     ``Executor.shutdown`` does not wait for a spinning thread (Jazzy), and destroying a node
     whose subscriptions that thread still held in its wait set deadlocked the process, the
     spinning thread busy inside rmw with the GIL and the main thread never scheduled again
-    (a CI run hung so in `rap-ros evaluate --live`)."""
-    spinner.join(timeout_s)
+    (a CI run hung so in `rap-ros evaluate --live`). A thread never started counts as
+    stopped."""
+    if spinner.is_alive():
+        spinner.join(timeout_s)
     return not spinner.is_alive()
 
 
