@@ -78,7 +78,7 @@ class OdometryConfig:
     #                                  slow motion, and tracking returns once the camera is
     #                                  faster, so "speed" makes the new map too small) or
     #                                  "blend" (halfway in log scale). Slow street turn
-    #                                  (trace_odometry.py --seed 62): 7.40 / 4.99 / 2.77 % ATE.
+    #                                  (trace_odometry.py --seed 62): 7.40 / 4.93 / 2.77 % ATE.
     #                                  Against "speed", three starts per clip: "depth" standard
     #                                  set 0.95x [0.86, 1.04] (5 better, 4 worse: a 640x480
     #                                  street 5.1 -> 6.8 %), variety 0.99x [0.97, 1.00];

@@ -456,7 +456,7 @@ class VisualOdometry:
             # start again from here, keeping the trajectory continuous
             self._mode = "init"
             self._init.after_loss(np.linalg.norm(self._velocity[:3, 3]),
-                                  self._map.median_depth())
+                                  None if cfg.loss_scale == "speed" else self._map.median_depth())
             self._map.freeze_window()
             self._map.records[index] = (None, c2w.copy())
             self._start_init(index, c2w, gray)

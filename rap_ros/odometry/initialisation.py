@@ -12,8 +12,8 @@ import numpy as np
 
 from rap_ros.geometry.cameras import invert_pose, pose_from_rt
 from rap_ros.odometry.local_map import scaled
-from rap_ros.odometry.twoview import (pnp, relative_rotation, rotation_compensated_parallax,
-                                      triangulate)
+from rap_ros.odometry.twoview import (in_camera, pnp, relative_rotation,
+                                      rotation_compensated_parallax, triangulate)
 
 MAX_PENDING = 60  # frames waiting for a map before the reference frame is renewed
 
@@ -172,9 +172,7 @@ class MapInitialiser:
         """The new map (points X (N, 3), the frame's c2w) scaled about the reference camera
         so that its median depth there (over ``good``) is the lost map's (``power`` 1; 0.5:
         halfway in log scale between that and the speed's baseline)."""
-        w2c_ref = invert_pose(self.ref["c2w"])
-        z = X[good] @ w2c_ref[2, :3] + w2c_ref[2, 3]
-        depth = np.median(z)
+        depth = np.median(in_camera(self.ref["c2w"], X[good])[:, 2])
         if not depth > 0:
             return X, c2w_cur
         s, centre = (self.depth_hint / depth) ** power, self.ref["c2w"][:3, 3]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rap_ros.odometry.backend import BAProblem
-from rap_ros.odometry.twoview import project, triangulate
+from rap_ros.odometry.twoview import in_camera, project, triangulate
 
 
 @dataclass
@@ -97,8 +97,7 @@ class LocalMap:
         for kf in self.window:
             X = [self.landmarks[i] for i in kf.ids.tolist() if i in self.landmarks]
             if X:
-                w2c = np.linalg.inv(kf.c2w)
-                z = np.asarray(X) @ w2c[2, :3] + w2c[2, 3]
+                z = in_camera(kf.c2w, X)[:, 2]
                 depths.append(z[z > 0])
         depths = np.concatenate(depths) if depths else np.zeros(0)
         return float(np.median(depths)) if len(depths) else None

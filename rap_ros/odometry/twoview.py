@@ -12,10 +12,15 @@ from rap_ros.geometry.cameras import invert_pose, pose_from_rt
 from rap_ros.geometry.rotations import skew
 
 
+def in_camera(c2w, X):
+    """World points X (N, 3) in the frame of camera c2w (N, 3); column 2 is the depth."""
+    w2c = invert_pose(c2w)
+    return np.asarray(X) @ w2c[:3, :3].T + w2c[:3, 3]
+
+
 def project(K, c2w, X):
     """Pixels (N, 2) and depths (N,) of world points X (N, 3) seen from camera c2w."""
-    w2c = invert_pose(c2w)
-    Xc = X @ w2c[:3, :3].T + w2c[:3, 3]
+    Xc = in_camera(c2w, X)
     z = Xc[:, 2]
     uv = (Xc[:, :2] / np.where(np.abs(z) < 1e-12, 1e-12, z)[:, None]) * [K[0, 0], K[1, 1]] \
         + [K[0, 2], K[1, 2]]
