@@ -52,18 +52,19 @@ METHODS = ("rap", "geometry", "opencv-vo")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def build_odometry(method, K, config=None):
+def build_odometry(method, K, config=None, backend="onnx"):
     """The core for ``method`` ("rap" or "geometry") through ``make_odometry``; rap with the
-    shipped model (ONNX, 2 Euler steps, 1 sample). A fresh prior per run: its noise generator
+    model of the ``backend`` spec (default the shipped one on ONNX; 2 Euler steps, 1 sample). A fresh prior per run: its noise generator
     starts from the same seed, so a sequence's figure does not depend on which sequences ran
     before it in the process (the backend, the costly part, is shared by ``get_backend``)."""
-    backend = get_backend("onnx") if method == "rap" else None
+    backend = get_backend(backend) if method == "rap" else None
     return make_odometry(method, K, backend=backend, config=config, samples=1, steps=2)
 
 
 # ---------------------------------------------------------------- running and scoring
-def run_method(method, frames, K, config=None):
-    """Returns (c2w (N, 4, 4), frames tracked (int), seconds, extra dict)."""
+def run_method(method, frames, K, config=None, backend="onnx"):
+    """Returns (c2w (N, 4, 4), frames tracked (int), seconds, extra dict). backend: the
+    model's backend spec for ``rap`` (``build_odometry``)."""
     if method == "opencv-vo":
         if K is None:  # the baseline needs K: the same 60-degree guess as the core
             h, w = frames.shape[1:3]
@@ -72,7 +73,7 @@ def run_method(method, frames, K, config=None):
         start = time.perf_counter()
         poses = [vo.process(f) for f in frames]
         return np.array(poses), len(frames), time.perf_counter() - start, {}
-    vo = build_odometry(method, K, config)
+    vo = build_odometry(method, K, config, backend)
     start = time.perf_counter()
     results = [vo.push(f, 0.1 * i) for i, f in enumerate(frames)]
     seconds = time.perf_counter() - start

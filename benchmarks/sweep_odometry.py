@@ -96,6 +96,8 @@ VARIANTS = {
     "KLT from the predicted rotation": {"klt_predict": "rotation"},
     "KLT from the old position, keyframe parallax x0.75": {"klt_predict": "previous",
                                                             "kf_parallax_frac": 0.009},
+    "BA window 12 keyframes": {"window_keyframes": 12},
+    "BA window 16 keyframes": {"window_keyframes": 16},
 }
 # other methods as reference columns: name -> (method, OdometryConfig overrides)
 REFERENCES = {"rap (defaults)": ("rap", {}), "opencv-vo": ("opencv-vo", {}),
@@ -246,6 +248,10 @@ def main(argv=None):
                              "early decision (the initialisation's frame, a keyframe) moves "
                              "a clip's ATE by factors of 3-20 either way, so comparisons "
                              "of settings average over a few starts")
+    parser.add_argument("--backend", default="onnx", metavar="SPEC",
+                        help="the model of the rap columns, as rap-ros evaluate's --backend "
+                             "(default: the shipped weights on ONNX Runtime), e.g. "
+                             "torch:runs/NAME/rap_small.pt for weights under trial")
     parser.add_argument("--report-only", metavar="JSON",
                         help="write the tables of an earlier run's JSON again (its .md beside "
                              "it), running nothing")
@@ -270,7 +276,7 @@ def main(argv=None):
             runs = []
             for offset in args.offsets:  # the same clip started a few frames later
                 est, tracked, seconds, extra = run_method(method, s["frames"][offset:], s["K"],
-                                                          config)
+                                                          config, args.backend)
                 runs.append(score(est, s["c2w"][offset:], tracked, seconds)["ate_pct"])
             ate_pct[name][s["name"]] = geomean(runs)
             if len(runs) > 1:

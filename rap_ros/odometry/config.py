@@ -110,7 +110,10 @@ class OdometryConfig:
     kf_min_survival: float = 0.6     # map points tracked / those at the last keyframe
     kf_min_tracked: int = 60         # fewer map points tracked: keyframe
     kf_max_gap: int = 30             # keyframe at least every this many frames
-    window_keyframes: int = 8        # keyframes in the local map and the BA window
+    window_keyframes: int = 8        # keyframes in the local map and the BA window (16:
+    #                                  0.94x the ATE [0.87, 1.03] over 46 clips, not
+    #                                  significant, at about 5x the BA time: odometry_ba_
+    #                                  window_*.md, ba_window_cost.md)
     # -- bundle adjustment ----------------------------------------------------------------
     ba: bool = True
     ba_solver: str = "isam2"         # "isam2" (the window graph in ISAM2; an ill-posed window
