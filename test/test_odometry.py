@@ -476,6 +476,25 @@ def test_a_ba_left_due_waits_for_at_most_max_deferred_keyframes(drive):
     assert _ate_pct(vo.trajectory(), drive.c2w) < 5.0
 
 
+def test_frames_that_waited_for_the_map_are_placed_when_the_caller_has_time(drive):
+    """push(optimise=False) returns the frame that makes the map without placing the frames
+    that waited for it (up to 60 PnPs; a node publishes that frame's pose first); optimise()
+    places them where push() would have."""
+    deferred = VisualOdometry(drive.K, OdometryConfig())
+    for i, frame in enumerate(drive.frames):
+        if deferred.push(frame, stamp=0.1 * i, optimise=False).source == "init":
+            break
+    waiting = [f for f, _, _ in deferred._init.waiting]
+    assert len(waiting) >= 2
+    assert all(deferred._map.records[f][0] is None for f in waiting)  # provisional poses
+    deferred.optimise()
+    assert not deferred._init.waiting
+    assert all(deferred._map.records[f][0] is not None for f in waiting)
+    at_once, _ = _run(drive.frames[:i + 1], drive.K)
+    assert np.allclose([deferred._map.pose_of(f) for f in waiting],
+                       [at_once._map.pose_of(f) for f in waiting], atol=1e-9)
+
+
 def test_no_camera_info_with_prior_uses_its_k_only_with_model_intrinsics(drive):
     """With ``model_intrinsics`` the prior's K is the start (its window's frames wait for it);
     without, the core starts from the field-of-view guess as geometry does."""

@@ -25,6 +25,10 @@ from rap_ros.odometry import OdometryConfig
 from rap_ros.odometry.factory import make_odometry
 from rap_ros.pipeline.streaming import TIME_JUMP_S
 
+# Frames that waited for a new map, placed on it per idle moment between frames (each a PnP
+# of 1.5-2.5 ms at 640x480 here): after a (re)initialisation up to 60 of them would
+# otherwise hold up the next frames by 50-150 ms (benchmarks/results/node_latency.md).
+PLACE_PER_IDLE = 8
 
 class QueuedFrame(NamedTuple):
     """A frame between the subscription and the odometry worker (rap, geometry)."""
@@ -244,7 +248,7 @@ class OdometryFrames:
         with self.odometry_lock:
             if not self.queue:  # a deque's truth is atomic: no need for the node's lock
                 started = time.perf_counter()
-                if odometry.optimise():
+                if odometry.optimise(place_limit=PLACE_PER_IDLE):
                     self.diagnostics.latency("bundle adjustment",
                                              time.perf_counter() - started)
                 if odometry.stats["ba_runs"] != self._ba_runs_published:  # here or in push

@@ -176,13 +176,14 @@ class VisualOdometry:
 
         ``optimise=False``: a keyframe's bundle adjustment is left due instead of run before
         returning, so a caller can publish the frame's pose first and then call
-        ``optimise()`` when it has time (a node's latency: when no frame waits). Until then
-        the next frames are tracked on the map as it is, and a new keyframe's BA joins the
-        due one (one BA over the window then); once ``max_deferred_keyframes`` keyframes
-        wait, the next push runs it first. Anything reading the map (``trajectory``,
-        ``keyframes``, ``map_points``, ``set_scale``) runs it first. The frame's returned
-        pose is its tracked pose, not the adjusted one (``trajectory()`` has the adjusted
-        one)."""
+        ``optimise()`` when it has time (a node's latency: when no frame waits); the frames
+        that waited for a new map are placed on it then too (``MapInitialiser.place_waiting``,
+        up to 60 PnPs). Until then the next frames are tracked on the map as it is, and a
+        new keyframe's BA joins the due one (one BA over the window then); once
+        ``max_deferred_keyframes`` keyframes wait, the next push runs it first. Anything
+        reading the map (``keyframes``, ``map_points``, ``set_scale``) runs it first, and
+        ``trajectory`` places the waiting frames too. The frame's returned pose is its
+        tracked pose, not the adjusted one (``trajectory()`` has the adjusted one)."""
         t0 = time.perf_counter()
         image = np.asarray(image)
         self._defer_ba = not optimise
@@ -191,11 +192,18 @@ class VisualOdometry:
             return self._push_without_k(image, stamp, t0)
         return self._push(image, stamp, t0)
 
-    def optimise(self):
-        """Run the bundle adjustment a keyframe of ``push(..., optimise=False)`` left due.
-        Returns True if one ran. ``trajectory``, ``keyframes``, ``map_points`` and
-        ``set_scale`` call it first, and ``push`` once ``max_deferred_keyframes`` keyframes
-        wait, so a caller that never does loses no keyframe's BA (they join)."""
+    def optimise(self, place_limit=None):
+        """Place the frames that waited for a new map (at most ``place_limit`` of them now;
+        None: all), then run the bundle adjustment a keyframe of ``push(...,
+        optimise=False)`` left due. Returns True if a BA ran. ``trajectory`` calls it
+        first; ``keyframes``, ``map_points``, ``set_scale`` and ``push`` (once
+        ``max_deferred_keyframes`` keyframes wait) run the due BA, so a caller that never
+        calls it loses no keyframe's BA (they join) and no frame's placement."""
+        self._init.place_waiting(self.K, place_limit)  # before the BA, as push() would
+        return self._run_due_ba()
+
+    def _run_due_ba(self):
+        """The BA left due by ``push(optimise=False)``, if any; True if one ran."""
         if not self._ba_due:
             return False
         self._ba_due = 0
@@ -214,14 +222,14 @@ class VisualOdometry:
 
     def keyframes(self):
         """Dict frame index -> c2w of the keyframes of the current window (BA-corrected)."""
-        self.optimise()
+        self._run_due_ba()
         return {kf.frame: kf.c2w.copy() for kf in self._map.window}
 
     def set_scale(self, factor):
         """Multiply every length (map, keyframes, trajectory, motion model) by ``factor``
         about the world origin, e.g. once wheel odometry gives the metric scale."""
         f = float(factor)
-        self.optimise()
+        self._run_due_ba()
         self._map.scale(f)
         self._last_pose, self._velocity = scaled(self._last_pose, f), scaled(self._velocity, f)
         self._init.scale(f)
@@ -230,7 +238,7 @@ class VisualOdometry:
     def map_points(self):
         """(N, 3) float64 world positions of the local map's landmarks (same frame and units
         as the poses; empty before initialisation), e.g. for the depth of a preview warp."""
-        self.optimise()
+        self._run_due_ba()
         if not self._map.landmarks:
             return np.zeros((0, 3))
         return np.array(list(self._map.landmarks.values()), float)
@@ -269,7 +277,7 @@ class VisualOdometry:
     def _push(self, image, stamp, t0):
         cfg = self.cfg
         if not self._defer_ba or self._ba_due >= cfg.max_deferred_keyframes:
-            self.optimise()
+            self._run_due_ba()
         self._index += 1
         index = self._index
         self.stats["frames"] += 1
@@ -396,6 +404,8 @@ class VisualOdometry:
         timing["pose"] = time.perf_counter() - t
         kf = self._map.window[-1]
         state, recovered = self._health.update(True, len(self._map.landmarks))
+        if not self._defer_ba:  # else optimise() places them, after the frame's pose is out
+            self._init.place_waiting(self.K)
         t = time.perf_counter()
         self._keyframe_ba()
         timing["ba"] = time.perf_counter() - t
