@@ -67,6 +67,16 @@ def test_sample_intrinsics_ranges():
         assert abs(K[0, 2] - 31.5) <= 0.03 * 64 and abs(K[1, 2] - 23.5) <= 0.03 * 48
 
 
+def test_a_clip_with_another_field_of_view_range_keeps_its_scene_and_path():
+    """Training can draw narrower cameras (``TrainConfig.fov_deg``) without changing what
+    each seed films otherwise."""
+    default = dataset.sample_clip(21, frames=3, height=32, width=32)
+    narrow = dataset.sample_clip(21, frames=3, height=32, width=32, fov_deg=(25.0, 30.0))
+    fov = np.degrees(2 * np.arctan(16 / narrow.K[0, 0]))
+    assert 25.0 <= fov <= 30.0
+    assert np.array_equal(default.c2w, narrow.c2w) and default.meta == narrow.meta
+
+
 @pytest.mark.parametrize("kind", trajectories.KINDS)
 def test_trajectory_shapes_start_and_realism(kind):
     for seed in range(20):

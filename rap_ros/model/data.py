@@ -33,6 +33,7 @@ from rap_ros.io.clip_cache import (CACHE_VERSION, FrameCache,  # noqa: F401 (the
                                    write_clip_cache)
 from rap_ros.model.codec import encode_raxels_latent
 from rap_ros.synth import dataset
+from rap_ros.synth.trajectories import FOV_DEG
 
 # Letterboxed training clips (issue 12 "Full frame", ``letterbox_cache``): each rendered
 # square clip keeps the centred strip of one of these aspects (width / height: 4:3, 16:9,
@@ -59,27 +60,30 @@ def clip_seed(split: str, index: int) -> int:
 
 
 def _render_one(args):
-    seed, frames, size = args
+    seed, frames, size, fov_deg = args
     torch.set_num_threads(1)
-    clip, depth = dataset.sample_clip(seed, frames, size, size, depth=True)
+    clip, depth = dataset.sample_clip(seed, frames, size, size, depth=True, fov_deg=fov_deg)
     rel, scale = relative_to_first(clip.c2w)
     return (np.asarray(clip.frames, np.uint8), np.asarray(clip.K, np.float64), rel,
             (depth / scale).astype(np.float32))
 
 
 def build_frame_cache(cache_dir, n: int, frames: int, size: int, workers: int = 2,
-                      split: str = "train", log=print):
-    """Render (or finish rendering) n clips of a split ("train" or "val") into cache_dir.
-    Returns the cache dir."""
+                      split: str = "train", log=print, fov_deg=FOV_DEG):
+    """Render (or finish rendering) n clips of a split ("train" or "val") into cache_dir,
+    their horizontal fields of view drawn from ``fov_deg`` (degrees). Returns the cache
+    dir."""
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     meta_path = cache_dir / "meta.json"
     meta = {"version": CACHE_VERSION, "n": n, "frames": frames, "size": size,
             "split": split, "depth": True, "done": 0}
+    if tuple(fov_deg) != FOV_DEG:  # caches made before the range was a setting lack the key
+        meta["fov_deg"] = list(fov_deg)
     if meta_path.is_file():
         old = json.loads(meta_path.read_text())
-        if all(old.get(k) == meta[k]
-               for k in ("version", "n", "frames", "size", "split", "depth")):
+        if all(old.get(k) == meta.get(k)
+               for k in ("version", "n", "frames", "size", "split", "depth", "fov_deg")):
             meta = old
         else:
             log(f"cache {cache_dir} has other sizes ({old}); rebuilding")
@@ -96,7 +100,7 @@ def build_frame_cache(cache_dir, n: int, frames: int, size: int, workers: int = 
     if start >= n:
         return cache_dir
     log(f"rendering clips {start}..{n - 1} into {cache_dir} with {workers} workers")
-    jobs = [(clip_seed(split, i), frames, size) for i in range(start, n)]
+    jobs = [(clip_seed(split, i), frames, size, tuple(fov_deg)) for i in range(start, n)]
     t0 = time.time()
     chunk = 64
 

@@ -150,7 +150,7 @@ def ensure_caches(run: Run):
     mc, tc = run.config.model, run.config.train
     if run.main:
         data_mod.build_frame_cache(run.dir / "cache", tc.train_clips, mc.frames, mc.image_size,
-                                   tc.render_workers, log=run.log)
+                                   tc.render_workers, log=run.log, fov_deg=tuple(tc.fov_deg))
         data_mod.build_frame_cache(run.dir / "val_cache", tc.val_clips, mc.frames, mc.image_size,
                                    tc.render_workers, split="val", log=run.log)
     run.barrier()

@@ -64,6 +64,7 @@ def sample_clip(
     supersample: int = SUPERSAMPLE,
     depth: bool = False,
     effects: tuple = (),
+    fov_deg: tuple = trajectories.FOV_DEG,
 ) -> Clip:
     """Render the clip of ``seed``: random trajectory kind (trajectories.KINDS) and scene kind
     (scenes.KINDS) unless given, random intrinsics, ``frames`` frames at ``fps`` Hz.
@@ -71,13 +72,13 @@ def sample_clip(
     sky; ``render.true_depth``) instead (the same clip). ``effects``: what a real camera adds
     (names of ``camera_effects.EFFECTS``: rolling shutter, a moving object, sensor noise,
     auto-exposure, JPEG); the scene, trajectory and intrinsics are those of the clip without
-    them.
+    them. ``fov_deg``: the range of the horizontal field of view drawn (degrees).
 
     ``seed`` is an int; a numpy Generator is accepted too (then ``meta["seed"]`` is None)."""
     rng = np.random.default_rng(seed)
     trajectory_kind = _choose(rng, trajectory, trajectories.KINDS)
     scene_kind = _choose(rng, scene, scenes.KINDS)
-    K = trajectories.sample_intrinsics(rng, width, height)
+    K = trajectories.sample_intrinsics(rng, width, height, fov_deg)
     path = trajectories.make_trajectory(trajectory_kind, rng, frames, fps)
     meta = {"scene": scene_kind, "trajectory": trajectory_kind, "seed": _seed_label(seed)}
     if effects:

@@ -42,11 +42,16 @@ class Trajectory:
     focus: np.ndarray = None
 
 
-def sample_intrinsics(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
-    """Random pinhole K (3, 3): horizontal FOV 45-100 deg, fy = fx within 2 %, principal
-    point within 3 % of the image size of the centre ((W-1)/2, (H-1)/2), pixel centres at
-    integer coordinates."""
-    fov = np.deg2rad(rng.uniform(45.0, 100.0))
+FOV_DEG = (45.0, 100.0)  # the horizontal field of view ``sample_intrinsics`` draws from
+
+
+def sample_intrinsics(rng: np.random.Generator, width: int, height: int,
+                      fov_deg=FOV_DEG) -> np.ndarray:
+    """Random pinhole K (3, 3): horizontal FOV uniform in ``fov_deg`` (degrees; 45-100 by
+    default), fy = fx within 2 %, principal point within 3 % of the image size of the
+    centre ((W-1)/2, (H-1)/2), pixel centres at integer coordinates. The same random draws
+    whatever the range, so a clip's scene and path do not depend on it."""
+    fov = np.deg2rad(rng.uniform(*fov_deg))
     fx = 0.5 * width / np.tan(0.5 * fov)
     fy = fx * rng.uniform(0.98, 1.02)
     cx = (width - 1) / 2 + rng.uniform(-0.03, 0.03) * width
