@@ -30,6 +30,7 @@ from rap_ros.pipeline.streaming import TIME_JUMP_S
 # otherwise hold up the next frames by 50-150 ms (benchmarks/results/node_latency.md).
 PLACE_PER_IDLE = 8
 
+
 class QueuedFrame(NamedTuple):
     """A frame between the subscription and the odometry worker (rap, geometry)."""
     seconds: float          # header stamp (s); the node's clock for an unstamped frame
