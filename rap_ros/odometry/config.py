@@ -146,7 +146,12 @@ class OdometryConfig:
     #                                  field of view it reads stays near 70 deg, correlation
     #                                  0.17 with the truth over 24 clips; one constant scores
     #                                  as well; benchmarks/results/model_focal_draws.md), and
-    #                                  rap without camera_info was 1.44x geometry's ATE with it
+    #                                  rap without camera_info was 1.44x geometry's ATE with it.
+    #                                  Weights fine-tuned on narrower training cameras
+    #                                  (train.fov_deg 25-100, not shipped) read the focal
+    #                                  better than a constant: with focal_start_guess 0.88x
+    #                                  geometry's ATE [0.64, 1.19] (odometry_no_camera_info_
+    #                                  focal_wide.md)
     focal_start_guess: bool = False  # with the model's K (rap, model_intrinsics), the solves
     #                                  also start from the default_hfov_deg guess: rap without
     #                                  camera_info 2.57 -> 2.29 % (geometry 1.79), focal median
