@@ -496,13 +496,13 @@ def test_frames_that_waited_for_the_map_are_placed_when_the_caller_has_time(driv
 
 
 def test_no_camera_info_with_prior_uses_its_k_only_with_model_intrinsics(drive):
-    """With ``model_intrinsics`` the prior's K is the start (its window's frames wait for it);
-    without, the core starts from the field-of-view guess as geometry does."""
+    """With ``model_intrinsics`` (the default) the prior's K is a start (its window's frames
+    wait for it); without, the core starts from the field-of-view guess as geometry does."""
     wrong = drive.K.copy()
     prior = FakePrior(drive.frames, drive.c2w, drive.K)
-    _, unheld = _run(drive.frames, None, prior)
+    _, unheld = _run(drive.frames, None, prior, OdometryConfig(model_intrinsics=False))
     assert unheld[0].source != "buffered"
-    vo, results = _run(drive.frames, None, prior, OdometryConfig(model_intrinsics=True))
+    vo, results = _run(drive.frames, None, prior)
     assert results[0].source == "buffered" and results[0].health == "initialising"
     # the prior's K, which the focal self-calibration may then refine (one focal for both
     # axes, so within the drive's fx/fy difference of 1.6 % and the refinement's own error;

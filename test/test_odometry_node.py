@@ -265,12 +265,12 @@ def test_no_tf_once_another_node_publishes_into_the_base_frame(model_spec, drive
 
 
 def test_rap_without_camera_info_answers_every_frame(model_spec, drive):
-    """Method rap with model_intrinsics, no camera_info: the first frames wait for it
+    """Method rap (model_intrinsics by default), no camera_info: the first frames wait for it
     (camera_info_timeout), then for the model's intrinsics (one window); each of them still
     gets its odometry message, in order, and the intrinsics are published."""
     frames = 30
     with running_node(model_spec, "no_info_probe", "-p", "method:=rap", "-p",
-                      "camera_info_timeout:=0.5", "-p", "model_intrinsics:=true",
+                      "camera_info_timeout:=0.5",
                       inputs=("image", "clock"),
                       collect=[(CameraInfo, "estimated_camera_info")]) as (probe, pubs):
         for i, frame in enumerate(drive.frames[:frames]):

@@ -19,10 +19,12 @@ class TrainConfig:
     # data (rendered ahead into runs/<name>/cache; train seeds only)
     train_clips: int = 4000
     val_clips: int = 64
-    fov_deg: tuple = (45.0, 100.0)     # horizontal field of view of the training clips, degrees
+    fov_deg: tuple = (25.0, 100.0)     # horizontal field of view of the training clips, degrees
     #                                    (the validation clips keep 45-100). The model sees a
     #                                    camera through its centre square: 47 deg for a 60 deg
-    #                                    640x480 camera, 29 deg for KITTI, below this range
+    #                                    640x480 camera, 29 deg for KITTI. Legs 1-5 of the
+    #                                    shipped weights drew 45-100 (the renderer's range), the
+    #                                    focal fine-tune 25-100 (docs/model.md)
     render_workers: int = 2
     # codec stage
     codec_batch: int = 16

@@ -139,26 +139,26 @@ class OdometryConfig:
     focal_refinements: int = 3       # accepted window solves with the focal free (0: off)
     focal_every: int = 4             # keyframes between attempts, from a full window on
     focal_attempts: int = 10         # attempts at most (each ~0.1-0.2 s at 320x240 here)
-    model_intrinsics: bool = False   # rap: K from the model's first window (its frames wait
+    model_intrinsics: bool = True    # rap: K from the model's first window (its frames wait
     #                                  for it, then are tracked) instead of the
-    #                                  default_hfov_deg guess geometry starts from. Off: the
-    #                                  shipped model's focal does not follow the camera (the
-    #                                  field of view it reads stays near 70 deg, correlation
-    #                                  0.17 with the truth over 24 clips; one constant scores
-    #                                  as well; benchmarks/results/model_focal_draws.md), and
-    #                                  rap without camera_info was 1.44x geometry's ATE with it.
-    #                                  Weights fine-tuned on narrower training cameras
-    #                                  (train.fov_deg 25-100, not shipped) read the focal
-    #                                  better than a constant: with focal_start_guess 0.88x
-    #                                  geometry's ATE [0.64, 1.19] (odometry_no_camera_info_
-    #                                  focal_wide.md)
-    focal_start_guess: bool = False  # with the model's K (rap, model_intrinsics), the solves
-    #                                  also start from the default_hfov_deg guess: rap without
-    #                                  camera_info 2.57 -> 2.29 % (geometry 1.79), focal median
-    #                                  error 17.8 -> 10.4 % (odometry_focal_start_guess.md);
-    #                                  still worse than the guess alone (geometry), so
-    #                                  model_intrinsics is off and this with it. (GTSAM's stdout
-    #                                  lines, once a reason, are kept out since session 14:
+    #                                  default_hfov_deg guess geometry starts from. Since
+    #                                  session 17 the shipped weights were fine-tuned on
+    #                                  training cameras as narrow as real ones (25-100 deg):
+    #                                  with focal_start_guess, over 24 clips without
+    #                                  camera_info from six starts each, the focal the core
+    #                                  ends with is 8.4 % off (median) against geometry's
+    #                                  14.2 %, its ATE 0.95x geometry's [0.70, 1.25], 11
+    #                                  clips better, 11 worse (odometry_no_camera_info_rap_
+    #                                  defaults.md). The weights
+    #                                  before read ~70 deg whatever the camera and were 1.44x
+    #                                  geometry's ATE with this on (model_focal_draws.md)
+    focal_start_guess: bool = True   # with the model's K (rap, model_intrinsics), the solves
+    #                                  also start from the default_hfov_deg guess and the
+    #                                  accepted solve with the lower error is kept: a wrong
+    #                                  model focal (KITTI's 29 deg read as 69) then costs less
+    #                                  (odometry_focal_start_guess.md, session 13: 2.57 ->
+    #                                  2.29 %). (GTSAM's stdout lines, once a reason against
+    #                                  it, are kept out since session 14:
     #                                  selfcal._quiet_cpp_stdout)
     focal_max_sigma: float = 0.05    # accept only if f's standard deviation <= this x f
     focal_starts: tuple = (1.0,)     # each solve starts from these multiples of the current
