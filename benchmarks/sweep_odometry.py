@@ -98,7 +98,6 @@ VARIANTS = {
                                                             "kf_parallax_frac": 0.009},
     "BA window 12 keyframes": {"window_keyframes": 12},
     "BA window 16 keyframes": {"window_keyframes": 16},
-    "BA window 16 keyframes while the scale is at risk": {"window_keyframes_at_risk": 16},
 }
 # other methods as reference columns: name -> (method, OdometryConfig overrides)
 REFERENCES = {"rap (defaults)": ("rap", {}), "opencv-vo": ("opencv-vo", {}),

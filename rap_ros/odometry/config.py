@@ -114,9 +114,6 @@ class OdometryConfig:
     #                                  0.94x the ATE [0.87, 1.03] over 46 clips, not
     #                                  significant, at about 5x the BA time: odometry_ba_
     #                                  window_*.md, ba_window_cost.md)
-    window_keyframes_at_risk: int = 0  # the window's length while the scale is at risk (a
-    #                                  keyframe with few inliers, by the frame gap, or a loss
-    #                                  behind: ``VisualOdometry._window_size``); 0: off
     # -- bundle adjustment ----------------------------------------------------------------
     ba: bool = True
     ba_solver: str = "isam2"         # "isam2" (the window graph in ISAM2; an ill-posed window

@@ -151,7 +151,6 @@ class VisualOdometry:
         self._health = HealthMonitor(self.cfg.degraded_inliers, self.cfg.lost_after,
                                      self.cfg.disagreement_deg)
         self._ba_due = 0            # keyframes whose BA waits for optimise() (push(optimise=False))
-        self._risk_left = 0         # keyframes the window stays long (window_keyframes_at_risk)
         self._defer_ba = False
         self._ba_last = None
         self._tracked_prev = None
@@ -469,7 +468,6 @@ class VisualOdometry:
             self._init.after_loss(np.linalg.norm(self._velocity[:3, 3]),
                                   None if cfg.loss_scale == "speed" else self._map.median_depth())
             self._map.freeze_window()
-            self._risk_left = cfg.window_keyframes  # the next map's scale is a guess
             self._map.records[index] = (None, c2w.copy())
             self._start_init(index, c2w, gray)
             cov = np.eye(6) * LOST_COVARIANCE
@@ -479,7 +477,6 @@ class VisualOdometry:
         t = time.perf_counter()
         is_kf = self._need_keyframe(index, c2w, inliers, placed)
         if is_kf:
-            window = self._window_size(index - self._map.window[-1].frame, inliers, placed)
             new = self._map.add_keyframe(index, c2w, self._ids.copy(), self._pts.copy(),
                                          inliers)
             new.cov = cov
@@ -488,8 +485,7 @@ class VisualOdometry:
             self._map.triangulate_new(
                 self.K, new, cfg.tri_min_angle_weak_deg if weak else cfg.tri_min_angle_deg,
                 cfg.tri_max_reprojection_px)
-            self._map.slide(window, self._ids, max(0, cfg.window_keyframes_at_risk
-                                                   - cfg.window_keyframes))
+            self._map.slide(cfg.window_keyframes, self._ids)
             timing["keyframe"] = time.perf_counter() - t
             t = time.perf_counter()
             self._keyframe_ba()
@@ -557,30 +553,6 @@ class VisualOdometry:
             return True
         weak = inliers < cfg.kf_min_tracked or inliers < cfg.kf_min_survival * kf.tracked
         return (weak or not placed) and parallax >= 0.5 * threshold
-
-    def _window_size(self, gap, inliers, placed):
-        """Keyframes the local map and the BA window keep once the new keyframe is in:
-        ``window_keyframes``, or ``window_keyframes_at_risk`` for the ``window_keyframes``
-        keyframes after one made where the scale is at risk (few PnP inliers, no pose from
-        the map, or the frame gap's rule, that is too little parallax) or after a loss.
-        When the risk begins, the keyframes retired last come back into the window (growing
-        it only from then on lost the scale the older keyframes held: one drive of
-        trace_odometry.py 13.4 % ATE against 7.4 % for the short window, 3.6 % for a long
-        one throughout)."""
-        cfg = self.cfg
-        if not cfg.window_keyframes_at_risk:
-            return cfg.window_keyframes
-        if gap >= cfg.kf_max_gap or not placed or inliers < cfg.kf_min_tracked:
-            if not self._risk_left:  # the keyframes that held the scale before, back in
-                self._map.reclaim(cfg.window_keyframes_at_risk - len(self._map.window) - 1)
-            self._risk_left = cfg.window_keyframes
-        elif self._risk_left:
-            self._risk_left -= 1
-        if self._risk_left:
-            return cfg.window_keyframes_at_risk
-        # back to the short window one keyframe at a time: dropping several at once moved
-        # the scale (a drive of trace_odometry.py: 13.4 % ATE against 7.4 % without)
-        return max(cfg.window_keyframes, len(self._map.window) - 1)
 
     # ------------------------------------------------------------------ bundle adjustment
     def _keyframe_ba(self):

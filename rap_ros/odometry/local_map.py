@@ -10,7 +10,6 @@ A frame's record is ``(keyframe id, pose relative to that keyframe)`` or ``(None
 a frame not tied to a keyframe (while initialising, or the frame tracking was lost at), so
 ``pose_of`` follows the bundle adjustment's corrections of the keyframes.
 """
-from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,7 +43,6 @@ class LocalMap:
         self.stats = stats
         self.landmarks = {}
         self.window = []
-        self.retired = deque()      # keyframes slid out of the window, newest last (reclaim)
         self.betweens = []
         self.kf_pose = {}           # keyframe id -> c2w (every keyframe, for trajectory())
         self.kf_cov = {}
@@ -110,7 +108,6 @@ class LocalMap:
         if self.window:
             self.freeze_window()
         self.window, self.landmarks, self.betweens = [], {}, []
-        self.retired.clear()
         for i, p in landmarks:
             self.landmarks[int(i)] = p
 
@@ -131,36 +128,19 @@ class LocalMap:
                 self.landmarks[int(i)] = p
             todo[ib[good]] = False
 
-    def slide(self, window_keyframes, live_ids, keep_retired=0):
-        """Drop the oldest keyframes beyond ``window_keyframes`` (the newest
-        ``keep_retired`` of those ever dropped stay in ``retired`` for ``reclaim``), the
-        landmarks neither a window keyframe nor a live track (``live_ids`` (N,)) sees, and
-        factors that leave the window."""
+    def slide(self, window_keyframes, live_ids):
+        """Drop the oldest keyframes beyond ``window_keyframes``, the landmarks neither a
+        window keyframe nor a live track (``live_ids`` (N,)) sees, and factors that leave
+        the window."""
         while len(self.window) > window_keyframes:
             old = self.window.pop(0)
             self.kf_pose[old.kid] = old.c2w.copy()
-            self.retired.append(old)
-        while len(self.retired) > keep_retired:
-            self.retired.popleft()
         alive = set(live_ids.tolist())
         for kf in self.window:
             alive.update(kf.ids.tolist())
         self.landmarks = {i: p for i, p in self.landmarks.items() if i in alive}
         kids = {kf.kid for kf in self.window}
         self.betweens = [b for b in self.betweens if b[0] in kids and b[1] in kids]
-
-    def reclaim(self, n):
-        """Put the ``n`` keyframes retired last back at the window's start, oldest first,
-        with the poses they left with. They see fewer landmarks than they did (those only
-        they saw are gone), but the ones they share with the window tie its scale to where
-        it was held before."""
-        back = list(self.retired)[-n:] if n > 0 else []
-        self.retired.clear()
-        self.window[:0] = back
-        for kf in back:
-            self.kf_pose[kf.kid] = kf.c2w
-            self.records[kf.frame] = (kf.kid, np.eye(4))
-        return len(back)
 
     # ------------------------------------------------------------------ landmarks
     def table(self):
@@ -223,11 +203,7 @@ class LocalMap:
         """Multiply every length (keyframes, landmarks, records, factors) by ``f``."""
         for kf in self.window:
             kf.c2w = scaled(kf.c2w, f)
-        for kf in self.retired:
-            kf.c2w = scaled(kf.c2w, f)
         self.kf_pose = {k: scaled(T, f) for k, T in self.kf_pose.items()}
-        for kf in self.window:  # window keyframes share their arrays with kf_pose
-            self.kf_pose[kf.kid] = kf.c2w
         self.landmarks = {i: p * f for i, p in self.landmarks.items()}
         self.records = {i: (k, scaled(T, f)) for i, (k, T) in self.records.items()}
         self.betweens = [(a, b, scaled(T, f), c) for a, b, T, c in self.betweens]
