@@ -105,7 +105,10 @@ REFERENCES = {"rap (defaults)": ("rap", {}), "opencv-vo": ("opencv-vo", {}),
               "rap, focal starts x0.6 x1 x1.6": ("rap", {"focal_starts": (1.0, 0.6, 1.6)}),
               "rap, focal also from the guess": ("rap", {"focal_start_guess": True,
                                                          "model_intrinsics": True}),
-              "rap, the model's focal as the start": ("rap", {"model_intrinsics": True}),
+              # without camera_info, since session 17 both starts are the default
+              "rap, the model's focal as the start": ("rap", {"model_intrinsics": True,
+                                                              "focal_start_guess": False}),
+              "rap, the 60 deg guess as the start": ("rap", {"model_intrinsics": False}),
               "rap, KLT from the old position": ("rap", {"klt_predict": "previous"}),
               "rap, initialisation reference kept while it has init_min_points": (
                   "rap", {"init_renew_ratio": 0.0}),
