@@ -399,7 +399,8 @@ def test_geometry_without_intrinsics_guesses_them(clip):
     for f, s in zip(clip["frames"][:12], clip["stamps"]):
         estimator.push(f, s)
     assert len(estimator.finish()) == 12
-    assert estimator.details()["intrinsics"].startswith("guessed")
+    assert estimator.details()["intrinsics"] == (
+        "self-calibrated, started from a 60 degree horizontal field of view")
 
 
 def test_tracking_loss_gap_is_marked(tmp_path, clip):

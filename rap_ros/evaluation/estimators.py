@@ -3,8 +3,9 @@
 * ``rap`` (the default): the odometry core (``rap_ros.odometry.VisualOdometry``: KLT tracks,
   PnP against a local map, sliding-window bundle adjustment) with the joint model as its
   motion prior (``ModelPrior`` over a ``TrajectoryPipeline``: ``steps`` Euler steps, one
-  sample, no flow refinement). Without intrinsics, as ``geometry``: a 60 degree guess,
-  self-calibrated (the model's K only with ``OdometryConfig.model_intrinsics``).
+  sample, no flow refinement). Without intrinsics, the model's first window's K and a 60
+  degree guess as two starts, self-calibrated (``OdometryConfig.model_intrinsics``,
+  ``focal_start_guess``; off: the guess alone, as ``geometry``).
 * ``geometry``: the same core without the prior (without intrinsics: a 60 degree guess).
 * ``model``: the windowed model alone through ``WindowStream``, the code path of the
   trajectory_estimator node before the odometry core: windows of ``T =
@@ -240,11 +241,12 @@ class OdometryEstimator(PoseStream):
                 "recoveries": int(stats.get("recoveries", 0))}
         if self.K is not None:
             info["intrinsics"] = "given"
-        elif vo.prior is not None:
-            info["intrinsics"] = "estimated by the model (first window)"
         else:
-            info["intrinsics"] = (f"guessed ({vo.cfg.default_hfov_deg:g} degree horizontal "
-                                  "field of view)")
+            guess = f"a {vo.cfg.default_hfov_deg:g} degree horizontal field of view"
+            starts = (f"the model's first window and {guess}"
+                      if vo.prior is not None and vo.cfg.model_intrinsics else guess)
+            refined = "self-calibrated" if vo.cfg.focal_refinements else "held"
+            info["intrinsics"] = f"{refined}, started from {starts}"
         if vo.K is not None:
             info["K"] = np.asarray(vo.K).tolist()
         if vo.prior is not None:

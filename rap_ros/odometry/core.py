@@ -20,24 +20,26 @@ window's keyframes and the window (``window_keyframes``) is bundle-adjusted on G
 to their keyframe, so ``trajectory()`` follows the BA's corrections.
 
 Without K (no camera_info), the focal length the core starts from (a 60° field-of-view
-guess; with ``model_intrinsics``, the model's) is refined: once the window is full, every ``focal_every`` keyframes the
+guess; with a prior and ``model_intrinsics``, the default, the model's, the guess a second
+start with ``focal_start_guess``) is refined: once the window is full, every ``focal_every`` keyframes the
 window is solved once more with the focal free (``selfcal.refine_focal``), and the result is
 kept only where the motion observes the focal (its marginal sigma at most
 ``focal_max_sigma`` of it; pure translation does not); at most ``focal_refinements``
 accepted solves and ``focal_attempts`` tries (benchmarks/results/odometry_focal.md).
 
-The prior (method "rap"), by default (``prior_factors="off"``, ``model_intrinsics`` off):
-every ``prior_check_every`` frames the model/geometry rotation disagreement for the health
-signal. Optionally (``prior_factors="weak"``/``"always"``, ``prior_on_fallback``) its
+The prior (method "rap"), by default (``prior_factors="off"``): every
+``prior_check_every`` frames the model/geometry rotation disagreement for the health signal,
+and without K the model's first window's focal as a start (``model_intrinsics``; since
+session 17's weights its focal beats a constant, and the focal the core ends with is 8.4 %
+off against 14.2 % from the guess alone: benchmarks/results/odometry_no_camera_info_rap_
+defaults.md). Optionally (``prior_factors="weak"``/``"always"``, ``prior_on_fallback``) its
 relative motion between keyframes, scaled to the map on the frames its window shares with
 the geometry, enters the BA as between-factors, and it places frames the map cannot;
 measured on 9 synthetic drives, 2 real sequences and 6 degenerate scenarios both raised the
 ATE more often than they lowered it (benchmarks/results/odometry.md), hence off by default.
 Also optional (``prior_init_after`` > 0): after that many frames of too little parallax its
 direction of travel initialises the map; on slow starts that began tracking 13 frames sooner
-at 4.3x the ATE (benchmarks/results/model_init.md), hence off by default too. And optional
-(``model_intrinsics``): without K, the model's focal as the start; the shipped model's does
-not follow the camera (benchmarks/results/model_focal_draws.md), hence off.
+at 4.3x the ATE (benchmarks/results/model_init.md), hence off by default too.
 """
 import time
 from collections import deque
