@@ -149,9 +149,9 @@ class OdometryConfig:
     #                                  ends with is 8.4 % off (median) against geometry's
     #                                  14.2 %, its ATE 0.95x geometry's [0.70, 1.25], 11
     #                                  clips better, 11 worse (odometry_no_camera_info_rap_
-    #                                  defaults.md). The weights
-    #                                  before read ~70 deg whatever the camera and were 1.44x
-    #                                  geometry's ATE with this on (model_focal_draws.md)
+    #                                  defaults.md). The weights before read ~70 deg whatever
+    #                                  the camera and were 1.44x geometry's ATE with this on
+    #                                  (model_focal_draws.md)
     focal_start_guess: bool = True   # with the model's K (rap, model_intrinsics), the solves
     #                                  also start from the default_hfov_deg guess and the
     #                                  accepted solve with the lower error is kept: a wrong
