@@ -13,6 +13,7 @@
 import math
 import os
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -314,15 +315,19 @@ def test_preview_paths_memory_is_bounded(model_spec, frames_per_view):
         image_pub = probe.node.create_publisher(Image, "image", reliable)
         wait_for_subscribers(probe, [image_pub])
         clip = synthetic_clip(seed=5, frames=T)  # 64 x 48 = 3072 pixels > 1024
-        for _ in range(3):
-            image_pub.publish(cv.array_to_image(clip.frames[0], "rgb8",
-                                                cv.seconds_to_stamp(10.0)))
-            probe.spin_for(0.2)
+        image = cv.array_to_image(clip.frames[0], "rgb8", cv.seconds_to_stamp(10.0))
 
         def downscaled():
             values = diagnostic_values(probe.received["/diagnostics"], "view_predictor")
             return int(values.get("images downscaled", 0)) >= 1 and values
-        assert probe.spin_until(downscaled, 20), "no downscaled image on /diagnostics"
+        # The image subscription is best effort: an image sent before the node's side of
+        # discovery has matched this publisher is lost (seen once in a CI run), so it is
+        # sent again every 0.2 s until the node counts it.
+        deadline = time.monotonic() + 20
+        while not downscaled() and time.monotonic() < deadline:
+            image_pub.publish(image)
+            probe.spin_for(0.2)
+        assert downscaled(), "no downscaled image on /diagnostics"
         values = downscaled()
         assert values["last downscaled image"] == "image 64x48 -> 36x27"
         assert float(values["resident memory (MB)"]) > 10.0
