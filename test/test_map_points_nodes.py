@@ -17,6 +17,7 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("onnxruntime")
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
@@ -32,7 +33,8 @@ from rap_ros.pipeline.depth import (depth_from_points, points_in_view,  # noqa: 
 from test_odometry_node import MOUNT, play, running_node  # noqa: E402
 from test_trajectory_estimator import (Probe, model_spec, node_command,  # noqa: E402,F401
                                        start_process, stop_process, synthetic_clip)
-from test_view_predictor import straight_plan, wait_for_subscribers  # noqa: E402
+from test_view_predictor import (has_source_image, send_until, straight_plan,  # noqa: E402
+                                 wait_for_subscribers)
 
 MAP_POINTS_MAX = 60
 
@@ -95,6 +97,7 @@ def test_view_predictor_warps_with_the_map_depth(model_spec, warp_predictor):
     rclpy.init()
     probe = Probe("map_depth_probe")
     try:
+        probe.collect(DiagnosticArray, "/diagnostics", 50)
         reliable = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
         pubs = [probe.node.create_publisher(kind, topic, reliable) for kind, topic in
                 ((Image, "image"), (CameraInfo, "camera_info"), (Odometry, "odometry"),
@@ -105,11 +108,13 @@ def test_view_predictor_warps_with_the_map_depth(model_spec, warp_predictor):
         odometry = Odometry(child_frame_id="base_link")
         odometry.header.frame_id, odometry.header.stamp = "odom", stamp
         odometry.pose.pose = cv.matrix_to_pose(np.eye(4))
-        for _ in range(3):
+
+        def send_inputs():
             image_pub.publish(cv.array_to_image(clip.frames[0], "rgb8", stamp))
             info_pub.publish(cv.K_to_camera_info(clip.K, width, height, stamp))
             odom_pub.publish(odometry)
-            probe.spin_for(0.2)
+        assert send_until(probe, send_inputs, lambda: has_source_image(probe)), \
+            "the view predictor never took the image"
         client = probe.node.create_client(PreviewPaths, "preview_paths")
         request = PreviewPaths.Request(paths=[cv.poses_to_path(
             straight_plan(10, 1.0, yaw_end=yaw), np.zeros(10), "odom") for yaw in (0.0, 0.3)])

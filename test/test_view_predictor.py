@@ -201,6 +201,28 @@ def wait_for_subscribers(probe, publishers, timeout=60):
                             timeout), "the view predictor never subscribed"
 
 
+def send_until(probe, send, condition, timeout=20.0, period=0.2):
+    """Call ``send()`` every ``period`` s until ``condition()`` holds (then twice more, for
+    the inputs sent beside the one the condition sees) or ``timeout`` s pass; returns
+    ``condition()``. The node's input subscriptions are best effort: a message sent before
+    the node's side of discovery has matched the publisher is lost (one CI run lost all
+    three images a test sent 0.2 s apart)."""
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        send()
+        probe.spin_for(period)
+    for _ in range(2):
+        send()
+        probe.spin_for(period)
+    return condition()
+
+
+def has_source_image(probe):
+    """The view_predictor says on /diagnostics that it holds a source image."""
+    values = diagnostic_values(probe.received["/diagnostics"], "view_predictor")
+    return values.get("source image") == "yes"
+
+
 def test_plan_to_predicted_view_and_previews(model_spec, frames_per_view):
     T = frames_per_view
     process = start_process(node_command("predictor", model_spec[0], "-p", "steps:=2",
@@ -212,6 +234,7 @@ def test_plan_to_predicted_view_and_previews(model_spec, frames_per_view):
 
         probe.collect(PredictedView, "predicted_view", 10)
         probe.collect(Image, "predicted_image", 100)
+        probe.collect(DiagnosticArray, "/diagnostics", 50)
         reliable = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
         image_pub = probe.node.create_publisher(Image, "image", reliable)
         info_pub = probe.node.create_publisher(CameraInfo, "camera_info", reliable)
@@ -226,11 +249,13 @@ def test_plan_to_predicted_view_and_previews(model_spec, frames_per_view):
         odometry.header.frame_id = "odom"
         odometry.header.stamp = source_stamp
         odometry.pose.pose = cv.matrix_to_pose(geo.matrix_from_xyz_rpy((1, 0, 0), (0, 0, 0)))
-        for _ in range(3):
+
+        def send_inputs():
             image_pub.publish(cv.array_to_image(clip.frames[0], "rgb8", source_stamp))
             info_pub.publish(cv.K_to_camera_info(clip.K, 64, 48, source_stamp))
             odom_pub.publish(odometry)
-            probe.spin_for(0.2)
+        assert send_until(probe, send_inputs, lambda: has_source_image(probe)), \
+            "the view predictor never took the image"
 
         plan_poses = straight_plan(30, 3.0, start=(1.0, 0.0, 0.0), yaw_end=0.3)
         plan_stamps = 200.0 + np.linspace(0.0, 6.0, 30)
@@ -320,14 +345,8 @@ def test_preview_paths_memory_is_bounded(model_spec, frames_per_view):
         def downscaled():
             values = diagnostic_values(probe.received["/diagnostics"], "view_predictor")
             return int(values.get("images downscaled", 0)) >= 1 and values
-        # The image subscription is best effort: an image sent before the node's side of
-        # discovery has matched this publisher is lost (seen once in a CI run), so it is
-        # sent again every 0.2 s until the node counts it.
-        deadline = time.monotonic() + 20
-        while not downscaled() and time.monotonic() < deadline:
-            image_pub.publish(image)
-            probe.spin_for(0.2)
-        assert downscaled(), "no downscaled image on /diagnostics"
+        assert send_until(probe, lambda: image_pub.publish(image), downscaled), \
+            "no downscaled image on /diagnostics"
         values = downscaled()
         assert values["last downscaled image"] == "image 64x48 -> 36x27"
         assert float(values["resident memory (MB)"]) > 10.0
