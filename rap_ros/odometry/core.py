@@ -21,8 +21,9 @@ to their keyframe, so ``trajectory()`` follows the BA's corrections.
 
 Without K (no camera_info), the focal length the core starts from (a 60° field-of-view
 guess; with a prior and ``model_intrinsics``, the default, the model's, the guess a second
-start with ``focal_start_guess``) is refined: once the window is full, every ``focal_every`` keyframes the
-window is solved once more with the focal free (``selfcal.refine_focal``), and the result is
+start with ``focal_start_guess``) is refined: once the window is full, every
+``focal_every`` keyframes the window is solved once more with the focal free
+(``selfcal.refine_focal``), and the result is
 kept only where the motion observes the focal (its marginal sigma at most
 ``focal_max_sigma`` of it; pure translation does not); at most ``focal_refinements``
 accepted solves and ``focal_attempts`` tries (benchmarks/results/odometry_focal.md).
