@@ -7,6 +7,7 @@ and the frames per health. The seeds are development ones (held_out_seed(60..)),
 benchmark sets' (100.., 200..).
 
     python benchmarks/trace_odometry.py --scene street --seed 62      # slow turn: lost, 7 %
+    python benchmarks/trace_odometry.py --method rap --option loss_scale model
 """
 import argparse
 import ast
@@ -16,11 +17,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_odometry import score  # noqa: E402
+from eval_odometry import build_odometry, score  # noqa: E402
 
 from rap_ros.evaluation.estimators import tracking_summary  # noqa: E402
 from rap_ros.geometry.rotations import rotation_angle_deg  # noqa: E402
-from rap_ros.odometry import OdometryConfig, VisualOdometry  # noqa: E402
+from rap_ros.odometry import OdometryConfig  # noqa: E402
 from rap_ros.synth.dataset import held_out_seed, make_drive  # noqa: E402
 
 
@@ -37,6 +38,9 @@ def main():
     parser.add_argument("--seed", type=int, default=62, help="held_out_seed index")
     parser.add_argument("--frames", type=int, default=200)
     parser.add_argument("--size", default="320x240", help="WxH")
+    parser.add_argument("--method", choices=("geometry", "rap"), default="geometry")
+    parser.add_argument("--backend", default="onnx", help="the model of --method rap, as "
+                        "rap-ros evaluate's --backend")
     parser.add_argument("--option", nargs=2, action="append", default=[],
                         metavar=("NAME", "VALUE"), help="an OdometryConfig field (Python literal "
                         "or string), e.g. --option loss_scale depth")
@@ -49,7 +53,7 @@ def main():
     step = np.r_[0.0, np.linalg.norm(np.diff(c2w[:, :3, 3], axis=0), axis=1)]
     turn = np.r_[0.0, [float(rotation_angle_deg(c2w[i - 1][:3, :3].T @ c2w[i][:3, :3]))
                        for i in range(1, len(c2w))]]
-    vo = VisualOdometry(drive.K, OdometryConfig(**options))
+    vo = build_odometry(args.method, drive.K, OdometryConfig(**options), args.backend)
     print("| frame | health | source | keyframe | inliers | tracks | landmarks | true step m | "
           "true turn ° |\n|---:|---|---|---|---:|---:|---:|---:|---:|")
     results = []
