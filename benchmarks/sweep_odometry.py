@@ -110,8 +110,6 @@ REFERENCES = {"rap (defaults)": ("rap", {}), "opencv-vo": ("opencv-vo", {}),
                                                               "focal_start_guess": False}),
               "rap, the 60 deg guess as the start": ("rap", {"model_intrinsics": False}),
               "rap, KLT from the old position": ("rap", {"klt_predict": "previous"}),
-              # the next map's scale after a loss from a chain of the model's windows
-              "rap, scale after a loss from the model": ("rap", {"loss_scale": "model"}),
               "rap, initialisation reference kept while it has init_min_points": (
                   "rap", {"init_renew_ratio": 0.0}),
               # the model's motion as BA between-factors (docs/evaluation.md, "fusion")

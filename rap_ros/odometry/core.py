@@ -116,8 +116,8 @@ class VisualOdometry:
         if self.cfg.klt_predict not in ("previous", "rotation", "map"):
             raise ValueError(f"klt_predict must be 'previous', 'rotation' or 'map', got "
                              f"{self.cfg.klt_predict!r}")
-        if self.cfg.loss_scale not in ("speed", "depth", "blend", "model"):
-            raise ValueError(f"loss_scale must be 'speed', 'depth', 'blend' or 'model', got "
+        if self.cfg.loss_scale not in ("speed", "depth", "blend"):
+            raise ValueError(f"loss_scale must be 'speed', 'depth' or 'blend', got "
                              f"{self.cfg.loss_scale!r}")
         self.prior = prior
         self.K_given = None if K is None else np.asarray(K, float)
@@ -164,8 +164,7 @@ class VisualOdometry:
                           prior_windows=0, prior_factors=0, ba_runs=0, ba_seconds=0.0,
                           prior_seconds=0.0, losses=0, recoveries=0, inits=0, model_inits=0,
                           focal_refinements=0, focal_seconds=0.0, ba_fallbacks=0,
-                          ba_failures=0, ba_max_seconds=0.0, moving_tracks=0,
-                          bridge_windows=0, bridged_maps=0)
+                          ba_failures=0, ba_max_seconds=0.0, moving_tracks=0)
         if self._fusion is not None:
             self._fusion.cancel()
         self._map = LocalMap(self.stats)
@@ -394,8 +393,6 @@ class VisualOdometry:
             timing["pose"] = time.perf_counter() - t
             return FrameResult(index, stamp, c2w, self._held_cov(), self._init_state(),
                                source="hold")
-        if self._init.speed_hint and self.cfg.loss_scale == "model":
-            self._fusion.bridge_step(index, self.K)  # the model's chain across the loss
         c2w, done, restart = self._init.attempt(index, self.K, self._ids, self._pts,
                                                 self._last_pose @ self._velocity, self._diag)
         if restart:
@@ -472,10 +469,7 @@ class VisualOdometry:
             # start again from here, keeping the trajectory continuous
             self._mode = "init"
             self._init.after_loss(np.linalg.norm(self._velocity[:3, 3]),
-                                  self._map.median_depth() if cfg.loss_scale in
-                                  ("depth", "blend") else None)
-            if cfg.loss_scale == "model" and self.prior is not None:
-                self._fusion.bridge_start(K)
+                                  None if cfg.loss_scale == "speed" else self._map.median_depth())
             self._map.freeze_window()
             self._map.records[index] = (None, c2w.copy())
             self._start_init(index, c2w, gray)

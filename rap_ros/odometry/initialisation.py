@@ -68,19 +68,10 @@ class MapInitialiser:
         if self.depth_hint is not None:
             self.depth_hint *= f
 
-    def _baseline(self, index, K):
-        """The length of the new map's baseline from the reference to frame ``index``: 1 for
-        the first map; after a loss the model's chain of windows across it (``loss_scale``
-        "model", where the chain reaches both frames), else the speed before the loss times
-        the frames since."""
-        if not self.speed_hint:
-            return 1.0
-        if self.cfg.loss_scale == "model":
-            length = self.fusion.bridge_distance(self.ref["frame"], index, K)
-            if length is not None and length > 1e-9:
-                self.stats["bridged_maps"] += 1
-                return length
-        return max(self.speed_hint * (index - self.ref["frame"]), 1e-6)
+    def _baseline(self, frames):
+        if self.speed_hint:
+            return max(self.speed_hint * frames, 1e-6)
+        return 1.0
 
     def attempt(self, index, K, ids, pts, guess, diag):
         """Try to make a map from the reference and frame ``index`` (tracks ``ids``, ``pts``;
@@ -100,9 +91,10 @@ class MapInitialiser:
         done = restart = False
         if R is not None and len(common) >= cfg.init_min_points:
             parallax = rotation_compensated_parallax(K, R, p_ref[mask], p_cur[mask])
+            baseline = self._baseline(index - ref["frame"])
             prior = self.fusion.prior
             if parallax >= cfg.init_parallax_frac * diag:
-                T_21 = pose_from_rt(R, tdir * self._baseline(index, K))
+                T_21 = pose_from_rt(R, tdir * baseline)
                 done = self._make_map(index, K, ids, pts, common, p_ref, p_cur, mask,
                                       ref["c2w"] @ invert_pose(T_21), cfg.init_min_angle_deg)
             elif prior is not None and cfg.prior_init_after > 0 \
@@ -118,7 +110,7 @@ class MapInitialiser:
                 rel = self.fusion.relative(ref["frame"], index, K, to_map=False)
                 length = np.inf if rel is None else np.linalg.norm(rel[:3, 3])
                 if np.isfinite(length) and length > 1e-9:
-                    rel = pose_from_rt(R.T, rel[:3, 3] / length * self._baseline(index, K))
+                    rel = pose_from_rt(R.T, rel[:3, 3] / length * baseline)
                     done = self._make_map(index, K, ids, pts, common, p_ref, p_cur, mask,
                                           ref["c2w"] @ rel, 0.5 * cfg.init_min_angle_deg)
                     self.stats["model_inits"] += done
@@ -164,7 +156,6 @@ class MapInitialiser:
         self.pending = []
         self.ref = None
         self.speed_hint = self.depth_hint = None
-        self.fusion.bridge_end()
         return True
 
     def place_waiting(self, K, limit=None):

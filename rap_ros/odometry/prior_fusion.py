@@ -18,7 +18,6 @@ import numpy as np
 
 from rap_ros.geometry.cameras import invert_pose
 from rap_ros.geometry.rotations import rotation_angle_deg
-from rap_ros.odometry.local_map import scaled
 from rap_ros.odometry.prior import relative_factor, window_scale
 
 
@@ -39,8 +38,6 @@ class PriorFusion:
         self.last_check = 0         # frame of the last health check
         self.disagreement = 0.0     # model vs geometry rotation over the last window, deg
         self.future = None          # (frames, Future) of the window on the worker
-        self.bridge = {}            # frame -> c2w: the model's poses across a loss, in the
-        #                             lost map's units (``bridge_start``)
 
     @property
     def full(self):
@@ -61,10 +58,9 @@ class PriorFusion:
         return np.asarray(window.K, float), held
 
     def scale(self, f):
-        """Multiply the model-to-map scale and the bridge by ``f`` (``set_scale``)."""
+        """Multiply the model-to-map scale by ``f`` (``VisualOdometry.set_scale``)."""
         if self.scale_to_map is not None:
             self.scale_to_map *= f
-        self.bridge = {frame: scaled(c2w, f) for frame, c2w in self.bridge.items()}
 
     def cancel(self):
         if self.future is not None:
@@ -111,65 +107,6 @@ class PriorFusion:
             return None
         rel[:3, 3] *= s
         return rel
-
-    # ------------------------------------------------------------------ across a loss
-    # Geometry cannot carry the scale across a loss: the next map's baseline is a guess
-    # (``loss_scale``). The model's windows can: each is scaled to the frames the one before
-    # it placed, so a chain of overlapping windows carries the lost map's units to the frame
-    # the next map starts from. Windows run on this thread while the core is lost (a few
-    # per loss) and the chain is given up where it breaks.
-    BRIDGE_STRIDE = 3       # frames between windows of the chain (overlap: window - 3)
-    BRIDGE_MAX_FRAMES = 60  # a longer loss falls back to the speed (the chain drifts)
-
-    def bridge_start(self, K):
-        """Tracking was just lost: the model's window over the last frames, scaled to the
-        map by the frames of it the map placed, starts the chain (``bridge``) from the last
-        of them."""
-        self.bridge = {}
-        if self.prior is None or not self.full:
-            return
-        frames, window = self._estimate(K)
-        geo, valid = self._geo_poses(frames)
-        s = window_scale(window.c2w, geo, valid)
-        if s:
-            anchor = int(np.flatnonzero(valid)[-1])
-            self.bridge = _chain(frames, window.c2w, anchor, geo[anchor], s)
-            self.stats["bridge_windows"] += 1
-
-    def bridge_step(self, index, K, force=False):
-        """While lost: extend the chain to frame ``index`` (the buffer's newest) every
-        ``BRIDGE_STRIDE`` frames, or now with ``force``. The new window's scale comes from
-        the frames it shares with the chain; with fewer than 3 shared, or a chain too long,
-        the chain is given up."""
-        if not self.bridge or index in self.bridge or not self.full:
-            return
-        if not force and index - max(self.bridge) < self.BRIDGE_STRIDE:
-            return
-        frames, window = self._estimate(K)
-        shared = np.array([f in self.bridge for f in frames])
-        if shared.sum() < 3 or len(self.bridge) > self.BRIDGE_MAX_FRAMES:
-            self.bridge = {}
-            return
-        chained = np.array([self.bridge.get(f, np.eye(4)) for f in frames])
-        s = window_scale(window.c2w, chained, shared)
-        if not s:
-            self.bridge = {}
-            return
-        anchor = int(np.flatnonzero(shared)[-1])
-        for f, c2w in _chain(frames, window.c2w, anchor, chained[anchor], s).items():
-            self.bridge.setdefault(f, c2w)
-        self.stats["bridge_windows"] += 1
-
-    def bridge_distance(self, a, b, K):
-        """Distance from frame a to frame b (the newest) along the chain, in the lost map's
-        units, or None where the chain does not reach both."""
-        self.bridge_step(b, K, force=True)
-        if a not in self.bridge or b not in self.bridge:
-            return None
-        return float(np.linalg.norm(self.bridge[b][:3, 3] - self.bridge[a][:3, 3]))
-
-    def bridge_end(self):
-        self.bridge = {}
 
     # ------------------------------------------------------------------ model windows
     def _window_frames(self):
@@ -273,14 +210,6 @@ class PriorFusion:
                                      cfg.prior_trans_floor, 1e-3 * s)
             self.map.betweens.append((ka.kid, kb.kid, T, cov))
             self.stats["prior_factors"] += 1
-
-
-def _chain(frames, model_c2w, anchor, c2w_anchor, s):
-    """frame -> c2w of window ``frames`` from ``anchor`` on: the model's poses (T, 4, 4)
-    relative to the anchor's, translations times ``s``, placed at ``c2w_anchor``."""
-    base = invert_pose(model_c2w[anchor])
-    return {f: c2w_anchor @ scaled(base @ model_c2w[i], s)
-            for i, f in enumerate(frames) if i >= anchor}
 
 
 def lower_thread_priority(increment):
