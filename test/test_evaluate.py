@@ -527,9 +527,33 @@ def test_live_playback_into_rap_ros_up(tmp_path, clip, model_spec):
     live = result["live"]
     assert live["published_frames"] == FRAMES
     assert 0 < live["estimated_frames"] <= FRAMES
-    assert live["dropped_frames"] == FRAMES - live["estimated_frames"]
+    assert live["dropped_frames"] == \
+        FRAMES - live["estimated_frames"] - live["frames_answered_lost"]
     assert live["latency_median_s"] > 0 and live["tf_transforms"] > 0
     assert result["ate_rmse"] is not None
+
+
+def test_live_recorder_takes_a_lost_frame_and_records_on():
+    """The node answers a frame tracked while lost with rtabmap's null pose (zero quaternion):
+    the live recorder counts it as lost and goes on recording. (Found by
+    benchmarks/soak_node.py: the null pose raised in the recorder's callback, which ended its
+    spinning thread, and every later pose went unrecorded.)"""
+    rclpy = pytest.importorskip("rclpy")
+    from rap_ros.evaluation.live import Recorder
+    from rap_ros.nodes.conversions import matrix_to_odometry, null_odometry, seconds_to_stamp
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        node = rclpy.create_node("rap_ros_test_recorder", context=context)
+        recorder = Recorder(node)
+        recorder._on_odometry(null_odometry(seconds_to_stamp(1.0), "odom", "camera", 9999.0))
+        recorder._on_odometry(matrix_to_odometry(np.eye(4), seconds_to_stamp(1.1), "odom",
+                                                 "camera"))
+        assert recorder.lost == [1.0] and len(recorder.odometry) == 1
+        assert recorder.answered() == {1.0, 1.1}
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=context)
 
 
 # ------------------------------------------------------------------ frame admission

@@ -70,12 +70,13 @@ class LiveOptions:
     predictor_params: dict = field(default_factory=dict)
 
 
-class _Recorder:
+class Recorder:
     """Subscriptions to the node's outputs; thread-safe lists of what arrived when."""
 
     def __init__(self, node):
         self.lock = threading.Lock()
         self.odometry = []     # (stamp s, T 4x4, arrival wall s)
+        self.lost = []         # stamps (s) of the node's "tracking lost" messages
         self.tf = 0
         self.paths = 0
         self.last_path = None
@@ -88,10 +89,23 @@ class _Recorder:
 
     def _on_odometry(self, msg):
         now = time.monotonic()
+        stamp = stamp_seconds(msg.header.stamp)
+        try:
+            T = pose_to_matrix(msg.pose.pose)
+        except ValueError:  # the null pose of a frame tracked while lost (rtabmap's way)
+            T = None
         with self.lock:
-            self.odometry.append((stamp_seconds(msg.header.stamp),
-                                  pose_to_matrix(msg.pose.pose), now))
+            if T is None:
+                self.lost.append(stamp)
+            else:
+                self.odometry.append((stamp, T, now))
             self.last_output = now
+
+    def answered(self):
+        """Stamps (rounded to the microsecond) the node answered: a pose or "lost"."""
+        with self.lock:
+            return {round(s, 6) for s, _, _ in self.odometry} | \
+                {round(s, 6) for s in self.lost}
 
     def _on_path(self, msg):
         with self.lock:
@@ -194,7 +208,7 @@ def evaluate_live_input(path, out_dir, input_options, options, live, name):
             qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
             image_pub = node.create_publisher(Image, LIVE_IMAGE_TOPIC, qos)
             info_pub = node.create_publisher(CameraInfo, LIVE_INFO_TOPIC, qos)
-            recorder = _Recorder(node)
+            recorder = Recorder(node)
             spinner.start()
             deadline = time.monotonic() + live.ready_timeout_s
             while image_pub.get_subscription_count() == 0 or (
@@ -224,7 +238,7 @@ def evaluate_live_input(path, out_dir, input_options, options, live, name):
             while time.monotonic() < end:
                 with recorder.lock:
                     last = recorder.last_output or start
-                    done = len({round(s, 6) for s, _, _ in recorder.odometry}) >= len(frames)
+                done = len(recorder.answered()) >= len(frames)
                 if done or time.monotonic() - max(last, start + play_s) > live.settle_s:
                     break
                 time.sleep(0.1)
@@ -235,8 +249,10 @@ def evaluate_live_input(path, out_dir, input_options, options, live, name):
             rclpy.try_shutdown(context=context)
         node_log = stop_process(process)
         process = None
+        answered = recorder.answered()
         with recorder.lock:
             odometry = list(recorder.odometry)
+            lost = {round(s, 6) for s in recorder.lost}
             result["live"] = {"published_frames": len(frames), "play_seconds": play_s,
                               "tf_transforms": recorder.tf, "path_messages": recorder.paths,
                               "diagnostics": recorder.diagnostics}
@@ -250,7 +266,9 @@ def evaluate_live_input(path, out_dir, input_options, options, live, name):
                     steady.append(latencies[-1])
         live_stats = result["live"]
         live_stats["estimated_frames"] = len(poses)
-        live_stats["dropped_frames"] = len(frames) - len(set(poses) & set(published))
+        # a frame tracked while lost is answered with a null pose: lost, not dropped
+        live_stats["frames_answered_lost"] = len((lost - set(poses)) & set(published))
+        live_stats["dropped_frames"] = len(frames) - len(answered & set(published))
         live_stats["drop_fraction"] = live_stats["dropped_frames"] / len(frames)
         if latencies:
             lat = np.array(latencies)

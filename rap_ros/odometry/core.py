@@ -143,8 +143,10 @@ class VisualOdometry:
         self._start_pose = np.eye(4) if pose is None else np.asarray(pose, float)
         self._index = -1
         self._prev_gray = None
-        self._pts = np.zeros((0, 2), np.float32)
+        self._pts = np.zeros((0, 2), np.float32)  # live tracks, at the frame's stamp
+        self._raw = self._pts                     # the same where the image shows them
         self._ids = np.zeros(0, np.int64)
+        self._prev_stamp = None
         self._next_id = 0
         self._last_pose = self._start_pose.copy()
         self._velocity = np.eye(4)
@@ -299,12 +301,14 @@ class VisualOdometry:
         timing = {}
         t = time.perf_counter()
         if self._prev_gray is not None and len(self._pts):
-            pts, ok = self._tracker.track(self._prev_gray, gray, self._pts,
+            raw, ok = self._tracker.track(self._prev_gray, gray, self._raw,
                                           self._predicted_pts(cfg.klt_predict))
             self._tracked_prev = self._pts[ok]
-            self._pts, self._ids = pts[ok], self._ids[ok]
+            self._pts = self._at_stamp(raw[ok], self._raw[ok], stamp - self._prev_stamp)
+            self._raw, self._ids = raw[ok], self._ids[ok]
         else:
             self._tracked_prev = None
+        self._prev_stamp = stamp
         timing["track"] = time.perf_counter() - t
         prev_pose = self._last_pose
         if self._mode == "init":
@@ -336,7 +340,7 @@ class VisualOdometry:
             return None
         guess = self._last_pose @ self._velocity
         R_21 = guess[:3, :3].T @ self._last_pose[:3, :3]  # last camera -> predicted camera
-        out = rotate_pixels(self.K, R_21, self._pts).astype(np.float32)
+        out = rotate_pixels(self.K, R_21, self._raw).astype(np.float32)
         m, Xm = lookup(self._map.table(), self._ids) if how == "map" else (None, None)
         if m is not None and m.any():
             uv, z = project(self.K, guess, Xm)
@@ -345,9 +349,9 @@ class VisualOdometry:
             out[idx] = uv[front]
         # a guess off the charts (a motion model gone wild after a loss): start where it was
         h, w = self._prev_gray.shape[:2]
-        far = (np.abs(out - self._pts) > 0.25 * (h + w)).any(axis=1)
+        far = (np.abs(out - self._raw) > 0.25 * (h + w)).any(axis=1)
         bad = ~np.isfinite(out).all(axis=1) | far
-        out[bad] = self._pts[bad]
+        out[bad] = self._raw[bad]
         return out
 
     def _bounded_step(self, step):
@@ -369,14 +373,33 @@ class VisualOdometry:
         return step
 
     def _top_up(self, gray):
-        new = self._tracker.detect(gray, self._pts, self.cfg.max_features - len(self._pts),
+        new = self._tracker.detect(gray, self._raw, self.cfg.max_features - len(self._pts),
                                    raw=self._raw_gray, spread=self._mode == "track",
                                    avoid=self._moving_pts)
         self._moving_pts = np.zeros((0, 2), np.float32)
         if len(new):
             self._pts = np.vstack([self._pts, new]).astype(np.float32)
+            self._raw = np.vstack([self._raw, new]).astype(np.float32)
             self._ids = np.concatenate([self._ids, self._next_id + np.arange(len(new))])
             self._next_id += len(new)
+
+    def _keep_tracks(self, keep):
+        """Keep only the live tracks of mask ``keep`` (N,) bool."""
+        self._pts, self._raw, self._ids = self._pts[keep], self._raw[keep], self._ids[keep]
+
+    def _at_stamp(self, raw, raw_prev, dt):
+        """Tracks (N, 2) where a global shutter would have seen them at the frame's stamp:
+        with a rolling shutter (``rolling_shutter_readout`` seconds from the first row to the
+        last, the middle row at the stamp) a row was read that much before or after it, and
+        each track is moved back along its image velocity over the last ``dt`` seconds
+        (from ``raw_prev``). A constant-velocity guess for the rows read after the stamp,
+        as VINS-Mono's feature velocity is; the same tracks without a readout."""
+        readout = self.cfg.rolling_shutter_readout
+        if not readout or not dt or dt <= 0:
+            return raw.copy()
+        height = self._prev_gray.shape[0]
+        offset = readout * (raw[:, 1:2] / height - 0.5)  # (N, 1) s after the stamp
+        return (raw - (raw - raw_prev) / dt * offset).astype(np.float32)
 
     # ------------------------------------------------------------------ initialisation
     def _start_init(self, index, c2w, gray):
@@ -438,7 +461,8 @@ class VisualOdometry:
                 bad = np.flatnonzero(has)[~inl]
                 keep = np.ones(len(self._ids), bool)
                 keep[bad] = False
-                self._pts, self._ids, has = self._pts[keep], self._ids[keep], has[keep]
+                self._keep_tracks(keep)
+                has = has[keep]
                 cov = pose_covariance_from_points(K, c2w, Xm[inl], max(rms, 0.5))
                 if cfg.epipolar_px and (self.K_given is not None or self._focal.refinements):
                     self._drop_moving_tracks(c2w, has)
@@ -519,8 +543,8 @@ class VisualOdometry:
         if len(moving):
             keep = np.ones(len(self._ids), bool)
             keep[moving] = False
-            self._moving_pts = self._pts[moving]
-            self._pts, self._ids = self._pts[keep], self._ids[keep]
+            self._moving_pts = self._raw[moving]
+            self._keep_tracks(keep)
             self.stats["moving_tracks"] += len(moving)
 
     def _fallback_pose(self, index, guess):

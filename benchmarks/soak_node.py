@@ -1,0 +1,188 @@
+"""The trajectory_estimator node over a long live run: is its memory flat, does it keep up?
+
+Issue 11 asks for memory flat over 10,000 frames; eval_odometry.py's memory section shows it
+for the odometry core in one process. This runs the node itself, as a robot would: `rap-ros
+up --no-predictor` in its own process (the player of `rap-ros evaluate --live`), fed 640x480
+frames over real topics at camera rate. A rendered street drive of ``--clip-frames`` frames is
+played back and forth (frame 0 .. N-1, N-2 .. 1, 0 ..: the camera reverses, stamps keep
+rising) until ``--frames`` frames were sent, so no recording of 10,000 frames is needed.
+
+Every ``--every`` frames it records the node's resident set (VmRSS of its process, read from
+/proc), the odometry messages received so far and the latency of the frames in the block
+(publish to odometry arrival, same clock); at the end the node's /diagnostics. Latency here
+is a health check, not the target (bench_node.py measures that on a quiet machine).
+
+    python benchmarks/soak_node.py                      # rap, 10,000 frames (about 6 min)
+    python benchmarks/soak_node.py --frames 600 --every 100 --methods geometry   # a short check
+"""
+import argparse
+import pathlib
+import sys
+import tempfile
+import threading
+import time
+
+import numpy as np
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image
+
+from rap_ros.evaluation.live import (LIVE_IMAGE_TOPIC, LIVE_INFO_TOPIC, LiveOptions, Recorder,
+                                     camera_info_msg, image_msg, start_up_process,
+                                     stop_process)
+from rap_ros.evaluation.report import write_benchmark
+from rap_ros.evaluation.run import RunOptions
+from rap_ros.nodes.runner import spinner_stopped
+from rap_ros.ros_env import prepare_ros_environment
+from rap_ros.synth.dataset import held_out_seed, make_drive
+
+RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+MAP_KEYS = ("landmarks", "keyframes", "records", "kf_poses")  # the node's "map ..." diagnostics
+
+
+def ping_pong(n, total):
+    """Indices 0 .. n-1, n-2 .. 1, 0 .. of a clip of n frames, ``total`` of them."""
+    period = np.r_[np.arange(n), np.arange(n - 2, 0, -1)]
+    return np.resize(period, total)
+
+
+def resident_mb(pid):
+    """VmRSS of process ``pid`` in MB (NaN when it is gone)."""
+    try:
+        for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return float("nan")
+
+
+def soak(method, clip, total, every, fps, log_path):
+    """One live run of ``total`` frames; returns its row (blocks of ``every`` frames)."""
+    live = LiveOptions()
+    _, process = start_up_process(RunOptions(method=method), live, log_path)
+    prepare_ros_environment(force_localhost=True)
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node("rap_ros_soak", context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    blocks, published = [], {}
+    try:
+        qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        image_pub = node.create_publisher(Image, LIVE_IMAGE_TOPIC, qos)
+        info_pub = node.create_publisher(CameraInfo, LIVE_INFO_TOPIC, qos)
+        recorder = Recorder(node)
+        spinner.start()
+        deadline = time.monotonic() + live.ready_timeout_s
+        while image_pub.get_subscription_count() == 0 or info_pub.get_subscription_count() == 0:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the node did not come up: {stop_process(process)}")
+            time.sleep(0.1)
+        time.sleep(0.5)
+        start = time.monotonic()
+        for i, k in enumerate(ping_pong(len(clip.frames), total)):
+            delay = start + i / fps - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            stamp = 1.0 + i / fps
+            msg = image_msg(clip.frames[k], stamp)
+            info_pub.publish(camera_info_msg(clip.K, clip.frames[k], msg.header.stamp))
+            image_pub.publish(msg)
+            published[round(stamp, 6)] = time.monotonic()
+            if (i + 1) % every == 0:
+                blocks.append(block_row(i + 1, every, fps, process.pid, recorder, published))
+        time.sleep(live.settle_s)
+        blocks.append(block_row(total, every, fps, process.pid, recorder, published))
+        with recorder.lock:
+            diagnostics = next((v for name, v in recorder.diagnostics.items()
+                                if "trajectory" in name), {})
+            lost = len({round(s, 6) for s in recorder.lost})
+        received = len(recorder.answered())
+    finally:
+        executor.shutdown(timeout_sec=1.0)
+        if spinner_stopped(spinner):
+            node.destroy_node()
+        rclpy.try_shutdown(context=context)
+        stop_process(process)
+    return {"method": method, "frames": total, "received": received, "lost": lost,
+            "dropped": total - received, "blocks": blocks, "diagnostics": diagnostics}
+
+
+def block_row(sent, every, fps, pid, recorder, published):
+    """The state after ``sent`` frames: node RSS, odometry so far, latency of the last block's
+    frames that have a pose (ms)."""
+    first = 1.0 + (sent - every) / fps
+    answered = recorder.answered()
+    with recorder.lock:
+        arrivals = {round(s, 6): t for s, _, t in recorder.odometry}
+        diag = next((v for name, v in recorder.diagnostics.items() if "trajectory" in name), {})
+        lost = len(recorder.lost)
+    lat = [1e3 * (arrivals[s] - t) for s, t in published.items() if s >= first - 1e-9
+           and s in arrivals]
+    return {"sent": sent, "rss_mb": resident_mb(pid), "odometry": len(answered), "lost": lost,
+            "block_p95_ms": float(np.percentile(lat, 95)) if lat else float("nan"),
+            "block_median_ms": float(np.median(lat)) if lat else float("nan"),
+            **{key: diag.get(f"map {key}", "") for key in MAP_KEYS}}
+
+
+def markdown(report):
+    lines = [f"# The trajectory_estimator node over {report['frames']} live frames\n",
+             f"Command: `{report['command']}` (2-core CPU, shared). A {report['clip_frames']}-"
+             f"frame street drive at {report['size']} played back and forth at "
+             f"{report['fps']:g} Hz into `rap-ros up --no-predictor` over real topics; "
+             "RSS: the node process's VmRSS; latency: publish to odometry arrival of the "
+             "block's frames (a health check here: bench_node.py measures the target).\n"]
+    for row in report["rows"]:
+        d = row["diagnostics"]
+        rss = [b["rss_mb"] for b in row["blocks"]]
+        lines += [f"## {row['method']}\n",
+                  f"Frames sent {row['frames']}, odometry received for {row['received']} "
+                  f"(of them {row['lost']} null poses: tracking lost; dropped "
+                  f"{row['dropped']}); node RSS {rss[0]:.1f} MB after the first "
+                  f"block, {rss[-1]:.1f} MB at the end, at most {np.nanmax(rss):.1f} MB.\n",
+                  "| frames sent | node RSS MB | odometry received | lost | block p95 ms | "
+                  "block median ms | " + " | ".join(f"map {k}" for k in MAP_KEYS) + " |",
+                  "|---:|---:|---:|---:|---:|---:|" + "---:|" * len(MAP_KEYS)]
+        for b in row["blocks"]:
+            lines.append(f"| {b['sent']} | {b['rss_mb']:.1f} | {b['odometry']} | {b['lost']} | "
+                         f"{b['block_p95_ms']:.1f} | {b['block_median_ms']:.1f} | "
+                         + " | ".join(str(b.get(k, "")) for k in MAP_KEYS) + " |")
+        keys = ("frames lost", "dropped (tracker busy)", "resident memory (MB)",
+                "tracking latency (s)")
+        lines.append("\nThe node's /diagnostics at the end: " + "; ".join(
+            f"{k}: {d[k]}" for k in keys if k in d) + ".\n")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--frames", type=int, default=10000)
+    parser.add_argument("--every", type=int, default=1000, help="frames per report block")
+    parser.add_argument("--clip-frames", type=int, default=300)
+    parser.add_argument("--size", default="640x480", help="WxH")
+    parser.add_argument("--fps", type=float, default=30.0)
+    parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--methods", nargs="+", default=["rap"])
+    parser.add_argument("--out", default=str(RESULTS / "node_soak"))
+    args = parser.parse_args(argv)
+    w, h = map(int, args.size.split("x"))
+    clip = make_drive(held_out_seed(args.seed), args.clip_frames, h, w, args.fps,
+                      scene="street")
+    rows = []
+    with tempfile.TemporaryDirectory() as work:
+        for method in args.methods:
+            rows.append(soak(method, clip, args.frames, args.every, args.fps,
+                             pathlib.Path(work, f"{method}.log")))
+            print(f"{method}: {rows[-1]['received']} of {args.frames} posed", flush=True)
+    report = {"command": "python benchmarks/soak_node.py " + " ".join(argv or sys.argv[1:]),
+              "frames": args.frames, "clip_frames": args.clip_frames, "size": args.size,
+              "fps": args.fps, "rows": rows}
+    write_benchmark(args.out, report, markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
