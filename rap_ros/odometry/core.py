@@ -304,7 +304,9 @@ class VisualOdometry:
             raw, ok = self._tracker.track(self._prev_gray, gray, self._raw,
                                           self._predicted_pts(cfg.klt_predict))
             self._tracked_prev = self._pts[ok]
-            self._pts = self._at_stamp(raw[ok], self._raw[ok], stamp - self._prev_stamp)
+            dt = stamp - self._prev_stamp
+            self._pts = self._at_stamp(raw[ok], self._raw[ok], dt)
+            self._keyframe_at_stamp(index - 1, self._ids[ok], self._raw[ok], raw[ok], dt)
             self._raw, self._ids = raw[ok], self._ids[ok]
         else:
             self._tracked_prev = None
@@ -399,7 +401,26 @@ class VisualOdometry:
             return raw.copy()
         height = self._prev_gray.shape[0]
         offset = readout * (raw[:, 1:2] / height - 0.5)  # (N, 1) s after the stamp
+        offset = np.minimum(offset, 0.0)  # rows read after it: not yet (_keyframe_at_stamp)
         return (raw - (raw - raw_prev) / dt * offset).astype(np.float32)
+
+    def _keyframe_at_stamp(self, frame, ids, raw_then, raw_now, dt):
+        """With a rolling shutter, once the frame after keyframe ``frame`` is tracked: the
+        keyframe's rows read after its stamp are moved back along the velocity of the
+        interval they were read in (``raw_then`` -> ``raw_now``, (N, 2) of ``ids``), no
+        longer the interval before (``_at_stamp``'s guess). Its rows read before the stamp
+        keep that guess, which was the right interval for them."""
+        readout = self.cfg.rolling_shutter_readout
+        if not readout or not dt or dt <= 0 or not self._map.window:
+            return
+        kf = self._map.window[-1]
+        if kf.frame != frame:
+            return
+        _, ia, ib = np.intersect1d(kf.ids, ids, return_indices=True)
+        offset = readout * (raw_then[ib, 1:2] / self._prev_gray.shape[0] - 0.5)
+        later = offset[:, 0] > 0
+        moved = raw_then[ib] - (raw_now[ib] - raw_then[ib]) / dt * offset
+        kf.pts[ia[later]] = moved[later]
 
     # ------------------------------------------------------------------ initialisation
     def _start_init(self, index, c2w, gray):
