@@ -10,7 +10,9 @@ rising) until ``--frames`` frames were sent, so no recording of 10,000 frames is
 Every ``--every`` frames it records the node's resident set (VmRSS of its process, read from
 /proc), the odometry messages received so far and the latency of the frames in the block
 (publish to odometry arrival, same clock); at the end the node's /diagnostics. Latency here
-is a health check, not the target (bench_node.py measures that on a quiet machine).
+is a health check, not the target (bench_node.py measures that on a quiet machine). The
+player does not subscribe to the node's path: in Python a path of 10,000 poses takes about
+0.24 s to deserialise, which would hold up the odometry callbacks that time the arrival.
 
     python benchmarks/soak_node.py                      # rap, 10,000 frames (about 6 min)
     python benchmarks/soak_node.py --frames 600 --every 100 --methods geometry   # a short check
@@ -19,22 +21,13 @@ import argparse
 import pathlib
 import sys
 import tempfile
-import threading
 import time
 
 import numpy as np
-import rclpy
-from rclpy.executors import SingleThreadedExecutor
-from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, Image
 
-from rap_ros.evaluation.live import (LIVE_IMAGE_TOPIC, LIVE_INFO_TOPIC, LiveOptions, Recorder,
-                                     camera_info_msg, image_msg, start_up_process,
-                                     stop_process)
+from rap_ros.evaluation.live import LiveOptions, player, start_up_process, stop_process
 from rap_ros.evaluation.report import write_benchmark
 from rap_ros.evaluation.run import RunOptions
-from rap_ros.nodes.runner import spinner_stopped
-from rap_ros.ros_env import prepare_ros_environment
 from rap_ros.synth.dataset import held_out_seed, make_drive
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
@@ -62,50 +55,29 @@ def soak(method, clip, total, every, fps, log_path):
     """One live run of ``total`` frames; returns its row (blocks of ``every`` frames)."""
     live = LiveOptions()
     _, process = start_up_process(RunOptions(method=method), live, log_path)
-    prepare_ros_environment(force_localhost=True)
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node("rap_ros_soak", context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
     blocks, published = [], {}
     try:
-        qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-        image_pub = node.create_publisher(Image, LIVE_IMAGE_TOPIC, qos)
-        info_pub = node.create_publisher(CameraInfo, LIVE_INFO_TOPIC, qos)
-        recorder = Recorder(node)
-        spinner.start()
-        deadline = time.monotonic() + live.ready_timeout_s
-        while image_pub.get_subscription_count() == 0 or info_pub.get_subscription_count() == 0:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the node did not come up: {stop_process(process)}")
-            time.sleep(0.1)
-        time.sleep(0.5)
-        start = time.monotonic()
-        for i, k in enumerate(ping_pong(len(clip.frames), total)):
-            delay = start + i / fps - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            stamp = 1.0 + i / fps
-            msg = image_msg(clip.frames[k], stamp)
-            info_pub.publish(camera_info_msg(clip.K, clip.frames[k], msg.header.stamp))
-            image_pub.publish(msg)
-            published[round(stamp, 6)] = time.monotonic()
-            if (i + 1) % every == 0:
-                blocks.append(block_row(i + 1, every, fps, process.pid, recorder, published))
-        time.sleep(live.settle_s)
-        blocks.append(block_row(total, every, fps, process.pid, recorder, published))
-        with recorder.lock:
-            diagnostics = next((v for name, v in recorder.diagnostics.items()
-                                if "trajectory" in name), {})
-            lost = len({round(s, 6) for s in recorder.lost})
-        received = len(recorder.answered())
+        # the path unrecorded: a long one takes this process 0.24 s to deserialise
+        with player(process, True, live.ready_timeout_s, record_path=False) as (play, recorder):
+            start = time.monotonic()
+            for i, k in enumerate(ping_pong(len(clip.frames), total)):
+                delay = start + i / fps - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                stamp = 1.0 + i / fps
+                play(clip.frames[k], stamp, clip.K)
+                published[round(stamp, 6)] = time.monotonic()
+                if (i + 1) % every == 0:
+                    blocks.append(block_row(i + 1, every, fps, process.pid, recorder,
+                                            published))
+            time.sleep(live.settle_s)
+            blocks.append(block_row(total, every, fps, process.pid, recorder, published))
+            received = len(recorder.answered())
+            with recorder.lock:
+                diagnostics = next((v for name, v in recorder.diagnostics.items()
+                                    if "trajectory" in name), {})
+                lost = len({round(s, 6) for s in recorder.lost})
     finally:
-        executor.shutdown(timeout_sec=1.0)
-        if spinner_stopped(spinner):
-            node.destroy_node()
-        rclpy.try_shutdown(context=context)
         stop_process(process)
     return {"method": method, "frames": total, "received": received, "lost": lost,
             "dropped": total - received, "blocks": blocks, "diagnostics": diagnostics}

@@ -98,10 +98,6 @@ VARIANTS = {
                                                             "kf_parallax_frac": 0.009},
     "BA window 12 keyframes": {"window_keyframes": 12},
     "BA window 16 keyframes": {"window_keyframes": 16},
-    # tracks moved to the frame's stamp by their image velocity; the clips are pushed at
-    # 0.1 s a frame and rendered with a readout of half a frame interval: 0.05 s is the truth
-    "rolling shutter readout 0.05 s": {"rolling_shutter_readout": 0.05},
-    "rolling shutter readout 0.025 s": {"rolling_shutter_readout": 0.025},
 }
 # other methods as reference columns: name -> (method, OdometryConfig overrides)
 REFERENCES = {"rap (defaults)": ("rap", {}), "opencv-vo": ("opencv-vo", {}),

@@ -303,3 +303,50 @@ def test_the_scale_uncertainty_enters_the_odometry_covariance():
     without, with_scale = (np.diag(np.reshape(o.pose.covariance, (6, 6))) for o in odometry)
     np.testing.assert_allclose(with_scale[:3] - without[:3], (0.1 * 10.0) ** 2)
     np.testing.assert_allclose(with_scale[3:], without[3:])
+
+
+def test_a_long_path_is_published_proportionally_less_often(monkeypatch):
+    """rclpy converts a path at about 5 ms per 1,000 poses on the node's thread: up to
+    PATH_POSES_PER_PERIOD poses the corrected path goes out every PATH_PERIOD_S, beyond it
+    proportionally less often (10,000 poses: every 5 s), so its cost per second stays flat."""
+    pytest.importorskip("rclpy")
+    from rap_ros.nodes import trajectory_output as out_mod
+    from rap_ros.nodes.camera_mount import CameraMount
+
+    class Sink(list):
+        publish = list.append
+
+    class Diagnostics:
+        def tick(self, name):
+            pass
+
+    clock = [0.0]
+    monkeypatch.setattr(out_mod.time, "monotonic", lambda: clock[0])
+    mount = CameraMount(None, Diagnostics(), None, ScaleAnchor(1.0), np.eye(4),
+                        odom_frame="odom", base_frame="", camera_frame="camera",
+                        mount_source="parameters", mount_timeout=0.0)
+    paths = Sink()
+    output = out_mod.TrajectoryOutput(mount, Diagnostics(), odom_pub=Sink(), tf_pub=Sink(),
+                                      path_pub=paths, map_pub=None, publish_tf=False,
+                                      max_path_length=20000, map_points_max=10)
+
+    def run_until(frames, hz=30.0):
+        """Frames at ``hz`` up to ``frames`` in all, a BA (correct_path) after each;
+        returns the seconds between the path messages sent meanwhile."""
+        sent = []
+        while len(output._path) < frames:
+            clock[0] += 1.0 / hz
+            n = len(output._path)
+            output.frame(n, np.eye(4), np.eye(6) * 1e-4, None, clock[0], "camera", np.eye(4))
+            before = len(paths)
+            output.correct_path({n: np.eye(4)}, np.eye(4))
+            if len(paths) > before:
+                sent.append(clock[0])
+        return np.diff(sent)
+
+    short = run_until(out_mod.PATH_POSES_PER_PERIOD)
+    assert np.all(np.abs(short[1:] - out_mod.PATH_PERIOD_S) < 0.04), short
+    run_until(9000)
+    long = run_until(10000)
+    assert len(long) and np.all(long > 4.4), long  # ~5 s apart at 9,000-10,000 poses
+    assert len(paths[-1].poses) > 9000

@@ -20,6 +20,7 @@ constant camera-to-child rotation does not change RPE. Every process that starts
 keeps DDS discovery on this machine (``prepare_ros_environment(force_localhost=True)``): an
 offline replay is nobody else's business.
 """
+import contextlib
 import os
 import pathlib
 import signal
@@ -71,9 +72,11 @@ class LiveOptions:
 
 
 class Recorder:
-    """Subscriptions to the node's outputs; thread-safe lists of what arrived when."""
+    """Subscriptions to the node's outputs; thread-safe lists of what arrived when. Without
+    ``path`` the path is not subscribed: rclpy takes ~24 ms per 1,000 poses to deserialise
+    one in Python, on the thread that also times the odometry's arrival."""
 
-    def __init__(self, node):
+    def __init__(self, node, path=True):
         self.lock = threading.Lock()
         self.odometry = []     # (stamp s, T 4x4, arrival wall s)
         self.lost = []         # stamps (s) of the node's "tracking lost" messages
@@ -83,7 +86,8 @@ class Recorder:
         self.diagnostics = {}  # status name -> {key: value}
         self.last_output = None
         node.create_subscription(Odometry, "/odometry", self._on_odometry, 200)
-        node.create_subscription(Path, "/path", self._on_path, 10)
+        if path:
+            node.create_subscription(Path, "/path", self._on_path, 10)
         node.create_subscription(TFMessage, "/tf", self._on_tf, 200)
         node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
 
@@ -177,6 +181,54 @@ def stop_process(process):
         return ""
 
 
+@contextlib.contextmanager
+def player(process, with_camera_info, ready_timeout_s, record_path=True):
+    """A ROS node that plays frames into the started `rap-ros up` ``process`` and records what
+    it publishes. Yields (play, recorder) once the node subscribes to the played image topic
+    (and camera_info topic, ``with_camera_info``): ``play(frame, stamp, K)`` publishes one
+    frame (uint8 RGB, stamped ``stamp`` seconds; with its CameraInfo unless K is None);
+    ``recorder`` is the ``Recorder`` of the node's outputs (``record_path``: the path too).
+    The node is torn down on exit
+    (its spinning thread joined first, ``spinner_stopped``)."""
+    prepare_ros_environment(force_localhost=True)
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node("rap_ros_evaluate_live", context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    try:
+        qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        image_pub = node.create_publisher(Image, LIVE_IMAGE_TOPIC, qos)
+        info_pub = node.create_publisher(CameraInfo, LIVE_INFO_TOPIC, qos)
+        recorder = Recorder(node, path=record_path)
+        spinner.start()
+        deadline = time.monotonic() + ready_timeout_s
+        while image_pub.get_subscription_count() == 0 or (
+                with_camera_info and info_pub.get_subscription_count() == 0):
+            if process.poll() is not None:
+                raise RuntimeError(f"`rap-ros up` exited with {process.returncode}: "
+                                   f"{stop_process(process)}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"`rap-ros up` did not subscribe to {LIVE_IMAGE_TOPIC} "
+                                   f"within {ready_timeout_s} s")
+            time.sleep(0.1)
+        time.sleep(0.5)  # discovery settles both ways before the first frame
+
+        def play(frame, stamp, K=None):
+            msg = image_msg(frame, stamp)
+            if K is not None:
+                info_pub.publish(camera_info_msg(K, frame, msg.header.stamp))
+            image_pub.publish(msg)
+
+        yield play, recorder
+    finally:
+        executor.shutdown(timeout_sec=1.0)
+        if spinner_stopped(spinner):
+            node.destroy_node()
+        rclpy.try_shutdown(context=context)
+
+
 def evaluate_live_input(path, out_dir, input_options, options, live, name):
     """Play one input into `rap-ros up` and score the published odometry; returns metrics."""
     out_dir = pathlib.Path(out_dir)
@@ -197,30 +249,7 @@ def evaluate_live_input(path, out_dir, input_options, options, live, name):
             raise InputError(f"{path}: no frames")
         command, process = start_up_process(options, live, out_dir / "node.log")
         result["node_command"] = " ".join(command)
-        prepare_ros_environment(force_localhost=True)
-        context = rclpy.Context()
-        rclpy.init(context=context)
-        node = rclpy.create_node("rap_ros_evaluate_live", context=context)
-        executor = SingleThreadedExecutor(context=context)
-        executor.add_node(node)
-        spinner = threading.Thread(target=executor.spin, daemon=True)
-        try:
-            qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-            image_pub = node.create_publisher(Image, LIVE_IMAGE_TOPIC, qos)
-            info_pub = node.create_publisher(CameraInfo, LIVE_INFO_TOPIC, qos)
-            recorder = Recorder(node)
-            spinner.start()
-            deadline = time.monotonic() + live.ready_timeout_s
-            while image_pub.get_subscription_count() == 0 or (
-                    source.K is not None and info_pub.get_subscription_count() == 0):
-                if process.poll() is not None:
-                    raise RuntimeError(f"`rap-ros up` exited with {process.returncode}: "
-                                       f"{stop_process(process)}")
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"`rap-ros up` did not subscribe to {LIVE_IMAGE_TOPIC} "
-                                       f"within {live.ready_timeout_s} s")
-                time.sleep(0.1)
-            time.sleep(0.5)  # discovery settles both ways before the first frame
+        with player(process, source.K is not None, live.ready_timeout_s) as (play, recorder):
             published = {}
             stamp0, start = frames[0][0], time.monotonic()
             for stamp, frame in frames:
@@ -228,10 +257,7 @@ def evaluate_live_input(path, out_dir, input_options, options, live, name):
                 delay = due - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-                msg = image_msg(frame, stamp)
-                if source.K is not None:
-                    info_pub.publish(camera_info_msg(source.K, frame, msg.header.stamp))
-                image_pub.publish(msg)
+                play(frame, stamp, source.K)
                 published[round(stamp, 6)] = time.monotonic()
             play_s = time.monotonic() - start
             end = time.monotonic() + live.max_wait_s
@@ -242,11 +268,6 @@ def evaluate_live_input(path, out_dir, input_options, options, live, name):
                 if done or time.monotonic() - max(last, start + play_s) > live.settle_s:
                     break
                 time.sleep(0.1)
-        finally:
-            executor.shutdown(timeout_sec=1.0)
-            if spinner_stopped(spinner):
-                node.destroy_node()
-            rclpy.try_shutdown(context=context)
         node_log = stop_process(process)
         process = None
         answered = recorder.answered()

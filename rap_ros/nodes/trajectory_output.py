@@ -9,8 +9,9 @@ node's ``CameraMount`` (``rap_ros.nodes.camera_mount``: the frames, the mount, t
   covariance LOST_COVARIANCE (rtabmap's convention);
 * odom_frame -> child on /tf (``publish_tf``), unless the child already has another parent;
 * path (nav_msgs/Path): the latest ``max_path_length`` poses, published at the first pose,
-  after each batch of windows (model) and, with keyframes replaced by their bundle-adjusted
-  values, after bundle adjustments at most every PATH_PERIOD_S (rap, geometry);
+  after each batch of windows (model; beyond PATH_POSES_PER_PERIOD poses at most every
+  ``path_period``) and, with keyframes replaced by their bundle-adjusted values, after
+  bundle adjustments at most every ``path_period`` (rap, geometry);
 * map_points (sensor_msgs/PointCloud2): the local map, at most ``map_points_max`` landmarks.
 
 It remembers the published run (the path, the previous pose) until ``clear``. Not
@@ -28,7 +29,8 @@ from rap_ros.io import messages
 from rap_ros.nodes import conversions as cv
 from rap_ros.odometry import LOST_COVARIANCE
 
-PATH_PERIOD_S = 0.5  # rap, geometry: the corrected path is republished at most this often
+PATH_PERIOD_S = 0.5  # the path is republished at most this often, up to:
+PATH_POSES_PER_PERIOD = 1000  # poses; a longer path proportionally less often (path_period)
 
 
 class TrajectoryOutput:
@@ -92,6 +94,17 @@ class TrajectoryOutput:
         if len(self._path) == 1:
             self._publish_path(stamp)
 
+    def path_period(self):
+        """Seconds between path messages: PATH_PERIOD_S up to PATH_POSES_PER_PERIOD poses,
+        proportionally longer beyond. rclpy converts a path at about 5 ms per 1,000 poses on
+        the node's thread (47 ms at 10,000: a frame held up that long at every message) and a
+        Python subscriber at about 24 ms (benchmarks/results/node_soak.md), so a long path is
+        sent as rarely as its size makes it cost: at most ~1 % of a core either way."""
+        return PATH_PERIOD_S * max(1.0, len(self._path) / PATH_POSES_PER_PERIOD)
+
+    def _path_due(self):
+        return time.monotonic() - self._last_path_publish >= self.path_period()
+
     def windows(self, fixed, child, T_base_camera):
         """Newly chained window poses (model; ``FixedPoses`` tagged with their stamps): their
         odometry, one /tf message and the path."""
@@ -113,12 +126,13 @@ class TrajectoryOutput:
             self.diagnostics.tick("output")
         if self.publish_tf and self.mount.tf_allowed(child):
             self.tf_pub.publish(TFMessage(transforms=transforms))
-        self._publish_path(fixed.tags[-1])
+        if len(self._path) <= PATH_POSES_PER_PERIOD or self._path_due():
+            self._publish_path(fixed.tags[-1])  # every batch while the path is short
 
     def correct_path(self, keyframes, T_base_camera):
         """Replace the path's keyframe poses by their bundle-adjusted values (``keyframes``:
-        frame index -> camera pose) and republish it, at most every PATH_PERIOD_S (a path of
-        max_path_length poses is a large message). The window's keyframes are recent: the
+        frame index -> camera pose) and republish it when due (``path_period``). The
+        window's keyframes are recent: the
         search walks back from the newest entry only as far as the oldest of them, so the
         cost stays that of the window."""
         oldest = min(keyframes)
@@ -131,8 +145,7 @@ class TrajectoryOutput:
                     self.mount.child_pose(keyframes[key], T_base_camera), pose.header.stamp,
                     self.odom_frame)
                 self._path[i] = (key, corrected)
-        now = time.monotonic()
-        if self._path and now - self._last_path_publish >= PATH_PERIOD_S:
+        if self._path and self._path_due():
             self._publish_path(self._path[-1][1].header.stamp)
 
     def map_points(self, landmarks, stamp, T_base_camera):

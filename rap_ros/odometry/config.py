@@ -52,12 +52,6 @@ class OdometryConfig:
     #                                  side, noise and occlusion edges one here and there.
     #                                  3 with the 0.06 mask: 1.05x [0.93, 1.22] the defaults on
     #                                  the camera-effects clips (odometry_moving_mask_clustered_*)
-    rolling_shutter_readout: float = 0.0  # seconds from the first image row to the last
-    #                                  (a rolling shutter; 0: global shutter). Tracks are
-    #                                  moved to the frame's stamp by their image velocity
-    #                                  (``VisualOdometry._at_stamp``), as VINS-Mono's
-    #                                  ``rolling_shutter_tr``. The sensor's datasheet gives it
-    #                                  (often 10-30 ms); camera_info does not carry it
     # -- pose from the map ----------------------------------------------------------------
     epipolar_px: float = 2.0         # after PnP, tracks without a landmark farther than this
     #                                  from the epipolar line of where the last keyframe saw

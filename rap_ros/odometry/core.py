@@ -143,10 +143,8 @@ class VisualOdometry:
         self._start_pose = np.eye(4) if pose is None else np.asarray(pose, float)
         self._index = -1
         self._prev_gray = None
-        self._pts = np.zeros((0, 2), np.float32)  # live tracks, at the frame's stamp
-        self._raw = self._pts                     # the same where the image shows them
+        self._pts = np.zeros((0, 2), np.float32)
         self._ids = np.zeros(0, np.int64)
-        self._prev_stamp = None
         self._next_id = 0
         self._last_pose = self._start_pose.copy()
         self._velocity = np.eye(4)
@@ -301,16 +299,12 @@ class VisualOdometry:
         timing = {}
         t = time.perf_counter()
         if self._prev_gray is not None and len(self._pts):
-            raw, ok = self._tracker.track(self._prev_gray, gray, self._raw,
+            pts, ok = self._tracker.track(self._prev_gray, gray, self._pts,
                                           self._predicted_pts(cfg.klt_predict))
             self._tracked_prev = self._pts[ok]
-            dt = stamp - self._prev_stamp
-            self._pts = self._at_stamp(raw[ok], self._raw[ok], dt)
-            self._keyframe_at_stamp(index - 1, self._ids[ok], self._raw[ok], raw[ok], dt)
-            self._raw, self._ids = raw[ok], self._ids[ok]
+            self._pts, self._ids = pts[ok], self._ids[ok]
         else:
             self._tracked_prev = None
-        self._prev_stamp = stamp
         timing["track"] = time.perf_counter() - t
         prev_pose = self._last_pose
         if self._mode == "init":
@@ -342,7 +336,7 @@ class VisualOdometry:
             return None
         guess = self._last_pose @ self._velocity
         R_21 = guess[:3, :3].T @ self._last_pose[:3, :3]  # last camera -> predicted camera
-        out = rotate_pixels(self.K, R_21, self._raw).astype(np.float32)
+        out = rotate_pixels(self.K, R_21, self._pts).astype(np.float32)
         m, Xm = lookup(self._map.table(), self._ids) if how == "map" else (None, None)
         if m is not None and m.any():
             uv, z = project(self.K, guess, Xm)
@@ -351,9 +345,9 @@ class VisualOdometry:
             out[idx] = uv[front]
         # a guess off the charts (a motion model gone wild after a loss): start where it was
         h, w = self._prev_gray.shape[:2]
-        far = (np.abs(out - self._raw) > 0.25 * (h + w)).any(axis=1)
+        far = (np.abs(out - self._pts) > 0.25 * (h + w)).any(axis=1)
         bad = ~np.isfinite(out).all(axis=1) | far
-        out[bad] = self._raw[bad]
+        out[bad] = self._pts[bad]
         return out
 
     def _bounded_step(self, step):
@@ -375,52 +369,14 @@ class VisualOdometry:
         return step
 
     def _top_up(self, gray):
-        new = self._tracker.detect(gray, self._raw, self.cfg.max_features - len(self._pts),
+        new = self._tracker.detect(gray, self._pts, self.cfg.max_features - len(self._pts),
                                    raw=self._raw_gray, spread=self._mode == "track",
                                    avoid=self._moving_pts)
         self._moving_pts = np.zeros((0, 2), np.float32)
         if len(new):
             self._pts = np.vstack([self._pts, new]).astype(np.float32)
-            self._raw = np.vstack([self._raw, new]).astype(np.float32)
             self._ids = np.concatenate([self._ids, self._next_id + np.arange(len(new))])
             self._next_id += len(new)
-
-    def _keep_tracks(self, keep):
-        """Keep only the live tracks of mask ``keep`` (N,) bool."""
-        self._pts, self._raw, self._ids = self._pts[keep], self._raw[keep], self._ids[keep]
-
-    def _at_stamp(self, raw, raw_prev, dt):
-        """Tracks (N, 2) where a global shutter would have seen them at the frame's stamp:
-        with a rolling shutter (``rolling_shutter_readout`` seconds from the first row to the
-        last, the middle row at the stamp) a row was read that much before or after it, and
-        each track is moved back along its image velocity over the last ``dt`` seconds
-        (from ``raw_prev``). A constant-velocity guess for the rows read after the stamp,
-        as VINS-Mono's feature velocity is; the same tracks without a readout."""
-        readout = self.cfg.rolling_shutter_readout
-        if not readout or not dt or dt <= 0:
-            return raw.copy()
-        height = self._prev_gray.shape[0]
-        offset = readout * (raw[:, 1:2] / height - 0.5)  # (N, 1) s after the stamp
-        offset = np.minimum(offset, 0.0)  # rows read after it: not yet (_keyframe_at_stamp)
-        return (raw - (raw - raw_prev) / dt * offset).astype(np.float32)
-
-    def _keyframe_at_stamp(self, frame, ids, raw_then, raw_now, dt):
-        """With a rolling shutter, once the frame after keyframe ``frame`` is tracked: the
-        keyframe's rows read after its stamp are moved back along the velocity of the
-        interval they were read in (``raw_then`` -> ``raw_now``, (N, 2) of ``ids``), no
-        longer the interval before (``_at_stamp``'s guess). Its rows read before the stamp
-        keep that guess, which was the right interval for them."""
-        readout = self.cfg.rolling_shutter_readout
-        if not readout or not dt or dt <= 0 or not self._map.window:
-            return
-        kf = self._map.window[-1]
-        if kf.frame != frame:
-            return
-        _, ia, ib = np.intersect1d(kf.ids, ids, return_indices=True)
-        offset = readout * (raw_then[ib, 1:2] / self._prev_gray.shape[0] - 0.5)
-        later = offset[:, 0] > 0
-        moved = raw_then[ib] - (raw_now[ib] - raw_then[ib]) / dt * offset
-        kf.pts[ia[later]] = moved[later]
 
     # ------------------------------------------------------------------ initialisation
     def _start_init(self, index, c2w, gray):
@@ -482,8 +438,7 @@ class VisualOdometry:
                 bad = np.flatnonzero(has)[~inl]
                 keep = np.ones(len(self._ids), bool)
                 keep[bad] = False
-                self._keep_tracks(keep)
-                has = has[keep]
+                self._pts, self._ids, has = self._pts[keep], self._ids[keep], has[keep]
                 cov = pose_covariance_from_points(K, c2w, Xm[inl], max(rms, 0.5))
                 if cfg.epipolar_px and (self.K_given is not None or self._focal.refinements):
                     self._drop_moving_tracks(c2w, has)
@@ -564,8 +519,8 @@ class VisualOdometry:
         if len(moving):
             keep = np.ones(len(self._ids), bool)
             keep[moving] = False
-            self._moving_pts = self._raw[moving]
-            self._keep_tracks(keep)
+            self._moving_pts = self._pts[moving]
+            self._pts, self._ids = self._pts[keep], self._ids[keep]
             self.stats["moving_tracks"] += len(moving)
 
     def _fallback_pose(self, index, guess):
