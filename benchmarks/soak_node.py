@@ -51,9 +51,9 @@ def resident_mb(pid):
     return float("nan")
 
 
-def soak(method, clip, total, every, fps, log_path):
+def soak(method, clip, total, every, fps, log_path, node_params=None):
     """One live run of ``total`` frames; returns its row (blocks of ``every`` frames)."""
-    live = LiveOptions()
+    live = LiveOptions(node_params=dict(node_params or {}))
     _, process = start_up_process(RunOptions(method=method), live, log_path)
     blocks, published = [], {}
     try:
@@ -139,7 +139,11 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--methods", nargs="+", default=["rap"])
     parser.add_argument("--out", default=str(RESULTS / "node_soak"))
+    parser.add_argument("--node-param", action="append", default=[], metavar="NAME:=VALUE",
+                        help="a trajectory_estimator parameter for every run (repeatable), "
+                             "e.g. qos_reliability:=best_effort (the player's is reliable)")
     args = parser.parse_args(argv)
+    node_params = dict(p.split(":=", 1) for p in args.node_param)
     w, h = map(int, args.size.split("x"))
     clip = make_drive(held_out_seed(args.seed), args.clip_frames, h, w, args.fps,
                       scene="street")
@@ -147,7 +151,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as work:
         for method in args.methods:
             rows.append(soak(method, clip, args.frames, args.every, args.fps,
-                             pathlib.Path(work, f"{method}.log")))
+                             pathlib.Path(work, f"{method}.log"), node_params))
             print(f"{method}: {rows[-1]['received']} of {args.frames} posed", flush=True)
     report = {"command": "python benchmarks/soak_node.py " + " ".join(argv or sys.argv[1:]),
               "frames": args.frames, "clip_frames": args.clip_frames, "size": args.size,
