@@ -16,6 +16,7 @@ player does not subscribe to the node's path: in Python a path of 10,000 poses t
 
     python benchmarks/soak_node.py                      # rap, 10,000 frames (about 6 min)
     python benchmarks/soak_node.py --frames 600 --every 100 --methods geometry   # a short check
+    python benchmarks/soak_node.py --methods geometry --node-param qos_reliability:=best_effort
 """
 import argparse
 import pathlib

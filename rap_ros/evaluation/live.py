@@ -192,7 +192,7 @@ def player(process, with_camera_info, ready_timeout_s, record_path=True):
     (its spinning thread joined first, ``spinner_stopped``)."""
     prepare_ros_environment(force_localhost=True)
     context = rclpy.Context()
-    rclpy.init(context=context)
+    rclpy.init(args=[], context=context)  # the caller's argv is not ROS arguments
     node = rclpy.create_node("rap_ros_evaluate_live", context=context)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
