@@ -273,28 +273,38 @@ def test_node_camera_input_is_the_shared_admission():
         assert not diagnostics.warnings
 
 
-def test_the_scale_uncertainty_enters_the_odometry_covariance():
-    """What robot_localization reads: with wheel odometry, the scale's relative sigma times
-    the distance from the odom origin is added to the position variance of `odometry` (the
-    node's TrajectoryOutput, its publishers replaced by lists)."""
+class _Sink(list):
+    """A publisher that keeps what it is given."""
+    publish = list.append
+
+
+class _NoDiagnostics:
+    def tick(self, name):
+        pass
+
+
+def _trajectory_output(scale, max_path_length):
+    """The node's TrajectoryOutput with its publishers replaced by lists: (output, odometry
+    sink, path sink)."""
     pytest.importorskip("rclpy")
     from rap_ros.nodes.camera_mount import CameraMount
     from rap_ros.nodes.trajectory_output import TrajectoryOutput
 
-    class Sink(list):
-        publish = list.append
-
-    class Diagnostics:
-        def tick(self, name):
-            pass
-
-    mount = CameraMount(None, Diagnostics(), None, ScaleAnchor(2.0), np.eye(4),
+    mount = CameraMount(None, _NoDiagnostics(), None, ScaleAnchor(scale), np.eye(4),
                         odom_frame="odom", base_frame="", camera_frame="camera",
                         mount_source="parameters", mount_timeout=0.0)
-    odometry = Sink()
-    output = TrajectoryOutput(mount, Diagnostics(), odom_pub=odometry, tf_pub=Sink(),
-                              path_pub=Sink(), map_pub=None, publish_tf=False,
-                              max_path_length=10, map_points_max=10)
+    odometry, paths = _Sink(), _Sink()
+    output = TrajectoryOutput(mount, _NoDiagnostics(), odom_pub=odometry, tf_pub=_Sink(),
+                              path_pub=paths, map_pub=None, publish_tf=False,
+                              max_path_length=max_path_length, map_points_max=10)
+    return output, odometry, paths
+
+
+def test_the_scale_uncertainty_enters_the_odometry_covariance():
+    """What robot_localization reads: with wheel odometry, the scale's relative sigma times
+    the distance from the odom origin is added to the position variance of `odometry` (the
+    node's TrajectoryOutput, its publishers replaced by lists)."""
+    output, odometry, _ = _trajectory_output(2.0, 10)
     c2w = np.eye(4)
     c2w[:3, 3] = [0.0, 0.0, 5.0]  # 5 units = 10 m from the origin at scale 2
     for sigma in (0.0, 0.1):
@@ -309,26 +319,11 @@ def test_a_long_path_is_published_proportionally_less_often(monkeypatch):
     """rclpy converts a path at about 5 ms per 1,000 poses on the node's thread: up to
     PATH_POSES_PER_PERIOD poses the corrected path goes out every PATH_PERIOD_S, beyond it
     proportionally less often (10,000 poses: every 5 s), so its cost per second stays flat."""
-    pytest.importorskip("rclpy")
+    output, _, paths = _trajectory_output(1.0, 20000)
     from rap_ros.nodes import trajectory_output as out_mod
-    from rap_ros.nodes.camera_mount import CameraMount
-
-    class Sink(list):
-        publish = list.append
-
-    class Diagnostics:
-        def tick(self, name):
-            pass
 
     clock = [0.0]
     monkeypatch.setattr(out_mod.time, "monotonic", lambda: clock[0])
-    mount = CameraMount(None, Diagnostics(), None, ScaleAnchor(1.0), np.eye(4),
-                        odom_frame="odom", base_frame="", camera_frame="camera",
-                        mount_source="parameters", mount_timeout=0.0)
-    paths = Sink()
-    output = out_mod.TrajectoryOutput(mount, Diagnostics(), odom_pub=Sink(), tf_pub=Sink(),
-                                      path_pub=paths, map_pub=None, publish_tf=False,
-                                      max_path_length=20000, map_points_max=10)
 
     def run_until(frames, hz=30.0):
         """Frames at ``hz`` up to ``frames`` in all, a BA (correct_path) after each;
