@@ -19,6 +19,7 @@ player does not subscribe to the node's path: in Python a path of 10,000 poses t
     python benchmarks/soak_node.py --methods geometry --node-param qos_reliability:=best_effort
 """
 import argparse
+import os
 import pathlib
 import sys
 import tempfile
@@ -107,7 +108,9 @@ def markdown(report):
              f"frame street drive at {report['size']} played back and forth at "
              f"{report['fps']:g} Hz into `rap-ros up --no-predictor` over real topics; "
              "RSS: the node process's VmRSS; latency: publish to odometry arrival of the "
-             "block's frames (a health check here: bench_node.py measures the target).\n"]
+             "block's frames (a health check here: bench_node.py measures the target). "
+             f"Fast DDS profile (FASTRTPS_DEFAULT_PROFILES_FILE): "
+             f"{report.get('dds_profile', 'default')}.\n"]
     for row in report["rows"]:
         d = row["diagnostics"]
         rss = [b["rss_mb"] for b in row["blocks"]]
@@ -156,7 +159,8 @@ def main(argv=None):
             print(f"{method}: {rows[-1]['received']} of {args.frames} posed", flush=True)
     report = {"command": "python benchmarks/soak_node.py " + " ".join(argv or sys.argv[1:]),
               "frames": args.frames, "clip_frames": args.clip_frames, "size": args.size,
-              "fps": args.fps, "rows": rows}
+              "fps": args.fps, "rows": rows,
+              "dds_profile": os.environ.get("FASTRTPS_DEFAULT_PROFILES_FILE") or "default"}
     write_benchmark(args.out, report, markdown(report))
     return 0
 
