@@ -73,7 +73,7 @@ class LiveOptions:
 
 class Recorder:
     """Subscriptions to the node's outputs; thread-safe lists of what arrived when. Without
-    ``path`` the path is not subscribed: rclpy takes ~24 ms per 1,000 poses to deserialise
+    ``path`` the path is not subscribed: rclpy takes ~21-25 ms per 1,000 poses to deserialise
     one in Python, on the thread that also times the odometry's arrival."""
 
     def __init__(self, node, path=True):

@@ -97,9 +97,10 @@ class TrajectoryOutput:
     def path_period(self):
         """Seconds between path messages: PATH_PERIOD_S up to PATH_POSES_PER_PERIOD poses,
         proportionally longer beyond. rclpy converts a path at about 5 ms per 1,000 poses on
-        the node's thread (47 ms at 10,000: a frame held up that long at every message) and a
-        Python subscriber at about 24 ms (benchmarks/results/node_soak.md), so a long path is
-        sent as rarely as its size makes it cost: at most ~1 % of a core either way."""
+        the node's thread (50 ms at 10,000: a frame held up that long at every message) and a
+        Python subscriber deserialises it at about 21-25 ms per 1,000
+        (benchmarks/results/path_message.md), so a long path is sent as rarely as its size
+        makes it cost: about 1 % of a core for the node, 5 % for a Python subscriber."""
         return PATH_PERIOD_S * max(1.0, len(self._path) / PATH_POSES_PER_PERIOD)
 
     def _path_due(self):
