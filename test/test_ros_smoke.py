@@ -129,3 +129,27 @@ def test_a_spinning_thread_is_stopped_before_its_node_is_destroyed():
     assert not spinner_stopped(busy, timeout_s=0.1)
     release.set()
     assert spinner_stopped(busy, timeout_s=5.0)
+
+
+def test_a_raw_image_too_large_for_fast_dds_defaults_is_named():
+    """A raw image over Fast DDS's default 512 KB shared-memory segment (640x480 rgb8: 921,600
+    bytes) gets a warning naming the shipped profile, unless a profile is loaded or another
+    rmw is in use; the profile file is valid XML and gives a larger segment."""
+    import xml.etree.ElementTree as ElementTree
+    from pathlib import Path
+
+    from rap_ros.ros_env import FASTDDS_SHM_SEGMENT_BYTES, large_message_warning
+
+    image = 640 * 480 * 3
+    warning = large_message_warning(image, environ={})
+    assert warning and "fastdds_large_images.xml" in warning and str(image) in warning
+    assert large_message_warning(320 * 240 * 3, environ={}) is None
+    assert large_message_warning(image, environ={"FASTRTPS_DEFAULT_PROFILES_FILE": "p.xml"}) \
+        is None
+    assert large_message_warning(image, environ={"RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp"}) \
+        is None
+    assert large_message_warning(image, environ={"RMW_IMPLEMENTATION": "rmw_fastrtps_cpp"})
+    profile = Path(__file__).resolve().parents[1] / "config" / "fastdds_large_images.xml"
+    sizes = [int(e.text) for e in ElementTree.parse(profile).iter()
+             if e.tag.endswith("segment_size")]
+    assert sizes and min(sizes) >= 8 * image > FASTDDS_SHM_SEGMENT_BYTES

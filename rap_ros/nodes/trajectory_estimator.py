@@ -95,6 +95,7 @@ from rap_ros.nodes.tf_listener import TfTopics
 from rap_ros.nodes.trajectory_output import TrajectoryOutput
 from rap_ros.nodes.worker import WorkerThread
 from rap_ros.odometry.metric_scale import ScaleAnchor, WheelScale
+from rap_ros.ros_env import large_message_warning
 from rap_ros_msgs.srv import ResetToPose
 
 __all__ = ["METHODS", "TrajectoryEstimator", "main"]
@@ -120,6 +121,7 @@ class TrajectoryEstimator(Node):
         self.diagnostics.set_value("method", self.method)
 
         self._lock = threading.Lock()          # input state, queue, published trajectory
+        self._image_size_checked = False
         self._bad_input = BadInputReporter(self.diagnostics, self.get_logger())
         self._last_camera_pose = None          # latest odometry camera pose (run-time scale)
         self._lost_since = None                # seconds of the first frame lost, while lost
@@ -268,6 +270,12 @@ class TrajectoryEstimator(Node):
                 self.diagnostics.count("wheel odometry out of order")
 
     def _on_image(self, msg):
+        if not self._image_size_checked:  # the first raw image: will the transport carry it?
+            self._image_size_checked = True
+            warning = large_message_warning(len(msg.data))
+            if warning:
+                self.get_logger().warn(warning)
+                self.diagnostics.set_value("transport", warning)
         self._on_frame(msg, messages.image_to_rgb8)
 
     def _on_compressed(self, msg):
