@@ -74,15 +74,13 @@ def soak(method, clip, total, every, fps, log_path, node_params=None):
                                             published))
             time.sleep(live.settle_s)
             blocks.append(block_row(total, every, fps, process.pid, recorder, published))
-            received = len(recorder.answered())
-            with recorder.lock:
-                diagnostics = next((v for name, v in recorder.diagnostics.items()
-                                    if "trajectory" in name), {})
-                lost = len({round(s, 6) for s in recorder.lost})
+            diagnostics = recorder.status_values("trajectory")
     finally:
         stop_process(process)
-    return {"method": method, "frames": total, "received": received, "lost": lost,
-            "dropped": total - received, "blocks": blocks, "diagnostics": diagnostics}
+    last = blocks[-1]
+    return {"method": method, "frames": total, "received": last["odometry"],
+            "lost": last["lost"], "dropped": total - last["odometry"], "blocks": blocks,
+            "diagnostics": diagnostics}
 
 
 def block_row(sent, every, fps, pid, recorder, published):
@@ -90,10 +88,10 @@ def block_row(sent, every, fps, pid, recorder, published):
     frames that have a pose (ms)."""
     first = 1.0 + (sent - every) / fps
     answered = recorder.answered()
+    diag = recorder.status_values("trajectory")
     with recorder.lock:
         arrivals = {round(s, 6): t for s, _, t in recorder.odometry}
-        diag = next((v for name, v in recorder.diagnostics.items() if "trajectory" in name), {})
-        lost = len(recorder.lost)
+        lost = len({round(s, 6) for s in recorder.lost})
     lat = [1e3 * (arrivals[s] - t) for s, t in published.items() if s >= first - 1e-9
            and s in arrivals]
     return {"sent": sent, "rss_mb": resident_mb(pid), "odometry": len(answered), "lost": lost,

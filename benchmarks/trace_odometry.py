@@ -7,7 +7,7 @@ and the frames per health. The seeds are development ones (held_out_seed(60..)),
 benchmark sets' (100.., 200..).
 
     python benchmarks/trace_odometry.py --scene street --seed 62      # slow turn: lost, 7 %
-    python benchmarks/trace_odometry.py --method rap --option loss_scale model
+    python benchmarks/trace_odometry.py --method rap                   # the same with the model
 """
 import argparse
 import ast

@@ -111,6 +111,13 @@ class Recorder:
             return {round(s, 6) for s, _, _ in self.odometry} | \
                 {round(s, 6) for s in self.lost}
 
+    def status_values(self, name_part):
+        """A copy of the latest /diagnostics values of the status whose name holds
+        ``name_part`` (e.g. "trajectory"); {} before one arrived."""
+        with self.lock:
+            return dict(next((values for name, values in self.diagnostics.items()
+                              if name_part in name), {}))
+
     def _on_path(self, msg):
         with self.lock:
             self.paths += 1
